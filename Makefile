@@ -1,0 +1,69 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# vfu: the two commands a newcomer needs, `make demo` and `make check`,
+# plus `make bench`, `make fuzz` and `make clean`. CMake does the building.
+
+DEB_PACKAGES := cmake gcc make pkg-config liblua5.4-dev lua5.4 libjson-c-dev libcmocka-dev
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+REL_BUILD ?= build-release
+
+.PHONY: all deps build demo check check-plain check-asan check-tsan bench fuzz clean install
+
+all: build
+
+# Install what is missing from Debian (only as root; otherwise say what to do).
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    (apt-get install -y --no-install-recommends $$missing || \
+	     (apt-get update && apt-get install -y --no-install-recommends $$missing)) >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing"; \
+	    echo "run: sudo apt-get install$$missing   (or run make as root)"; exit 1; \
+	  fi; \
+	fi
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+demo: build
+	@./examples/demo.sh $(BUILD)
+
+check: deps check-plain check-asan check-tsan
+	@echo "make check: all suites passed"
+
+check-plain: build
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+check-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVFU_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS) -LE nosan
+
+# The tests that use threads, under ThreadSanitizer.
+check-tsan: deps
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVFU_TSAN=ON >/dev/null
+	cmake --build $(TSAN_BUILD) -j$(JOBS)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --test-dir $(TSAN_BUILD) --output-on-failure -j$(JOBS) -L threads
+
+bench: deps
+	cmake -S . -B $(REL_BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(REL_BUILD) -j$(JOBS)
+	@./tests/bench/run.sh $(REL_BUILD) $(BENCH_ARGS)
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(REL_BUILD) build-fuzz

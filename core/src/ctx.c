@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Copyright (c) 2026 the vfu authors. */
+
+/* Context life cycle: create, realize, attach, run, destroy; logging. */
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "private.h"
+#include "tran_sock.h"
+
+/* What a request may carry at most: the data plus its fixed part. */
+#define VFU_MAX_MSG_SIZE (VFU_DEFAULT_MAX_DATA_XFER + 4096)
+
+vfu_ctx_t *
+vfu_create_ctx(vfu_trans_t trans, const char *path, int flags, void *pvt,
+               vfu_dev_type_t dev_type)
+{
+    vfu_ctx_t *ctx;
+    int saved;
+
+    if (trans != VFU_TRANS_SOCK || path == NULL || dev_type != VFU_DEV_TYPE_PCI ||
+        (flags & ~LIBVFIO_USER_FLAG_ATTACH_NB) != 0) {
+        errno = trans >= VFU_TRANS_MAX || trans != VFU_TRANS_SOCK ? ENOTSUP
+                                                                  : EINVAL;
+        return NULL;
+    }
+    ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL) {
+        return NULL;
+    }
+    ctx->trans = trans;
+    ctx->flags = flags;
+    ctx->pvt = pvt;
+    ctx->dev_type = dev_type;
+    ctx->log_level = LOG_ERR;
+    ctx->listen_fd = -1;
+    ctx->nr_regions = VFU_PCI_DEV_NUM_REGIONS;
+    ctx->max_dma_maps = VFU_DEFAULT_MAX_DMA_MAPS;
+    vfu_caps_defaults(&ctx->caps);
+    pthread_mutex_init(&ctx->irq_lock, NULL);
+    ctx->regions = calloc(ctx->nr_regions, sizeof(*ctx->regions));
+    ctx->sock_path = strdup(path);
+    if (ctx->regions == NULL || ctx->sock_path == NULL) {
+        goto fail;
+    }
+    for (uint32_t i = 0; i < ctx->nr_regions; i++) {
+        ctx->regions[i].fd = -1;
+    }
+    /* Like libvfio-user: one ERR and one REQ IRQ unless the device says. */
+    if (vfu_setup_device_nr_irqs(ctx, VFU_DEV_ERR_IRQ, 1) < 0 ||
+        vfu_setup_device_nr_irqs(ctx, VFU_DEV_REQ_IRQ, 1) < 0) {
+        goto fail;
+    }
+    if (vfu_sock_listen(ctx) < 0) {
+        goto fail;
+    }
+    return ctx;
+fail:
+    saved = errno;
+    vfu_destroy_ctx(ctx);
+    errno = saved;
+    return NULL;
+}
+
+int
+vfu_realize_ctx(vfu_ctx_t *ctx)
+{
+    if (ctx == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (ctx->realized) {
+        return 0;
+    }
+    if (vfu_pci_realize(ctx) < 0) {
+        return -1;
+    }
+    ctx->realized = true;
+    return 0;
+}
+
+int
+vfu_attach_ctx(vfu_ctx_t *ctx)
+{
+    int fd;
+
+    if (ctx == NULL || !ctx->realized) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (ctx->conn != NULL) {
+        errno = EBUSY;
+        return -1;
+    }
+    fd = vfu_sock_accept(ctx);
+    if (fd < 0) {
+        return -1;
+    }
+    ctx->conn = calloc(1, sizeof(*ctx->conn));
+    if (ctx->conn == NULL || vfu_conn_init(ctx->conn, fd, VFU_MAX_MSG_SIZE,
+                                           VFU_DEFAULT_MAX_FDS) < 0) {
+        int saved = errno;
+        free(ctx->conn);
+        ctx->conn = NULL;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    ctx->conn->serve_mode = true;
+    ctx->negotiated = false;
+    vfu_caps_defaults(&ctx->caps);
+    vfu_log(ctx, LOG_INFO, "client connected");
+    return 0;
+}
+
+int
+vfu_get_poll_fd(vfu_ctx_t *ctx)
+{
+    return ctx->conn != NULL ? ctx->conn->fd : ctx->listen_fd;
+}
+
+/*
+ * The client is gone: tell the device, drop everything the client gave us
+ * (DMA maps, eventfds, migration progress) and keep the device state.
+ */
+void
+vfu_conn_lost(vfu_ctx_t *ctx)
+{
+    if (ctx->conn == NULL) {
+        return;
+    }
+    vfu_log(ctx, LOG_INFO, "client disconnected");
+    vfu_conn_fail_calls(ctx->conn, ENOTCONN);
+    if (ctx->reset_cb != NULL) {
+        ctx->reset_cb(ctx, VFU_RESET_LOST_CONN);
+    }
+    vfu_dma_release(ctx);
+    vfu_irqs_release(ctx);
+    vfu_migration_reset(ctx);
+    if (ctx->pending_msg != NULL) {
+        ctx->pending_msg = NULL;
+    }
+    ctx->quiesce_pending = false;
+    ctx->quiesced = false;
+    vfu_conn_fini(ctx->conn);
+    free(ctx->conn);
+    ctx->conn = NULL;
+    ctx->negotiated = false;
+}
+
+/*
+ * Handle every complete message already buffered. Returns 0, or -1 with
+ * errno: EBUSY (a request waits for the device to quiesce) or the reason
+ * the client must go (*lost).
+ */
+static int
+drain(vfu_ctx_t *ctx, int *count, bool *lost)
+{
+    struct vfu_conn *c = ctx->conn;
+    struct vfu_msg *msg = &ctx->msg;
+    int rc;
+
+    while ((rc = vfu_conn_take(c, msg)) == 1) {
+        if (vfu_dispatch(ctx, msg) < 0) {
+            *lost = true;
+            return -1;
+        }
+        (*count)++;
+        if (ctx->quiesce_pending) {
+            /* msg stays pinned until vfu_device_quiesced() */
+            errno = EBUSY;
+            return -1;
+        }
+        vfu_conn_unpin(c);
+    }
+    if (rc < 0) {
+        *lost = true;
+    }
+    return rc;
+}
+
+int
+vfu_run_ctx(vfu_ctx_t *ctx)
+{
+    struct vfu_conn *c;
+    bool block, lost = false;
+    int count = 0, rc, err = 0;
+
+    if (ctx == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (ctx->conn == NULL) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    if (ctx->quiesce_pending) {
+        errno = EBUSY;
+        return -1;
+    }
+    block = !(ctx->flags & LIBVFIO_USER_FLAG_ATTACH_NB);
+    c = ctx->conn;
+    pthread_mutex_lock(&c->rx_lock);
+    c->loop_thread = pthread_self();
+    c->loop_reading = true;
+    for (;;) {
+        rc = drain(ctx, &count, &lost);
+        if (rc < 0) {
+            err = errno;
+            break;
+        }
+        if (vfu_conn_fill(c, block) < 0) {
+            err = errno;
+            if (err == EAGAIN || err == EWOULDBLOCK) {
+                rc = 0;
+            } else {
+                rc = -1;
+                lost = true;
+            }
+            break;
+        }
+    }
+    c->loop_reading = false;
+    pthread_mutex_unlock(&c->rx_lock);
+    if (lost) {
+        if (err != ENOTCONN) {
+            vfu_log_errno(ctx, LOG_ERR, err, "dropping client");
+        }
+        vfu_conn_lost(ctx);
+        err = ENOTCONN;
+    }
+    if (rc < 0) {
+        errno = err;
+        return -1;
+    }
+    return count;
+}
+
+void
+vfu_destroy_ctx(vfu_ctx_t *ctx)
+{
+    if (ctx == NULL) {
+        return;
+    }
+    if (ctx->conn != NULL) {
+        vfu_conn_lost(ctx);
+    }
+    vfu_sock_close(ctx);
+    vfu_migration_free(ctx);
+    vfu_dma_free(ctx);
+    vfu_pci_free(ctx);
+    vfu_irqs_free(ctx);
+    vfu_regions_free(ctx);
+    free(ctx->scratch);
+    pthread_mutex_destroy(&ctx->irq_lock);
+    free(ctx->sock_path);
+    free(ctx);
+}
+
+void *
+vfu_get_private(vfu_ctx_t *ctx)
+{
+    return ctx->pvt;
+}
+
+int
+vfu_setup_log(vfu_ctx_t *ctx, vfu_log_fn_t *log, int level)
+{
+    if (ctx == NULL || level < LOG_EMERG || level > LOG_DEBUG) {
+        errno = EINVAL;
+        return -1;
+    }
+    ctx->log_fn = log;
+    ctx->log_level = level;
+    return 0;
+}
+
+bool
+vfu_log_enabled(const vfu_ctx_t *ctx, int level)
+{
+    return ctx != NULL && ctx->log_fn != NULL && level <= ctx->log_level;
+}
+
+static void
+vlog(vfu_ctx_t *ctx, int level, int err, const char *fmt, va_list ap)
+{
+    char buf[1024];
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+
+    if (err != 0 && n >= 0 && (size_t)n < sizeof(buf)) {
+        snprintf(buf + n, sizeof(buf) - n, ": %s", strerror(err));
+    }
+    ctx->log_fn(ctx, level, buf);
+}
+
+void
+vfu_log(vfu_ctx_t *ctx, int level, const char *fmt, ...)
+{
+    va_list ap;
+    int saved = errno;
+
+    if (!vfu_log_enabled(ctx, level)) {
+        return;
+    }
+    va_start(ap, fmt);
+    vlog(ctx, level, 0, fmt, ap);
+    va_end(ap);
+    errno = saved;
+}
+
+void
+vfu_log_errno(vfu_ctx_t *ctx, int level, int err, const char *fmt, ...)
+{
+    va_list ap;
+    int saved = errno;
+
+    if (!vfu_log_enabled(ctx, level)) {
+        return;
+    }
+    va_start(ap, fmt);
+    vlog(ctx, level, err, fmt, ap);
+    va_end(ap);
+    errno = saved;
+}
+
+int
+vfu_setup_device_reset_cb(vfu_ctx_t *ctx, vfu_reset_cb_t *reset)
+{
+    if (ctx == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    ctx->reset_cb = reset;
+    return 0;
+}
+
+void
+vfu_setup_device_quiesce_cb(vfu_ctx_t *ctx, vfu_device_quiesce_cb_t *quiesce_cb)
+{
+    if (ctx != NULL) {
+        ctx->quiesce_cb = quiesce_cb;
+    }
+}
+
+int
+vfu_device_quiesced(vfu_ctx_t *ctx, int quiesce_errno)
+{
+    if (ctx == NULL || !ctx->quiesce_pending || ctx->quiesce_cb == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return vfu_dispatch_resume(ctx, quiesce_errno);
+}

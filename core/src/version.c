@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Copyright (c) 2026 the vfu authors. */
+
+/*
+ * VFIO_USER_VERSION: the JSON capabilities object, parsed and written for
+ * both ends. The payload is {"capabilities": {...}}; unknown keys are
+ * ignored so that newer peers can talk to us, wrong types are EINVAL.
+ */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json.h>
+
+#include "private.h"
+
+/* Largest JSON document we accept; QEMU's hello is ~200 bytes. */
+#define VFU_VERSION_JSON_MAX 4096
+
+static int
+get_u64(json_object *o, uint64_t *out)
+{
+    if (!json_object_is_type(o, json_type_int)) {
+        return -1;
+    }
+    errno = 0;
+    int64_t v = json_object_get_int64(o);
+    if (v < 0) {
+        /* json-c keeps big values as unsigned internally */
+        uint64_t u = json_object_get_uint64(o);
+        if (errno != 0) {
+            return -1;
+        }
+        *out = u;
+        return 0;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static int
+parse_migration(json_object *m, struct vfu_caps *caps)
+{
+    json_object *v;
+
+    if (!json_object_is_type(m, json_type_object)) {
+        return -1;
+    }
+    if (json_object_object_get_ex(m, "pgsize", &v) &&
+        get_u64(v, &caps->migr_pgsize) < 0) {
+        return -1;
+    }
+    if (json_object_object_get_ex(m, "max_bitmap_size", &v) &&
+        get_u64(v, &caps->migr_max_bitmap_size) < 0) {
+        return -1;
+    }
+    caps->has_migration = true;
+    return 0;
+}
+
+static int
+parse_caps(json_object *c, struct vfu_caps *caps)
+{
+    json_object *v;
+    uint64_t u;
+
+    if (!json_object_is_type(c, json_type_object)) {
+        return -1;
+    }
+    if (json_object_object_get_ex(c, "max_msg_fds", &v)) {
+        if (get_u64(v, &u) < 0 || u > UINT32_MAX) {
+            return -1;
+        }
+        caps->max_msg_fds = (uint32_t)u;
+    }
+    if (json_object_object_get_ex(c, "max_data_xfer_size", &v) &&
+        get_u64(v, &caps->max_data_xfer_size) < 0) {
+        return -1;
+    }
+    if (json_object_object_get_ex(c, "max_dma_maps", &v) &&
+        get_u64(v, &caps->max_dma_maps) < 0) {
+        return -1;
+    }
+    if (json_object_object_get_ex(c, "pgsizes", &v) &&
+        get_u64(v, &caps->pgsizes) < 0) {
+        return -1;
+    }
+    if (json_object_object_get_ex(c, "migration", &v) &&
+        parse_migration(v, caps) < 0) {
+        return -1;
+    }
+    if (json_object_object_get_ex(c, "write_multiple", &v)) {
+        if (!json_object_is_type(v, json_type_boolean)) {
+            return -1;
+        }
+        caps->write_multiple = json_object_get_boolean(v);
+    }
+    if (json_object_object_get_ex(c, "twin_socket", &v)) {
+        json_object *s;
+        /* {"supported": bool, ...}; vfu never agrees to it, but checks it */
+        if (!json_object_is_type(v, json_type_object)) {
+            return -1;
+        }
+        if (json_object_object_get_ex(v, "supported", &s)) {
+            if (!json_object_is_type(s, json_type_boolean)) {
+                return -1;
+            }
+            caps->twin_socket = json_object_get_boolean(s);
+        }
+    }
+    return 0;
+}
+
+int
+vfu_caps_parse(const char *json, size_t len, struct vfu_caps *caps)
+{
+    json_tokener *tok;
+    json_object *root, *c;
+    int rc = -1;
+
+    /* The document must be NUL terminated inside the payload. */
+    if (len == 0 || len > VFU_VERSION_JSON_MAX || json[len - 1] != '\0' ||
+        strlen(json) != len - 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    tok = json_tokener_new();
+    if (tok == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    root = json_tokener_parse_ex(tok, json, (int)len - 1);
+    if (root != NULL && json_tokener_get_error(tok) == json_tokener_success &&
+        (size_t)json_tokener_get_parse_end(tok) == len - 1 &&
+        json_object_is_type(root, json_type_object)) {
+        if (!json_object_object_get_ex(root, "capabilities", &c)) {
+            rc = 0;   /* an empty object: all defaults */
+        } else {
+            rc = parse_caps(c, caps);
+        }
+    }
+    json_object_put(root);
+    json_tokener_free(tok);
+    if (rc < 0) {
+        errno = EINVAL;
+    }
+    return rc;
+}
+
+ssize_t
+vfu_caps_format(const struct vfu_caps *caps, char *buf, size_t size)
+{
+    char migr[128] = "";
+    int n;
+
+    if (caps->has_migration) {
+        snprintf(migr, sizeof(migr),
+                 ",\"migration\":{\"pgsize\":%" PRIu64
+                 ",\"max_bitmap_size\":%" PRIu64 "}",
+                 caps->migr_pgsize, caps->migr_max_bitmap_size);
+    }
+    n = snprintf(buf, size,
+                 "{\"capabilities\":{\"max_msg_fds\":%" PRIu32
+                 ",\"max_data_xfer_size\":%" PRIu64
+                 ",\"max_dma_maps\":%" PRIu64
+                 ",\"pgsizes\":%" PRIu64 "%s%s}}",
+                 caps->max_msg_fds, caps->max_data_xfer_size,
+                 caps->max_dma_maps, caps->pgsizes, migr,
+                 caps->write_multiple ? ",\"write_multiple\":true" : "");
+    if (n < 0 || (size_t)n >= size) {
+        errno = ENOBUFS;
+        return -1;
+    }
+    return n + 1;
+}
+
+void
+vfu_caps_defaults(struct vfu_caps *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->max_msg_fds = 1;
+    c->max_data_xfer_size = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
+    c->max_dma_maps = VFU_DEFAULT_MAX_DMA_MAPS;
+    c->pgsizes = VFU_DEFAULT_PGSIZE;
+    c->migr_pgsize = VFU_DEFAULT_PGSIZE;
+    c->migr_max_bitmap_size = VFU_MIGR_MAX_BITMAP_SIZE;
+}
+
+int
+vfu_handle_version(vfu_ctx_t *ctx, struct vfu_msg *msg)
+{
+    static const char *const why[] = { "too short", "major mismatch",
+                                       "bad capabilities" };
+    struct vfio_user_version *in = msg->in;
+    struct vfu_caps client;
+    int bad = -1;
+
+    vfu_caps_defaults(&client);
+    if (msg->in_size < sizeof(*in)) {
+        bad = 0;
+    } else if (in->major != 0) {
+        bad = 1;
+    } else if (msg->in_size > sizeof(*in) &&
+               vfu_caps_parse((const char *)in->data,
+                              msg->in_size - sizeof(*in), &client) < 0) {
+        bad = 2;
+    } else if (client.pgsizes == 0 || (client.pgsizes & (VFU_DEFAULT_PGSIZE - 1)) != 0 ||
+               !(client.pgsizes & VFU_DEFAULT_PGSIZE) ||
+               client.max_data_xfer_size == 0) {
+        bad = 2;
+    }
+    if (bad >= 0) {
+        vfu_log(ctx, LOG_ERR, "VERSION rejected: %s", why[bad]);
+        errno = bad == 1 ? ENOTSUP : EINVAL;
+        return -1;
+    }
+
+    /* What we agree to: the smaller of each bound, our features only. */
+    struct vfu_caps *c = &ctx->caps;
+    vfu_caps_defaults(c);
+    c->major = 0;
+    c->minor = 0;
+    c->max_msg_fds = client.max_msg_fds < VFU_MAX_RX_FDS ? client.max_msg_fds
+                                                         : VFU_MAX_RX_FDS;
+    /* The client's bound on what we send it; ours on what it sends us. */
+    c->max_data_xfer_size = client.max_data_xfer_size < VFU_MAX_DATA_XFER_LIMIT
+                                ? client.max_data_xfer_size
+                                : VFU_MAX_DATA_XFER_LIMIT;
+    c->max_dma_maps = client.max_dma_maps < VFU_DEFAULT_MAX_DMA_MAPS
+                          ? client.max_dma_maps : VFU_DEFAULT_MAX_DMA_MAPS;
+    c->pgsizes = VFU_DEFAULT_PGSIZE;
+    c->has_migration = vfu_migration_enabled(ctx);
+    c->migr_pgsize = VFU_DEFAULT_PGSIZE;
+    c->migr_max_bitmap_size = client.migr_max_bitmap_size < VFU_MIGR_MAX_BITMAP_SIZE
+                                  ? client.migr_max_bitmap_size
+                                  : VFU_MIGR_MAX_BITMAP_SIZE;
+    c->write_multiple = true;
+    c->twin_socket = false;
+
+    /* Reply caps: the bounds the client must respect when sending to us. */
+    struct vfu_caps ours = *c;
+    ours.max_msg_fds = VFU_DEFAULT_MAX_FDS;
+    ours.max_data_xfer_size = VFU_DEFAULT_MAX_DATA_XFER;
+    ours.max_dma_maps = c->max_dma_maps;
+
+    struct vfio_user_version *out = (void *)ctx->version_reply;
+    out->major = 0;
+    out->minor = in->minor < c->minor ? in->minor : c->minor;
+    ssize_t n = vfu_caps_format(&ours, (char *)out->data,
+                                sizeof(ctx->version_reply) - sizeof(*out));
+    if (n < 0) {
+        return -1;
+    }
+    ctx->negotiated = true;
+    vfu_log(ctx, LOG_DEBUG, "negotiated version %u.%u: %s", out->major,
+            out->minor, (char *)out->data);
+    return vfu_msg_reply_add(msg, out, sizeof(*out) + (size_t)n);
+}

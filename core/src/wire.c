@@ -1,0 +1,662 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Copyright (c) 2026 the vfu authors. */
+
+/* Message framing shared by server and client; see wire.h for the model. */
+
+#include <assert.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "wire.h"
+
+_Static_assert(sizeof(struct vfio_user_header) == 16, "wire header is 16 bytes");
+
+/* How long a vfu_conn_call waits for the peer before giving up. */
+#define VFU_CALL_TIMEOUT_MS 10000
+
+int
+vfu_conn_init(struct vfu_conn *c, int fd, size_t max_msg_size, uint32_t max_fds)
+{
+    pthread_mutexattr_t attr;
+
+    memset(c, 0, sizeof(*c));
+    c->fd = fd;
+    c->max_msg_size = max_msg_size;
+    c->max_fds = max_fds < VFU_MAX_RX_FDS ? max_fds : VFU_MAX_RX_FDS;
+    c->pinned = SIZE_MAX;
+    /*
+     * Room for one whole message behind a pinned one, so that a callback
+     * waiting for a DMA reply can always read it. Untouched pages cost
+     * nothing.
+     */
+    c->rx_cap = 2 * max_msg_size + 65536;
+    c->rx = malloc(c->rx_cap);
+    if (c->rx == NULL) {
+        return -1;
+    }
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&c->rx_lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    pthread_mutex_init(&c->tx_lock, NULL);
+    pthread_mutex_init(&c->call_lock, NULL);
+    pthread_cond_init(&c->call_cond, NULL);
+    return 0;
+}
+
+static void
+close_batch(struct vfu_fd_batch *b)
+{
+    for (uint32_t i = 0; i < b->nr; i++) {
+        close(b->fds[i]);
+    }
+    b->nr = 0;
+}
+
+static void
+remove_batch(struct vfu_conn *c, uint32_t i)
+{
+    memmove(&c->batches[i], &c->batches[i + 1],
+            (c->nr_batches - i - 1) * sizeof(c->batches[0]));
+    c->nr_batches--;
+}
+
+void
+vfu_conn_fini(struct vfu_conn *c)
+{
+    if (c->rx == NULL) {
+        return;
+    }
+    vfu_conn_fail_calls(c, ENOTCONN);
+    for (uint32_t i = 0; i < c->nr_batches; i++) {
+        close_batch(&c->batches[i]);
+    }
+    c->nr_batches = 0;
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    free(c->rx);
+    c->rx = NULL;
+    pthread_mutex_destroy(&c->rx_lock);
+    pthread_mutex_destroy(&c->tx_lock);
+    pthread_mutex_destroy(&c->call_lock);
+    pthread_cond_destroy(&c->call_cond);
+}
+
+void
+vfu_conn_unpin(struct vfu_conn *c)
+{
+    c->pinned = SIZE_MAX;
+}
+
+/* Make room at the tail unless a message in use pins the buffer. */
+static void
+compact(struct vfu_conn *c)
+{
+    if (c->pinned != SIZE_MAX) {
+        return;
+    }
+    if (c->rx_head == c->rx_tail) {
+        c->rx_pos += c->rx_head;
+        c->rx_head = c->rx_tail = 0;
+    } else if (c->rx_head > 0 && c->rx_cap - c->rx_tail < c->max_msg_size) {
+        memmove(c->rx, c->rx + c->rx_head, c->rx_tail - c->rx_head);
+        c->rx_pos += c->rx_head;
+        c->rx_tail -= c->rx_head;
+        c->rx_head = 0;
+    }
+}
+
+static void
+stash_fds(struct vfu_conn *c, const struct msghdr *mh, uint64_t pos)
+{
+    struct vfu_fd_batch *b = NULL;
+
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm != NULL;
+         cm = CMSG_NXTHDR((struct msghdr *)mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int *fds = (int *)CMSG_DATA(cm);
+        if (b == NULL && c->nr_batches < VFU_FD_BATCHES) {
+            b = &c->batches[c->nr_batches++];
+            memset(b, 0, sizeof(*b));
+            b->pos = pos;
+        }
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, &fds[i], sizeof(fd));
+            if (b != NULL && b->nr < VFU_MAX_RX_FDS) {
+                b->fds[b->nr++] = fd;
+            } else {
+                close(fd);
+                if (b != NULL) {
+                    b->truncated = true;
+                }
+            }
+        }
+    }
+    if (b != NULL && (mh->msg_flags & MSG_CTRUNC)) {
+        b->truncated = true;
+    }
+}
+
+ssize_t
+vfu_conn_fill(struct vfu_conn *c, bool block)
+{
+    char cbuf[CMSG_SPACE(sizeof(int) * VFU_MAX_RX_FDS)];
+    struct iovec iov;
+    struct msghdr mh;
+    ssize_t n;
+
+    if (c->eof) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    compact(c);
+    if (c->rx_tail == c->rx_cap) {
+        errno = ENOBUFS;
+        return -1;
+    }
+    iov.iov_base = c->rx + c->rx_tail;
+    iov.iov_len = c->rx_cap - c->rx_tail;
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof(cbuf);
+    do {
+        n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | (block ? 0 : MSG_DONTWAIT));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == ECONNRESET) {
+            c->eof = true;
+            errno = ENOTCONN;
+        }
+        return -1;
+    }
+    if (mh.msg_controllen > 0) {
+        stash_fds(c, &mh, c->rx_pos + c->rx_tail + (n > 0 ? n - 1 : 0));
+    }
+    if (n == 0) {
+        c->eof = true;
+        errno = ENOTCONN;
+        return -1;
+    }
+    c->rx_tail += n;
+    return n;
+}
+
+/* Move the fds that arrived within stream range [start, end) into msg; any
+ * batch before start is stale and closed. */
+static void
+claim_fds(struct vfu_conn *c, uint64_t start, uint64_t end, struct vfu_msg *m)
+{
+    uint32_t i = 0;
+
+    while (i < c->nr_batches) {
+        struct vfu_fd_batch *b = &c->batches[i];
+        if (b->pos >= end) {
+            i++;
+            continue;
+        }
+        if (b->pos >= start && m != NULL) {
+            m->fds_truncated |= b->truncated;
+            for (uint32_t k = 0; k < b->nr; k++) {
+                if (m->nr_fds < c->max_fds) {
+                    m->fds[m->nr_fds++] = b->fds[k];
+                } else {
+                    close(b->fds[k]);
+                    m->fds_truncated = true;
+                }
+            }
+            b->nr = 0;
+        }
+        close_batch(b);
+        remove_batch(c, i);
+    }
+}
+
+static void
+msg_reset(struct vfu_msg *m)
+{
+    m->in = NULL;
+    m->in_size = 0;
+    m->nr_fds = 0;
+    m->fds_truncated = false;
+    m->out_iovcnt = 0;
+    m->out_size = 0;
+    m->out_fds = NULL;
+    m->nr_out_fds = 0;
+}
+
+int
+vfu_conn_take(struct vfu_conn *c, struct vfu_msg *m)
+{
+    size_t avail;
+
+    if (c->skip > 0) {
+        size_t d = c->rx_tail - c->rx_head;
+        if (d > c->skip) {
+            d = c->skip;
+        }
+        claim_fds(c, 0, c->rx_pos + c->rx_head + d, NULL);
+        c->rx_head += d;
+        c->skip -= d;
+        if (c->skip > 0) {
+            return 0;
+        }
+    }
+    avail = c->rx_tail - c->rx_head;
+    if (avail < VFU_HDR_SIZE) {
+        return 0;
+    }
+    msg_reset(m);
+    memcpy(&m->hdr, c->rx + c->rx_head, VFU_HDR_SIZE);
+    if (m->hdr.msg_size < VFU_HDR_SIZE) {
+        errno = EPROTO;
+        return -1;
+    }
+    uint64_t start = c->rx_pos + c->rx_head;
+    if (m->hdr.msg_size > c->max_msg_size) {
+        /* Answer it, then drop its payload as it streams in. */
+        m->in_size = m->hdr.msg_size - VFU_HDR_SIZE;
+        claim_fds(c, 0, c->rx_pos + c->rx_tail, NULL);
+        c->rx_head += VFU_HDR_SIZE;
+        c->skip = m->in_size;
+        return 1;
+    }
+    if (avail < m->hdr.msg_size) {
+        return 0;
+    }
+    claim_fds(c, start, start + m->hdr.msg_size, m);
+    m->in = c->rx + c->rx_head + VFU_HDR_SIZE;
+    m->in_size = m->hdr.msg_size - VFU_HDR_SIZE;
+    c->pinned = c->rx_head;
+    c->rx_head += m->hdr.msg_size;
+    return 1;
+}
+
+void
+vfu_msg_close_fds(struct vfu_msg *m)
+{
+    for (uint32_t i = 0; i < m->nr_fds; i++) {
+        if (m->fds[i] >= 0) {
+            close(m->fds[i]);
+            m->fds[i] = -1;
+        }
+    }
+    m->nr_fds = 0;
+}
+
+int
+vfu_msg_reply_add(struct vfu_msg *m, const void *data, size_t size)
+{
+    if (m->out_iovcnt == VFU_MSG_MAX_IOV) {
+        errno = E2BIG;
+        return -1;
+    }
+    m->out[m->out_iovcnt].iov_base = (void *)data;
+    m->out[m->out_iovcnt].iov_len = size;
+    m->out_iovcnt++;
+    m->out_size += size;
+    return 0;
+}
+
+static int
+wait_writable(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    int rc;
+
+    do {
+        rc = poll(&p, 1, VFU_CALL_TIMEOUT_MS);
+    } while (rc < 0 && errno == EINTR);
+    if (rc == 0) {
+        errno = ETIMEDOUT;
+        return -1;
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+int
+vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,
+              const struct iovec *iov, int iovcnt,
+              const int *fds, uint32_t nr_fds)
+{
+    char cbuf[CMSG_SPACE(sizeof(int) * VFU_MAX_RX_FDS)];
+    struct iovec v[VFU_MSG_MAX_IOV + 1];
+    struct vfio_user_header h = *hdr;
+    struct msghdr mh;
+    size_t total = VFU_HDR_SIZE;
+    int cnt = 1, rc = 0;
+
+    if (iovcnt > VFU_MSG_MAX_IOV || nr_fds > VFU_MAX_RX_FDS || c->fd < 0) {
+        errno = c->fd < 0 ? ENOTCONN : EINVAL;
+        return -1;
+    }
+    v[0].iov_base = &h;
+    v[0].iov_len = VFU_HDR_SIZE;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len == 0) {
+            continue;
+        }
+        v[cnt++] = iov[i];
+        total += iov[i].iov_len;
+    }
+    if (total > UINT32_MAX) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    h.msg_size = (uint32_t)total;
+
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = v;
+    mh.msg_iovlen = cnt;
+    if (nr_fds > 0) {
+        memset(cbuf, 0, sizeof(cbuf));
+        mh.msg_control = cbuf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nr_fds);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * nr_fds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * nr_fds);
+    }
+
+    pthread_mutex_lock(&c->tx_lock);
+    while (total > 0) {
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
+                wait_writable(c->fd) == 0) {
+                continue;
+            }
+            rc = -1;
+            break;
+        }
+        /* A partial send: the fds went with the first byte. */
+        total -= n;
+        mh.msg_control = NULL;
+        mh.msg_controllen = 0;
+        while (n > 0 && mh.msg_iovlen > 0) {
+            if ((size_t)n >= mh.msg_iov[0].iov_len) {
+                n -= mh.msg_iov[0].iov_len;
+                mh.msg_iov++;
+                mh.msg_iovlen--;
+            } else {
+                mh.msg_iov[0].iov_base = (char *)mh.msg_iov[0].iov_base + n;
+                mh.msg_iov[0].iov_len -= n;
+                n = 0;
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->tx_lock);
+    if (rc < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+        errno = ENOTCONN;
+    }
+    return rc;
+}
+
+int
+vfu_conn_reply(struct vfu_conn *c, const struct vfu_msg *req, int err)
+{
+    struct vfio_user_header h = {
+        .msg_id = req->hdr.msg_id,
+        .cmd = req->hdr.cmd,
+        .flags = VFIO_USER_F_TYPE_REPLY,
+    };
+
+    if (err != 0) {
+        h.flags |= VFIO_USER_F_ERROR;
+        h.error_no = (uint32_t)err;
+        return vfu_conn_send(c, &h, NULL, 0, NULL, 0);
+    }
+    return vfu_conn_send(c, &h, req->out, req->out_iovcnt,
+                         req->out_fds, req->nr_out_fds);
+}
+
+/* ---- server->client (and client->server) calls ---- */
+
+static struct vfu_call *
+find_call(struct vfu_conn *c, uint16_t msg_id)
+{
+    for (struct vfu_call *k = c->calls; k != NULL; k = k->next) {
+        if (k->msg_id == msg_id && !k->done) {
+            return k;
+        }
+    }
+    return NULL;
+}
+
+static bool
+deliver(struct vfu_conn *c, const struct vfio_user_header *h,
+        const void *payload, size_t size)
+{
+    struct vfu_call *k;
+
+    pthread_mutex_lock(&c->call_lock);
+    k = find_call(c, h->msg_id);
+    if (k != NULL) {
+        if (h->flags & VFIO_USER_F_ERROR) {
+            k->error = h->error_no != 0 ? (int)h->error_no : EIO;
+        } else if (size > k->reply_size) {
+            k->error = EMSGSIZE;
+        } else {
+            if (size > 0) {
+                memcpy(k->reply, payload, size);
+            }
+            k->reply_size = size;
+        }
+        k->done = true;
+        pthread_cond_broadcast(&c->call_cond);
+    }
+    pthread_mutex_unlock(&c->call_lock);
+    return k != NULL;
+}
+
+bool
+vfu_conn_deliver_reply(struct vfu_conn *c, struct vfu_msg *m)
+{
+    return deliver(c, &m->hdr, m->in, m->in_size);
+}
+
+void
+vfu_conn_fail_calls(struct vfu_conn *c, int err)
+{
+    pthread_mutex_lock(&c->call_lock);
+    for (struct vfu_call *k = c->calls; k != NULL; k = k->next) {
+        if (!k->done) {
+            k->done = true;
+            k->error = err;
+        }
+    }
+    pthread_cond_broadcast(&c->call_cond);
+    pthread_mutex_unlock(&c->call_lock);
+}
+
+/* Remove buffered bytes [off, off + len) that have been handled out of order. */
+static void
+excise(struct vfu_conn *c, size_t off, size_t len)
+{
+    uint64_t start = c->rx_pos + off;
+
+    memmove(c->rx + off, c->rx + off + len, c->rx_tail - off - len);
+    c->rx_tail -= len;
+    for (uint32_t i = 0; i < c->nr_batches;) {
+        struct vfu_fd_batch *b = &c->batches[i];
+        if (b->pos >= start && b->pos < start + len) {
+            close_batch(b);
+            remove_batch(c, i);
+            continue;
+        }
+        if (b->pos >= start + len) {
+            b->pos -= len;
+        }
+        i++;
+    }
+}
+
+/*
+ * Look through buffered messages beyond the one in use: hand replies to
+ * their callers and requests to on_request; leave other requests queued.
+ */
+static int
+scan(struct vfu_conn *c, vfu_conn_request_fn_t *on_request, void *opaque)
+{
+    size_t p = c->rx_head;
+
+    if (c->skip > 0) {
+        return 0;
+    }
+    while (c->rx_tail - p >= VFU_HDR_SIZE) {
+        struct vfio_user_header h;
+        memcpy(&h, c->rx + p, VFU_HDR_SIZE);
+        if (h.msg_size < VFU_HDR_SIZE) {
+            errno = EPROTO;
+            return -1;
+        }
+        if (h.msg_size > c->max_msg_size || c->rx_tail - p < h.msg_size) {
+            break;  /* the loop deals with it */
+        }
+        if ((h.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY) {
+            deliver(c, &h, c->rx + p + VFU_HDR_SIZE, h.msg_size - VFU_HDR_SIZE);
+            excise(c, p, h.msg_size);
+        } else if (on_request != NULL) {
+            struct vfu_msg m;
+            uint64_t start = c->rx_pos + p;
+            msg_reset(&m);
+            m.hdr = h;
+            claim_fds(c, start, start + h.msg_size, &m);
+            m.in = c->rx + p + VFU_HDR_SIZE;
+            m.in_size = h.msg_size - VFU_HDR_SIZE;
+            int rc = on_request(opaque, &m);
+            vfu_msg_close_fds(&m);
+            excise(c, p, h.msg_size);
+            if (rc < 0) {
+                return -1;
+            }
+        } else {
+            p += h.msg_size;
+        }
+    }
+    return 0;
+}
+
+static int
+read_for_replies(struct vfu_conn *c, vfu_conn_request_fn_t *on_request,
+                 void *opaque)
+{
+    struct pollfd p = { .fd = c->fd, .events = POLLIN };
+    int rc;
+
+    do {
+        rc = poll(&p, 1, VFU_CALL_TIMEOUT_MS);
+    } while (rc < 0 && errno == EINTR);
+    if (rc == 0) {
+        errno = ETIMEDOUT;
+        return -1;
+    }
+    if (rc < 0 || (vfu_conn_fill(c, false) < 0 && errno != EAGAIN)) {
+        return -1;
+    }
+    return scan(c, on_request, opaque);
+}
+
+static void
+unlink_call(struct vfu_conn *c, struct vfu_call *call)
+{
+    for (struct vfu_call **pp = &c->calls; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == call) {
+            *pp = call->next;
+            return;
+        }
+    }
+}
+
+int
+vfu_conn_call(struct vfu_conn *c, uint16_t cmd,
+              const struct iovec *iov, int iovcnt,
+              const int *fds, uint32_t nr_fds,
+              void *reply, size_t *reply_size,
+              vfu_conn_request_fn_t *on_request, void *opaque)
+{
+    struct vfu_call call = {
+        .reply = reply,
+        .reply_size = reply_size != NULL ? *reply_size : 0,
+    };
+    struct vfio_user_header h = { .cmd = cmd, .flags = VFIO_USER_F_TYPE_COMMAND };
+    bool self_read;
+
+    pthread_mutex_lock(&c->call_lock);
+    call.msg_id = c->next_msg_id++;
+    call.next = c->calls;
+    c->calls = &call;
+    pthread_mutex_unlock(&c->call_lock);
+
+    h.msg_id = call.msg_id;
+    if (vfu_conn_send(c, &h, iov, iovcnt, fds, nr_fds) < 0) {
+        int err = errno;
+        pthread_mutex_lock(&c->call_lock);
+        unlink_call(c, &call);
+        pthread_mutex_unlock(&c->call_lock);
+        errno = err;
+        return -1;
+    }
+
+    /*
+     * A server's device thread never reads the socket: the loop hands it the
+     * reply. The loop's own thread (a callback doing DMA) and clients read.
+     */
+    self_read = !c->serve_mode ||
+                (c->loop_reading && pthread_equal(c->loop_thread, pthread_self()));
+
+    pthread_mutex_lock(&c->call_lock);
+    while (!call.done) {
+        if (self_read && pthread_mutex_trylock(&c->rx_lock) == 0) {
+            pthread_mutex_unlock(&c->call_lock);
+            int rc = scan(c, on_request, opaque);
+            if (rc == 0 && !call.done) {
+                rc = read_for_replies(c, on_request, opaque);
+            }
+            int err = errno;
+            pthread_mutex_unlock(&c->rx_lock);
+            pthread_mutex_lock(&c->call_lock);
+            if (rc < 0 && !call.done) {
+                call.done = true;
+                call.error = err;
+            }
+            /* Another waiter may take over reading now. */
+            pthread_cond_broadcast(&c->call_cond);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += VFU_CALL_TIMEOUT_MS / 1000;
+        if (pthread_cond_timedwait(&c->call_cond, &c->call_lock, &ts) == ETIMEDOUT &&
+            !call.done && !self_read) {
+            call.done = true;
+            call.error = ETIMEDOUT;
+        }
+    }
+    unlink_call(c, &call);
+    pthread_mutex_unlock(&c->call_lock);
+
+    if (call.error != 0) {
+        errno = call.error;
+        return -1;
+    }
+    if (reply_size != NULL) {
+        *reply_size = call.reply_size;
+    }
+    return 0;
+}

@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Copyright (c) 2026 the vfu authors. */
+
+/*
+ * Message framing over a UNIX stream socket, shared by the server and the
+ * client so that nothing about the protocol is written twice.
+ *
+ * Receiving: one recvmsg() pulls in as many bytes as are ready into a
+ * per-connection buffer, and complete messages are then taken from it
+ * without further system calls. SCM_RIGHTS fds belong to the message that
+ * holds the last byte of the recvmsg() that brought them: the kernel stops a
+ * read right after the first skb carrying fds, and a sender's fds ride on
+ * the first skb of its sendmsg().
+ *
+ * Sending: one sendmsg() per message, under a lock so that replies from the
+ * loop and requests from device threads never interleave.
+ */
+#ifndef VFU_WIRE_H
+#define VFU_WIRE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "vfio-user.h"
+
+#define VFU_HDR_SIZE        sizeof(struct vfio_user_header)
+#define VFU_MAX_RX_FDS      64   /* a cmsg buffer bigger than any max_msg_fds */
+#define VFU_MSG_MAX_IOV     8
+#define VFU_FD_BATCHES      8
+
+struct vfu_fd_batch {
+    uint64_t pos;       /* stream offset of the last byte read with them */
+    uint32_t nr;
+    bool truncated;     /* MSG_CTRUNC: the kernel dropped (closed) some */
+    int fds[VFU_MAX_RX_FDS];
+};
+
+/* A message taken from the stream, and the reply being built for it. */
+struct vfu_msg {
+    struct vfio_user_header hdr;
+    void *in;                       /* payload after the header */
+    size_t in_size;
+    int fds[VFU_MAX_RX_FDS];
+    uint32_t nr_fds;
+    bool fds_truncated;
+
+    /* reply payload: pieces gathered into one sendmsg() */
+    struct iovec out[VFU_MSG_MAX_IOV];
+    int out_iovcnt;
+    size_t out_size;
+    const int *out_fds;
+    uint32_t nr_out_fds;
+};
+
+/* A server->client request waiting for its reply (see vfu_conn_call). */
+struct vfu_call {
+    struct vfu_call *next;
+    uint16_t msg_id;
+    bool done;
+    int error;                      /* errno from the reply, or ours */
+    void *reply;                    /* payload destination */
+    size_t reply_size;              /* capacity in, bytes stored out */
+};
+
+typedef int (vfu_conn_request_fn_t)(void *opaque, struct vfu_msg *msg);
+
+struct vfu_conn {
+    int fd;
+    size_t max_msg_size;            /* header included */
+    uint32_t max_fds;               /* fds accepted per message */
+
+    char *rx;                       /* buffered stream bytes [head, tail) */
+    size_t rx_cap, rx_head, rx_tail;
+    uint64_t rx_pos;                /* stream offset of rx[0] */
+    size_t pinned;                  /* rx offset that must not move, or SIZE_MAX */
+    uint64_t skip;                  /* bytes of an oversized message to drop */
+    bool eof;
+
+    struct vfu_fd_batch batches[VFU_FD_BATCHES];
+    uint32_t nr_batches;
+
+    pthread_mutex_t tx_lock;
+    pthread_mutex_t rx_lock;        /* recursive; held by whoever reads */
+    bool serve_mode;                /* a server loop owns the read side */
+    bool loop_reading;              /* the loop holds rx_lock ... */
+    pthread_t loop_thread;          /* ... on this thread */
+    pthread_mutex_t call_lock;      /* guards calls and next_msg_id */
+    pthread_cond_t call_cond;
+    struct vfu_call *calls;         /* requests of ours awaiting a reply */
+    uint16_t next_msg_id;
+};
+
+int vfu_conn_init(struct vfu_conn *c, int fd, size_t max_msg_size,
+                  uint32_t max_fds);
+/* Close the socket and any fds still buffered; the conn can be reused. */
+void vfu_conn_fini(struct vfu_conn *c);
+
+/*
+ * Read what the socket has (waiting for data if block). Returns bytes read,
+ * or -1 with errno: EAGAIN nothing ready, ENOTCONN peer closed, ENOBUFS no
+ * room while a message is pinned, others from recvmsg.
+ */
+ssize_t vfu_conn_fill(struct vfu_conn *c, bool block);
+
+/*
+ * Take the next complete message. Returns 1 and fills msg (msg->in points
+ * into the buffer, valid until the next vfu_conn_take/fill), 0 when none is
+ * complete yet, -1 with errno when the stream is broken (EPROTO: header
+ * size below 16). An oversized message is returned with in == NULL and
+ * in_size holding its declared payload size: the caller answers E2BIG and
+ * the payload is discarded as it arrives.
+ */
+int vfu_conn_take(struct vfu_conn *c, struct vfu_msg *msg);
+
+/* The loop is done with the last message taken: the buffer may move. */
+void vfu_conn_unpin(struct vfu_conn *c);
+
+/* Fail every waiting vfu_conn_call with err (connection lost). */
+void vfu_conn_fail_calls(struct vfu_conn *c, int err);
+
+/* Close fds of msg that no handler claimed. */
+void vfu_msg_close_fds(struct vfu_msg *msg);
+
+/* Add a piece to msg's reply. Returns -1/E2BIG when out of slots. */
+int vfu_msg_reply_add(struct vfu_msg *msg, const void *data, size_t size);
+
+/* Send one message: header fields are taken from hdr except msg_size,
+ * which is computed. Retries partial sends and EINTR. */
+int vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,
+                  const struct iovec *iov, int iovcnt,
+                  const int *fds, uint32_t nr_fds);
+
+/* Send the reply to req built in req->out, or an error reply if err. */
+int vfu_conn_reply(struct vfu_conn *c, const struct vfu_msg *req, int err);
+
+/*
+ * Send a request and wait for its reply, from any thread. While waiting,
+ * whoever holds the read side hands replies to their callers; requests from
+ * the peer stay queued for the loop, or go to on_request if it is non-NULL
+ * (the client serves DMA_READ/WRITE that way). Returns 0 or -1 with errno
+ * (the peer's error, or EPROTO/ENOTCONN/EMSGSIZE).
+ */
+int vfu_conn_call(struct vfu_conn *c, uint16_t cmd,
+                  const struct iovec *iov, int iovcnt,
+                  const int *fds, uint32_t nr_fds,
+                  void *reply, size_t *reply_size,
+                  vfu_conn_request_fn_t *on_request, void *opaque);
+
+/* Offer a reply taken by the loop to a waiting vfu_conn_call. Returns true
+ * if one was waiting for it. */
+bool vfu_conn_deliver_reply(struct vfu_conn *c, struct vfu_msg *msg);
+
+#endif /* VFU_WIRE_H */
