@@ -85,6 +85,26 @@ vfu_realize_ctx(vfu_ctx_t *ctx)
 }
 
 int
+vfu_attach_fd(vfu_ctx_t *ctx, int fd)
+{
+    ctx->conn = calloc(1, sizeof(*ctx->conn));
+    if (ctx->conn == NULL || vfu_conn_init(ctx->conn, fd, VFU_MAX_MSG_SIZE,
+                                           VFU_DEFAULT_MAX_FDS) < 0) {
+        int saved = errno;
+        free(ctx->conn);
+        ctx->conn = NULL;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    ctx->conn->serve_mode = true;
+    ctx->negotiated = false;
+    vfu_caps_defaults(&ctx->caps);
+    vfu_log(ctx, LOG_INFO, "client connected");
+    return 0;
+}
+
+int
 vfu_attach_ctx(vfu_ctx_t *ctx)
 {
     int fd;
@@ -101,21 +121,7 @@ vfu_attach_ctx(vfu_ctx_t *ctx)
     if (fd < 0) {
         return -1;
     }
-    ctx->conn = calloc(1, sizeof(*ctx->conn));
-    if (ctx->conn == NULL || vfu_conn_init(ctx->conn, fd, VFU_MAX_MSG_SIZE,
-                                           VFU_DEFAULT_MAX_FDS) < 0) {
-        int saved = errno;
-        free(ctx->conn);
-        ctx->conn = NULL;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    ctx->conn->serve_mode = true;
-    ctx->negotiated = false;
-    vfu_caps_defaults(&ctx->caps);
-    vfu_log(ctx, LOG_INFO, "client connected");
-    return 0;
+    return vfu_attach_fd(ctx, fd);
 }
 
 int
@@ -286,7 +292,7 @@ vfu_log_enabled(const vfu_ctx_t *ctx, int level)
     return ctx != NULL && ctx->log_fn != NULL && level <= ctx->log_level;
 }
 
-static void
+static void __attribute__((format(printf, 4, 0)))
 vlog(vfu_ctx_t *ctx, int level, int err, const char *fmt, va_list ap)
 {
     char buf[1024];

@@ -93,7 +93,9 @@ vfu_irqs_release(vfu_ctx_t *ctx)
     for (int i = 0; i < VFU_DEV_NUM_IRQS; i++) {
         struct vfu_irq_type *t = &ctx->irqs[i];
         close_vectors(t, 0, t->count);
-        memset(t->masked, 0, t->count * sizeof(*t->masked));
+        if (t->count > 0) {
+            memset(t->masked, 0, t->count * sizeof(*t->masked));
+        }
     }
     pthread_mutex_unlock(&ctx->irq_lock);
 }

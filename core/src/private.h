@@ -141,8 +141,6 @@ struct vfu_ctx {
     void *scratch;
     size_t scratch_size;
     struct vfio_user_device_info info_reply;
-    struct vfio_user_region_access access_reply;
-    struct vfio_user_write_multi multi_reply;
     struct vfio_irq_info irq_info_reply;
 };
 
@@ -151,6 +149,8 @@ void vfu_log_errno(vfu_ctx_t *ctx, int level, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 bool vfu_log_enabled(const vfu_ctx_t *ctx, int level);
 void vfu_conn_lost(vfu_ctx_t *ctx);
+/* Serve an already connected socket (tests and fuzzing); takes the fd. */
+int vfu_attach_fd(vfu_ctx_t *ctx, int fd);
 
 /* dispatch.c: handle one complete request; sends the reply. Returns 0, or -1
  * with errno when the connection must be dropped. */

@@ -266,7 +266,7 @@ int
 vfu_handle_region_write(vfu_ctx_t *ctx, struct vfu_msg *msg)
 {
     struct vfio_user_region_access *in = msg->in;
-    struct vfio_user_region_access *out = &ctx->access_reply;
+    struct vfio_user_region_access *out;
     ssize_t n;
 
     if (msg->in_size < sizeof(*in) || msg->in_size - sizeof(*in) != in->count) {
@@ -278,7 +278,7 @@ vfu_handle_region_write(vfu_ctx_t *ctx, struct vfu_msg *msg)
     }
     n = vfu_region_access(ctx, in->region, (char *)in->data, in->count,
                           in->offset, true);
-    if (n < 0) {
+    if (n < 0 || (out = vfu_scratch(ctx, sizeof(*out))) == NULL) {
         return -1;
     }
     *out = *in;
@@ -290,8 +290,11 @@ int
 vfu_handle_region_write_multi(vfu_ctx_t *ctx, struct vfu_msg *msg)
 {
     struct vfio_user_write_multi *in = msg->in;
-    struct vfio_user_write_multi *out = &ctx->multi_reply;
+    struct vfio_user_write_multi *out = vfu_scratch(ctx, sizeof(*out));
 
+    if (out == NULL) {
+        return -1;
+    }
     if (msg->in_size < sizeof(*in) || in->wr_cnt == 0 ||
         in->wr_cnt > VFIO_USER_MULTI_MAX ||
         msg->in_size != sizeof(*in) + in->wr_cnt * sizeof(in->wrs[0])) {
