@@ -43,6 +43,7 @@ vfu_create_ctx(vfu_trans_t trans, const char *path, int flags, void *pvt,
     ctx->max_dma_maps = VFU_DEFAULT_MAX_DMA_MAPS;
     vfu_caps_defaults(&ctx->caps);
     pthread_mutex_init(&ctx->irq_lock, NULL);
+    pthread_rwlock_init(&ctx->conn_lock, NULL);
     ctx->regions = calloc(ctx->nr_regions, sizeof(*ctx->regions));
     ctx->sock_path = strdup(path);
     if (ctx->regions == NULL || ctx->sock_path == NULL) {
@@ -132,7 +133,8 @@ vfu_get_poll_fd(vfu_ctx_t *ctx)
 
 /*
  * The client is gone: tell the device, drop everything the client gave us
- * (DMA maps, eventfds, migration progress) and keep the device state.
+ * (DMA maps, eventfds) and abandon any migration (the device is brought
+ * back to RUNNING). Config space and the device's own state are kept.
  */
 void
 vfu_conn_lost(vfu_ctx_t *ctx)
@@ -153,9 +155,13 @@ vfu_conn_lost(vfu_ctx_t *ctx)
     }
     ctx->quiesce_pending = false;
     ctx->quiesced = false;
-    vfu_conn_fini(ctx->conn);
-    free(ctx->conn);
+    /* Wait for device threads still inside a DMA message exchange. */
+    struct vfu_conn *c = ctx->conn;
+    pthread_rwlock_wrlock(&ctx->conn_lock);
     ctx->conn = NULL;
+    pthread_rwlock_unlock(&ctx->conn_lock);
+    vfu_conn_fini(c);
+    free(c);
     ctx->negotiated = false;
 }
 
@@ -222,6 +228,9 @@ vfu_run_ctx(vfu_ctx_t *ctx)
         }
         if (vfu_conn_fill(c, block) < 0) {
             err = errno;
+            if (block && (err == EAGAIN || err == EWOULDBLOCK)) {
+                continue;   /* the receive timeout; an idle client is fine */
+            }
             if (err == EAGAIN || err == EWOULDBLOCK) {
                 rc = 0;
             } else {
@@ -264,6 +273,7 @@ vfu_destroy_ctx(vfu_ctx_t *ctx)
     vfu_regions_free(ctx);
     free(ctx->scratch);
     pthread_mutex_destroy(&ctx->irq_lock);
+    pthread_rwlock_destroy(&ctx->conn_lock);
     free(ctx->sock_path);
     free(ctx);
 }

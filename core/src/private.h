@@ -125,6 +125,9 @@ struct vfu_ctx {
     /* transport */
     int listen_fd;
     struct vfu_conn *conn;          /* NULL when no client */
+    /* Device threads doing message-based DMA hold it for reading, so the
+     * connection is not freed under them. */
+    pthread_rwlock_t conn_lock;
     struct vfu_caps caps;           /* agreed in VERSION (defaults before) */
     bool negotiated;
     char version_reply[512];

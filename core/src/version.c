@@ -25,18 +25,12 @@ get_u64(json_object *o, uint64_t *out)
     if (!json_object_is_type(o, json_type_int)) {
         return -1;
     }
-    errno = 0;
     int64_t v = json_object_get_int64(o);
     if (v < 0) {
-        /* json-c keeps big values as unsigned internally */
-        uint64_t u = json_object_get_uint64(o);
-        if (errno != 0) {
-            return -1;
-        }
-        *out = u;
-        return 0;
+        return -1;    /* a negative bound means nothing */
     }
-    *out = (uint64_t)v;
+    /* json-c saturates values above INT64_MAX; they are stored unsigned */
+    *out = v == INT64_MAX ? json_object_get_uint64(o) : (uint64_t)v;
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "wire.h"
@@ -35,9 +36,19 @@ vfu_conn_init(struct vfu_conn *c, int fd, size_t max_msg_size, uint32_t max_fds)
      */
     c->rx_cap = 2 * max_msg_size + 65536;
     c->rx = malloc(c->rx_cap);
-    if (c->rx == NULL) {
+    c->aligned = malloc(max_msg_size);
+    if (c->rx == NULL || c->aligned == NULL) {
+        free(c->rx);
+        free(c->aligned);
+        c->rx = c->aligned = NULL;
         return -1;
     }
+    /*
+     * A peer that never answers must not hang a waiting call: blocking
+     * reads give up after the call timeout (EAGAIN), which loops retry.
+     */
+    struct timeval tv = { .tv_sec = VFU_CALL_TIMEOUT_MS / 1000 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     pthread_mutexattr_init(&attr);
     pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&c->rx_lock, &attr);
@@ -81,7 +92,8 @@ vfu_conn_fini(struct vfu_conn *c)
         c->fd = -1;
     }
     free(c->rx);
-    c->rx = NULL;
+    free(c->aligned);
+    c->rx = c->aligned = NULL;
     pthread_mutex_destroy(&c->rx_lock);
     pthread_mutex_destroy(&c->tx_lock);
     pthread_mutex_destroy(&c->call_lock);
@@ -278,6 +290,14 @@ vfu_conn_take(struct vfu_conn *c, struct vfu_msg *m)
     claim_fds(c, start, start + m->hdr.msg_size, m);
     m->in = c->rx + c->rx_head + VFU_HDR_SIZE;
     m->in_size = m->hdr.msg_size - VFU_HDR_SIZE;
+    /*
+     * Handlers read payloads as structs. A message behind one of odd size
+     * (a 1-byte write, say) starts unaligned: hand over an aligned copy.
+     */
+    if (((uintptr_t)m->in & 7) != 0) {
+        memcpy(c->aligned, m->in, m->in_size);
+        m->in = c->aligned;
+    }
     c->pinned = c->rx_head;
     c->rx_head += m->hdr.msg_size;
     return 1;
@@ -474,6 +494,7 @@ void
 vfu_conn_fail_calls(struct vfu_conn *c, int err)
 {
     pthread_mutex_lock(&c->call_lock);
+    c->closing = true;
     for (struct vfu_call *k = c->calls; k != NULL; k = k->next) {
         if (!k->done) {
             k->done = true;
@@ -539,7 +560,21 @@ scan(struct vfu_conn *c, vfu_conn_request_fn_t *on_request, void *opaque)
             claim_fds(c, start, start + h.msg_size, &m);
             m.in = c->rx + p + VFU_HDR_SIZE;
             m.in_size = h.msg_size - VFU_HDR_SIZE;
+            if (((uintptr_t)m.in & 7) != 0) {
+                /* c->aligned may hold the loop's message: use the tail */
+                m.in = NULL;
+            }
+            char *copy = NULL;
+            if (m.in == NULL) {
+                copy = malloc(m.in_size ? m.in_size : 1);
+                if (copy == NULL) {
+                    return -1;
+                }
+                memcpy(copy, c->rx + p + VFU_HDR_SIZE, m.in_size);
+                m.in = copy;
+            }
             int rc = on_request(opaque, &m);
+            free(copy);
             vfu_msg_close_fds(&m);
             excise(c, p, h.msg_size);
             if (rc < 0) {
@@ -556,17 +591,11 @@ static int
 read_for_replies(struct vfu_conn *c, vfu_conn_request_fn_t *on_request,
                  void *opaque)
 {
-    struct pollfd p = { .fd = c->fd, .events = POLLIN };
-    int rc;
-
-    do {
-        rc = poll(&p, 1, VFU_CALL_TIMEOUT_MS);
-    } while (rc < 0 && errno == EINTR);
-    if (rc == 0) {
-        errno = ETIMEDOUT;
-        return -1;
-    }
-    if (rc < 0 || (vfu_conn_fill(c, false) < 0 && errno != EAGAIN)) {
+    /* One blocking read; SO_RCVTIMEO bounds the wait. */
+    if (vfu_conn_fill(c, true) < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            errno = ETIMEDOUT;
+        }
         return -1;
     }
     return scan(c, on_request, opaque);
@@ -598,6 +627,11 @@ vfu_conn_call(struct vfu_conn *c, uint16_t cmd,
     bool self_read;
 
     pthread_mutex_lock(&c->call_lock);
+    if (c->closing) {
+        pthread_mutex_unlock(&c->call_lock);
+        errno = ENOTCONN;
+        return -1;
+    }
     call.msg_id = c->next_msg_id++;
     call.next = c->calls;
     c->calls = &call;

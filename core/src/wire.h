@@ -74,6 +74,7 @@ struct vfu_conn {
     uint32_t max_fds;               /* fds accepted per message */
 
     char *rx;                       /* buffered stream bytes [head, tail) */
+    char *aligned;                  /* 8-aligned copy of a misaligned payload */
     size_t rx_cap, rx_head, rx_tail;
     uint64_t rx_pos;                /* stream offset of rx[0] */
     size_t pinned;                  /* rx offset that must not move, or SIZE_MAX */
@@ -91,6 +92,7 @@ struct vfu_conn {
     pthread_mutex_t call_lock;      /* guards calls and next_msg_id */
     pthread_cond_t call_cond;
     struct vfu_call *calls;         /* requests of ours awaiting a reply */
+    bool closing;                   /* no new calls: the connection is going */
     uint16_t next_msg_id;
 };
 

@@ -259,11 +259,11 @@ main(int argc, char **argv)
         s[4][r] = vfu_run(c, OP_POSTED, n4 * 5);
     }
     struct figure f[5] = {
-        { "floor: ping-pong, 4-byte write+read sizes" },
-        { "vfu: REGION_WRITE+READ 4 B, C handler" },
-        { "floor: ping-pong, 64 KiB write+read sizes" },
-        { "vfu: REGION_WRITE+READ 64 KiB, C handler" },
-        { "vfu: posted REGION_WRITE 4 B (per write)" },
+        { .name = "floor: ping-pong, 4-byte write+read sizes" },
+        { .name = "vfu: REGION_WRITE+READ 4 B, C handler" },
+        { .name = "floor: ping-pong, 64 KiB write+read sizes" },
+        { .name = "vfu: REGION_WRITE+READ 64 KiB, C handler" },
+        { .name = "vfu: posted REGION_WRITE 4 B (per write)" },
     };
     for (int i = 0; i < 5; i++) {
         summarize(&f[i], s[i], runs);

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Copyright (c) 2026 the vfu authors. */
+
+/*
+ * What the files of the `vfu` Lua module share. One concern per file:
+ *   lvfu_rt.c      per-lua_State runtime: protected calls, budget, allocator
+ *   lvfu_module.c  luaopen_vfu, logging, the embedded Lua helpers
+ *   lvfu_spec.c    turning a device declaration table into C
+ *   lvfu_device.c  the device object and the callbacks into Lua
+ *   lvfu_caps.c    config space capabilities from tables
+ *   lvfu_dma.c     dma_read/dma_write and held SG handles
+ *   lvfu_migr.c    migration callbacks and automatic state
+ *   lvfu_loop.c    the event loop: attach, serve, reconnect, timers
+ *   lvfu_trace.c   one JSON line per device event (--trace)
+ *   lvfu_client.c  vfu.connect: the client side, for tests
+ */
+#ifndef LVFU_H
+#define LVFU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "libvfio-user.h"
+
+#define LVFU_DEVICE_MT  "vfu.device"
+#define LVFU_TIMER_MT   "vfu.timer"
+#define LVFU_SG_MT      "vfu.sg"
+#define LVFU_CLIENT_MT  "vfu.client"
+
+#define LVFU_MAX_CAPS   16
+#define LVFU_CAP_MAX    256
+#define LVFU_MAX_SG     16
+#define LVFU_DMA_MAX    (16u << 20)     /* largest dma_read/dma_write */
+
+struct lvfu_timer;
+struct lvfu_sg;
+
+/* Per-lua_State runtime, kept in the registry (see lvfu_rt()). */
+struct lvfu_rt {
+    /* budget for one handler call */
+    unsigned budget_ms;
+    bool in_handler;
+    bool budget_hit;
+    struct timespec deadline;
+
+    int verbose;                /* 0 errors, 1 info, 2 debug */
+    FILE *trace;                /* one JSON line per event, or NULL */
+
+    struct lvfu_timer *timers;  /* armed timers, polled by the loop */
+};
+
+struct lvfu_region {
+    bool present;
+    size_t size;
+    int flags;                  /* VFU_REGION_FLAG_* */
+    bool mem64, prefetch;
+    bool backed;                /* memfd-backed, mmap-able by the client */
+    struct iovec *areas;        /* sparse mmap areas, NULL: whole region */
+    uint32_t nr_areas;
+    int read_ref, write_ref;
+    int fd;
+    char *map;                  /* our mapping of fd */
+};
+
+struct lvfu_cap {
+    uint8_t data[LVFU_CAP_MAX];
+    size_t len;
+    int flags;                  /* VFU_CAP_FLAG_* */
+    size_t pos;                 /* 0: the library picks */
+    const char *kind;
+};
+
+struct lvfu_dev {
+    bool closed;
+    lua_State *L;               /* thread that runs the loop; callbacks use it */
+    vfu_ctx_t *ctx;
+    char *sock_path;
+    int self_ref;               /* keeps the device alive while served */
+
+    /* identity */
+    vfu_pci_type_t pci_type;
+    uint16_t vid, did, ssvid, ssid;
+    uint8_t class_base, class_sub, class_pi;
+    uint8_t revision;
+    char name[64];
+
+    struct lvfu_region regions[VFU_PCI_DEV_NUM_REGIONS];
+    struct lvfu_cap caps[LVFU_MAX_CAPS];
+    int nr_caps;
+
+    uint32_t nirqs[VFU_DEV_NUM_IRQS];
+    int irq_state_ref[VFU_DEV_NUM_IRQS];
+
+    int reset_ref, quiesce_ref;
+    bool dma;
+    int dma_map_ref, dma_unmap_ref;
+    struct lvfu_sg *sgs;        /* held SG handles, released on unmap */
+
+    bool migr;
+    int migr_transition_ref, migr_save_ref, migr_load_ref, migr_state_ref;
+    vfu_migr_state_t migr_state;
+    char *mig_out;              /* saved state being read by the client */
+    size_t mig_out_len, mig_out_pos;
+    bool mig_out_done;
+    char *mig_in;               /* state being received from the client */
+    size_t mig_in_len, mig_in_cap;
+
+    bool stop;                  /* dev:stop() */
+    bool attached;
+};
+
+/* lvfu_rt.c */
+struct lvfu_rt *lvfu_rt(lua_State *L);
+/* A state whose allocator refuses to grow past mem_cap bytes (0: no cap);
+ * close it with lvfu_closestate(). */
+lua_State *lvfu_newstate(size_t mem_cap);
+void lvfu_closestate(lua_State *L);
+size_t lvfu_mem_used(lua_State *L);
+void lvfu_open_sandbox(lua_State *L, bool unsafe);
+void lvfu_budget_hook_install(lua_State *L);
+/* Call the function below nargs arguments under pcall with a traceback
+ * handler and the time budget. On error logs one entry (with the device's
+ * context when dev is not NULL), pops everything and returns -1 with errno
+ * EIO; on success leaves nres results and returns 0. */
+int lvfu_pcall(lua_State *L, struct lvfu_dev *dev, int nargs, int nres,
+               const char *what);
+/* The same with an explicit budget (0: none), leaving the traceback on the
+ * stack on error. */
+int lvfu_pcall_budget(lua_State *L, int nargs, int nres, unsigned budget_ms);
+void lvfu_errorf(struct lvfu_dev *dev, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int lvfu_fail(lua_State *L, int err, const char *what);
+int lvfu_optflag(lua_State *L, int idx, const char *field, bool def);
+
+/* lvfu_module.c */
+int luaopen_vfu(lua_State *L);
+void lvfu_log_sink(vfu_ctx_t *ctx, int level, const char *msg);
+int lvfu_load_helper(lua_State *L, const char *name);
+
+/* lvfu_spec.c */
+void lvfu_spec_parse(lua_State *L, int spec, struct lvfu_dev *dev);
+const char *lvfu_region_name(int idx);
+void lvfu_summary(struct lvfu_dev *dev, FILE *out);
+
+/* lvfu_caps.c */
+void lvfu_caps_parse(lua_State *L, int list, struct lvfu_dev *dev);
+
+/* lvfu_device.c */
+void lvfu_device_register(lua_State *L);
+int lvfu_device_new(lua_State *L);
+struct lvfu_dev *lvfu_checkdev(lua_State *L, int idx);
+int lvfu_dev_listen(lua_State *L, struct lvfu_dev *dev, const char *path);
+void lvfu_dev_release(lua_State *L, struct lvfu_dev *dev);
+void lvfu_unref(lua_State *L, int *ref);
+
+/* lvfu_dma.c */
+void lvfu_dma_register(lua_State *L);
+int lvfu_dma_setup(struct lvfu_dev *dev);
+void lvfu_dma_release_all(lua_State *L, struct lvfu_dev *dev);
+int lvfu_dev_dma_read(lua_State *L);
+int lvfu_dev_dma_write(lua_State *L);
+int lvfu_dev_dma_hold(lua_State *L);
+
+/* lvfu_migr.c */
+int lvfu_migr_setup(struct lvfu_dev *dev);
+void lvfu_migr_free(struct lvfu_dev *dev);
+const char *lvfu_migr_state_name(vfu_migr_state_t s);
+
+/* lvfu_loop.c */
+void lvfu_timer_register(lua_State *L);
+int lvfu_timer_new(lua_State *L);
+/* Serve dev until it is stopped, rt->stop is raised or stop_fd becomes
+ * readable (-1: none). Returns 0, or -1 with errno. */
+int lvfu_loop_run(lua_State *L, struct lvfu_dev *dev, int stop_fd);
+
+/* lvfu_trace.c: NULL when tracing is off; otherwise an object with the
+ * time and event set, written out and freed by lvfu_trace_end(). */
+struct json_object *lvfu_trace_begin(lua_State *L, const char *event);
+void lvfu_trace_end(lua_State *L, struct json_object *obj);
+
+/* lvfu_client.c */
+void lvfu_client_register(lua_State *L);
+int lvfu_client_connect(lua_State *L);
+
+#endif /* LVFU_H */

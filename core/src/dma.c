@@ -1,0 +1,679 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Copyright (c) 2026 the vfu authors. */
+
+/*
+ * The DMA map table: client IOVA ranges in an AVL tree keyed by IOVA (so
+ * map, unmap and lookup are O(log n) for any number of maps), each map in a
+ * numbered slot that scatter/gather entries refer to. Backing files are
+ * mmap()ed once, whole, and shared by every map into them: QEMU sends the
+ * same memfd with each map, at that map's offset.
+ */
+
+#include <fcntl.h>
+#include <search.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dma_internal.h"
+
+static uint64_t
+host_page_size(void)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+
+    return pg > 0 ? (uint64_t)pg : 4096;
+}
+
+/* ---- backing files ---- */
+
+static int
+file_cmp(const void *a, const void *b)
+{
+    const struct dma_file *x = a, *y = b;
+
+    if (x->dev != y->dev) {
+        return x->dev < y->dev ? -1 : 1;
+    }
+    if (x->ino != y->ino) {
+        return x->ino < y->ino ? -1 : 1;
+    }
+    return x->prot - y->prot;
+}
+
+static void
+file_put(struct dma_table *t, struct dma_file *f)
+{
+    if (--f->refcnt > 0) {
+        return;
+    }
+    if (f->shared) {
+        tdelete(f, &t->files, file_cmp);
+        t->nr_files--;
+    }
+    munmap(f->base, f->size);
+    free(f);
+}
+
+static struct dma_file *
+file_map(int fd, uint64_t off, uint64_t len, int prot, const struct stat *st)
+{
+    struct dma_file *f = calloc(1, sizeof(*f));
+    void *p;
+
+    if (f == NULL) {
+        return NULL;
+    }
+    p = mmap(NULL, len, prot, MAP_SHARED, fd, (off_t)off);
+    if (p == MAP_FAILED) {
+        int saved = errno;
+        free(f);
+        errno = saved;
+        return NULL;
+    }
+    f->dev = st->st_dev;
+    f->ino = st->st_ino;
+    f->prot = prot;
+    f->base = p;
+    f->size = len;
+    f->page_size = host_page_size();
+    /* Huge page backed files report their page size here. */
+    if (st->st_blksize > 0 && ((uint64_t)st->st_blksize & (st->st_blksize - 1)) == 0 &&
+        (uint64_t)st->st_blksize > f->page_size) {
+        f->page_size = st->st_blksize;
+    }
+    f->refcnt = 1;
+    return f;
+}
+
+/*
+ * Find or make the mapping that holds [off, off + len) of fd. *base_off is
+ * set to the file offset of the mapping's first byte.
+ */
+static struct dma_file *
+file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
+         uint64_t *base_off)
+{
+    struct dma_file key, *f, **slot;
+    struct stat st;
+    uint64_t pg = host_page_size(), start, end;
+
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl < 0 || fstat(fd, &st) < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        errno = EINVAL;         /* pipes, sockets, directories */
+        return NULL;
+    }
+    /* mmap() would check this, but a shared mapping may already exist. */
+    if ((fl & O_ACCMODE) == O_WRONLY ||
+        ((prot & PROT_WRITE) && (fl & O_ACCMODE) != O_RDWR)) {
+        errno = EACCES;
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        /* A device has no useful size: map just the window, unshared. */
+        start = off & ~(pg - 1);
+        end = off + len;
+        if (end > UINT64_MAX - (pg - 1) || start > (uint64_t)INT64_MAX) {
+            errno = EINVAL;
+            return NULL;
+        }
+        end = (end + pg - 1) & ~(pg - 1);
+        f = file_map(fd, start, end - start, prot, &st);
+        *base_off = start;
+        return f;
+    }
+    if (st.st_size <= 0 || off > (uint64_t)st.st_size ||
+        len > (uint64_t)st.st_size - off) {
+        errno = EINVAL;         /* beyond the end of the file */
+        return NULL;
+    }
+    *base_off = 0;
+    key.dev = st.st_dev;
+    key.ino = st.st_ino;
+    key.prot = prot;
+    slot = tfind(&key, &t->files, file_cmp);
+    if (slot != NULL && off + len <= (*slot)->size) {
+        (*slot)->refcnt++;
+        return *slot;
+    }
+    f = file_map(fd, 0, st.st_size, prot, &st);
+    if (f == NULL) {
+        return NULL;
+    }
+    if (slot != NULL) {
+        /* The file grew: the old mapping lives on for its maps only. */
+        struct dma_file *old = *slot;
+        tdelete(old, &t->files, file_cmp);
+        old->shared = false;
+        t->nr_files--;
+    }
+    if (tsearch(f, &t->files, file_cmp) == NULL) {
+        munmap(f->base, f->size);
+        free(f);
+        errno = ENOMEM;
+        return NULL;
+    }
+    f->shared = true;
+    t->nr_files++;
+    return f;
+}
+
+/* ---- AVL tree ---- */
+
+static int
+height(const struct dma_map *m)
+{
+    return m != NULL ? m->height : 0;
+}
+
+static void
+fix_height(struct dma_map *m)
+{
+    int l = height(m->left), r = height(m->right);
+
+    m->height = (l > r ? l : r) + 1;
+}
+
+static struct dma_map *
+rotate_right(struct dma_map *m)
+{
+    struct dma_map *l = m->left;
+
+    m->left = l->right;
+    l->right = m;
+    fix_height(m);
+    fix_height(l);
+    return l;
+}
+
+static struct dma_map *
+rotate_left(struct dma_map *m)
+{
+    struct dma_map *r = m->right;
+
+    m->right = r->left;
+    r->left = m;
+    fix_height(m);
+    fix_height(r);
+    return r;
+}
+
+static struct dma_map *
+balance(struct dma_map *m)
+{
+    int bf;
+
+    fix_height(m);
+    bf = height(m->left) - height(m->right);
+    if (bf > 1) {
+        if (height(m->left->left) < height(m->left->right)) {
+            m->left = rotate_left(m->left);
+        }
+        return rotate_right(m);
+    }
+    if (bf < -1) {
+        if (height(m->right->right) < height(m->right->left)) {
+            m->right = rotate_right(m->right);
+        }
+        return rotate_left(m);
+    }
+    return m;
+}
+
+static struct dma_map *
+avl_insert(struct dma_map *root, struct dma_map *m)
+{
+    if (root == NULL) {
+        m->left = m->right = NULL;
+        m->height = 1;
+        return m;
+    }
+    if (m->iova < root->iova) {
+        root->left = avl_insert(root->left, m);
+    } else {
+        root->right = avl_insert(root->right, m);
+    }
+    return balance(root);
+}
+
+static struct dma_map *
+avl_remove_min(struct dma_map *root, struct dma_map **min)
+{
+    if (root->left == NULL) {
+        *min = root;
+        return root->right;
+    }
+    root->left = avl_remove_min(root->left, min);
+    return balance(root);
+}
+
+static struct dma_map *
+avl_remove(struct dma_map *root, uint64_t iova)
+{
+    struct dma_map *l, *r, *min;
+
+    if (root == NULL) {
+        return NULL;
+    }
+    if (iova < root->iova) {
+        root->left = avl_remove(root->left, iova);
+    } else if (iova > root->iova) {
+        root->right = avl_remove(root->right, iova);
+    } else {
+        l = root->left;
+        r = root->right;
+        if (r == NULL) {
+            return l;
+        }
+        r = avl_remove_min(r, &min);
+        min->left = l;
+        min->right = r;
+        return balance(min);
+    }
+    return balance(root);
+}
+
+/* The map with the greatest iova <= addr. */
+static struct dma_map *
+floor_map(struct dma_map *n, uint64_t addr)
+{
+    struct dma_map *best = NULL;
+
+    while (n != NULL) {
+        if (n->iova <= addr) {
+            best = n;
+            n = n->right;
+        } else {
+            n = n->left;
+        }
+    }
+    return best;
+}
+
+/* The map with the smallest iova > addr. */
+static struct dma_map *
+above_map(struct dma_map *n, uint64_t addr)
+{
+    struct dma_map *best = NULL;
+
+    while (n != NULL) {
+        if (n->iova > addr) {
+            best = n;
+            n = n->left;
+        } else {
+            n = n->right;
+        }
+    }
+    return best;
+}
+
+/* ---- the table ---- */
+
+struct dma_table *
+dma_table_new(void)
+{
+    return calloc(1, sizeof(struct dma_table));
+}
+
+static int
+slot_alloc(struct dma_table *t, struct dma_map *m)
+{
+    if (t->nr_free == 0) {
+        uint32_t n = t->nr_slots == 0 ? 64 : t->nr_slots * 2;
+        struct dma_map **s;
+        uint32_t *f;
+
+        if (n > INT32_MAX || n < t->nr_slots) {
+            errno = ENOSPC;
+            return -1;
+        }
+        s = realloc(t->slots, n * sizeof(*s));
+        if (s == NULL) {
+            return -1;
+        }
+        t->slots = s;
+        f = realloc(t->free_slots, n * sizeof(*f));
+        if (f == NULL) {
+            return -1;
+        }
+        t->free_slots = f;
+        /* Push high slots first so that low numbers are used first. */
+        for (uint32_t i = n; i > t->nr_slots; i--) {
+            t->slots[i - 1] = NULL;
+            t->free_slots[t->nr_free++] = i - 1;
+        }
+        t->nr_slots = n;
+    }
+    m->slot = t->free_slots[--t->nr_free];
+    t->slots[m->slot] = m;
+    return 0;
+}
+
+struct dma_map *
+dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
+              uint64_t offset, uint32_t prot, uint32_t max_maps)
+{
+    struct dma_map *m, *n;
+    uint64_t last, base_off = 0;
+
+    if (size == 0 || size - 1 > UINT64_MAX - iova || prot == 0 ||
+        (prot & ~(uint32_t)(PROT_READ | PROT_WRITE)) != 0 ||
+        (fd >= 0 && (offset > UINT64_MAX - size || size > SIZE_MAX))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    last = iova + (size - 1);
+    n = floor_map(t->root, iova);
+    if ((n != NULL && n->last >= iova) ||
+        ((n = above_map(t->root, iova)) != NULL && n->iova <= last)) {
+        errno = EEXIST;
+        return NULL;
+    }
+    if (t->nr_maps >= max_maps) {
+        errno = ENOSPC;
+        return NULL;
+    }
+    m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        return NULL;
+    }
+    m->iova = iova;
+    m->last = last;
+    m->prot = prot;
+    m->info.iova.iov_base = (void *)(uintptr_t)iova;
+    m->info.iova.iov_len = size;
+    m->info.prot = prot;
+    atomic_init(&m->refcnt, 0);
+    if (fd >= 0) {
+        struct dma_file *f = file_get(t, fd, offset, size, (int)prot, &base_off);
+        char *lo, *hi, *start, *end;
+        uintptr_t pg;
+
+        if (f == NULL) {
+            int saved = errno;
+            free(m);
+            errno = saved;
+            return NULL;
+        }
+        m->file = f;
+        start = f->base + (offset - base_off);
+        m->info.vaddr = start;
+        m->info.page_size = f->page_size;
+        /* The part of the file mapping this map can use, page rounded. */
+        pg = f->page_size;
+        lo = (char *)((uintptr_t)start & ~(pg - 1));
+        hi = (char *)(((uintptr_t)start + size + pg - 1) & ~(pg - 1));
+        end = f->base + f->size;
+        m->info.mapping.iov_base = lo < f->base ? f->base : lo;
+        m->info.mapping.iov_len = (hi > end ? end : hi) -
+                                  (char *)m->info.mapping.iov_base;
+    }
+    if (slot_alloc(t, m) < 0) {
+        int saved = errno;
+        if (m->file != NULL) {
+            file_put(t, m->file);
+        }
+        free(m);
+        errno = saved;
+        return NULL;
+    }
+    t->root = avl_insert(t->root, m);
+    t->nr_maps++;
+    return m;
+}
+
+struct dma_map *
+dma_table_find(struct dma_table *t, uint64_t iova, uint64_t size)
+{
+    struct dma_map *m = floor_map(t->root, iova);
+
+    if (m == NULL || m->iova != iova || size == 0 || m->last - m->iova != size - 1) {
+        return NULL;
+    }
+    return m;
+}
+
+void
+dma_table_del(struct dma_table *t, struct dma_map *m)
+{
+    t->root = avl_remove(t->root, m->iova);
+    t->slots[m->slot] = NULL;
+    t->free_slots[t->nr_free++] = m->slot;
+    t->nr_maps--;
+    if (m->file != NULL) {
+        file_put(t, m->file);
+    }
+    free(m);
+}
+
+struct dma_map *
+dma_table_slot(struct dma_table *t, int slot)
+{
+    if (t == NULL || slot < 0 || (uint32_t)slot >= t->nr_slots) {
+        return NULL;
+    }
+    return t->slots[slot];
+}
+
+struct dma_map *
+dma_table_lookup(struct dma_table *t, uint64_t addr)
+{
+    unsigned hint = atomic_load_explicit(&t->hint, memory_order_relaxed);
+    struct dma_map *m;
+
+    if (hint < t->nr_slots && (m = t->slots[hint]) != NULL &&
+        addr >= m->iova && addr <= m->last) {
+        return m;
+    }
+    m = floor_map(t->root, addr);
+    if (m == NULL || addr > m->last) {
+        return NULL;
+    }
+    atomic_store_explicit(&t->hint, m->slot, memory_order_relaxed);
+    return m;
+}
+
+struct dma_map *
+dma_table_any(struct dma_table *t)
+{
+    return t != NULL ? t->root : NULL;
+}
+
+void
+dma_table_destroy(struct dma_table *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    while (t->root != NULL) {
+        dma_table_del(t, t->root);
+    }
+    free(t->slots);
+    free(t->free_slots);
+    free(t);
+}
+
+/* ---- the protocol ---- */
+
+int
+vfu_setup_device_dma(vfu_ctx_t *ctx, vfu_dma_register_cb_t *dma_register,
+                     vfu_dma_unregister_cb_t *dma_unregister)
+{
+    if (ctx == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (ctx->dma == NULL) {
+        ctx->dma = dma_table_new();
+        if (ctx->dma == NULL) {
+            return -1;
+        }
+    }
+    if (ctx->dirty == NULL) {
+        ctx->dirty = calloc(1, sizeof(*ctx->dirty));
+        if (ctx->dirty == NULL) {
+            return -1;
+        }
+    }
+    ctx->dma_register_cb = dma_register;
+    ctx->dma_unregister_cb = dma_unregister;
+    return 0;
+}
+
+static uint32_t
+max_maps(const vfu_ctx_t *ctx)
+{
+    uint64_t max = ctx->max_dma_maps != 0 ? ctx->max_dma_maps
+                                          : VFU_DEFAULT_MAX_DMA_MAPS;
+
+    if (ctx->negotiated && ctx->caps.max_dma_maps != 0 &&
+        ctx->caps.max_dma_maps < max) {
+        max = ctx->caps.max_dma_maps;
+    }
+    return (uint32_t)max;
+}
+
+int
+vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg)
+{
+    const uint32_t rw = VFIO_USER_F_DMA_REGION_READ | VFIO_USER_F_DMA_REGION_WRITE;
+    struct vfio_user_dma_map req;
+    struct dma_map *m;
+    uint32_t prot = 0;
+    int fd = -1;
+
+    if (msg->in_size != sizeof(req)) {
+        vfu_log(ctx, LOG_ERR, "DMA_MAP: bad size %zu", msg->in_size);
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(&req, msg->in, sizeof(req));
+    if (req.argsz < sizeof(req) || (req.flags & ~rw) != 0 ||
+        (req.flags & rw) == 0 || msg->nr_fds > 1 || msg->fds_truncated) {
+        vfu_log(ctx, LOG_ERR, "DMA_MAP: bad argsz %u, flags %#x or %u fds",
+                req.argsz, req.flags, msg->nr_fds);
+        errno = EINVAL;
+        return -1;
+    }
+    if (req.size == 0 || req.size - 1 > UINT64_MAX - req.addr) {
+        vfu_log(ctx, LOG_ERR, "DMA_MAP: bad range %#lx+%#lx",
+                (unsigned long)req.addr, (unsigned long)req.size);
+        errno = EINVAL;
+        return -1;
+    }
+    if (ctx->dma == NULL) {
+        /* Like libvfio-user: without DMA set up, maps are accepted unused. */
+        return 0;
+    }
+    if (msg->nr_fds == 1) {
+        fd = msg->fds[0];
+    }
+    prot |= (req.flags & VFIO_USER_F_DMA_REGION_READ) ? PROT_READ : 0;
+    prot |= (req.flags & VFIO_USER_F_DMA_REGION_WRITE) ? PROT_WRITE : 0;
+    m = dma_table_add(ctx->dma, req.addr, req.size, fd, req.offset, prot,
+                      max_maps(ctx));
+    if (m == NULL) {
+        vfu_log_errno(ctx, LOG_ERR, errno, "DMA_MAP %#lx+%#lx fd %d offset %#lx",
+                      (unsigned long)req.addr, (unsigned long)req.size, fd,
+                      (unsigned long)req.offset);
+        return -1;
+    }
+    vfu_log(ctx, LOG_DEBUG, "DMA_MAP %#lx+%#lx%s", (unsigned long)req.addr,
+            (unsigned long)req.size, fd >= 0 ? "" : " (messages only)");
+    if (ctx->dma_register_cb != NULL) {
+        ctx->dma_register_cb(ctx, &m->info);
+    }
+    return 0;
+}
+
+/* Tell the device, then drop the map; the device must let go first. */
+static void
+remove_map(vfu_ctx_t *ctx, struct dma_map *m)
+{
+    if (ctx->dma_unregister_cb != NULL) {
+        ctx->dma_unregister_cb(ctx, &m->info);
+    }
+    if (atomic_load(&m->refcnt) != 0) {
+        vfu_log(ctx, LOG_ERR, "DMA region %#lx+%#lx still has %d users at unmap",
+                (unsigned long)m->iova, (unsigned long)(m->last - m->iova + 1),
+                atomic_load(&m->refcnt));
+    }
+    dma_table_del(ctx->dma, m);
+}
+
+int
+vfu_handle_dma_unmap(vfu_ctx_t *ctx, struct vfu_msg *msg)
+{
+    struct vfio_user_dma_unmap req;
+    struct dma_map *m;
+
+    if (msg->in_size != sizeof(req)) {
+        vfu_log(ctx, LOG_ERR, "DMA_UNMAP: bad size %zu", msg->in_size);
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(&req, msg->in, sizeof(req));
+    if (req.argsz < sizeof(req) || (req.flags & ~VFIO_DMA_UNMAP_FLAG_ALL) != 0 ||
+        msg->nr_fds != 0) {
+        /* GET_DIRTY_BITMAP belongs to the old migration protocol. */
+        vfu_log(ctx, LOG_ERR, "DMA_UNMAP: bad argsz %u, flags %#x or fds",
+                req.argsz, req.flags);
+        errno = EINVAL;
+        return -1;
+    }
+    if (req.flags & VFIO_DMA_UNMAP_FLAG_ALL) {
+        if (req.addr != 0 || req.size != 0) {
+            vfu_log(ctx, LOG_ERR, "DMA_UNMAP: ALL with a range");
+            errno = EINVAL;
+            return -1;
+        }
+        while (ctx->dma != NULL && (m = dma_table_any(ctx->dma)) != NULL) {
+            remove_map(ctx, m);
+        }
+    } else if (ctx->dma != NULL) {
+        if (req.size == 0 || req.size - 1 > UINT64_MAX - req.addr) {
+            vfu_log(ctx, LOG_ERR, "DMA_UNMAP: bad range");
+            errno = EINVAL;
+            return -1;
+        }
+        m = dma_table_find(ctx->dma, req.addr, req.size);
+        if (m == NULL) {
+            /* Distinguish a partial unmap from nothing mapped there. */
+            uint64_t last = req.addr + (req.size - 1);
+            struct dma_map *n = floor_map(ctx->dma->root, last);
+            errno = (n != NULL && n->last >= req.addr) ? EINVAL : ENOENT;
+            vfu_log_errno(ctx, LOG_ERR, errno, "DMA_UNMAP %#lx+%#lx",
+                          (unsigned long)req.addr, (unsigned long)req.size);
+            return -1;
+        }
+        remove_map(ctx, m);
+    }
+    /* The reply echoes the request; msg->in stays put until it is sent. */
+    return vfu_msg_reply_add(msg, msg->in, sizeof(req));
+}
+
+void
+vfu_dma_release(vfu_ctx_t *ctx)
+{
+    struct dma_map *m;
+
+    dirty_stop(ctx);
+    while (ctx->dma != NULL && (m = dma_table_any(ctx->dma)) != NULL) {
+        remove_map(ctx, m);
+    }
+}
+
+void
+vfu_dma_free(vfu_ctx_t *ctx)
+{
+    dirty_free(ctx);
+    dma_table_destroy(ctx->dma);
+    ctx->dma = NULL;
+}

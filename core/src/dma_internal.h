@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Copyright (c) 2026 the vfu authors. */
+
+/*
+ * What dma.c (the map table), sgl.c (scatter/gather) and dirty.c (dirty
+ * page logging) share. The table and the log are usable on their own so
+ * that the unit tests can drive them without a socket.
+ */
+#ifndef VFU_DMA_INTERNAL_H
+#define VFU_DMA_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "private.h"
+
+/* Members as in libvfio-user's dma_sg_t, so sizes and meaning match. */
+struct dma_sg {
+    vfu_dma_addr_t dma_addr;    /* IOVA base of the map the entry lies in */
+    int region;                 /* slot of that map in the table */
+    uint64_t length;
+    uint64_t offset;            /* from dma_addr */
+    bool writeable;
+};
+
+/* One mmap() of a backing file, shared by every map that uses it. */
+struct dma_file {
+    dev_t dev;
+    ino_t ino;
+    int prot;
+    bool shared;                /* findable by dev/ino: a whole-file mapping */
+    char *base;
+    size_t size;
+    size_t page_size;
+    uint32_t refcnt;            /* maps using it */
+};
+
+struct dma_map {
+    uint64_t iova;
+    uint64_t last;              /* iova + size - 1: a map may end at 2^64 */
+    uint32_t prot;              /* PROT_READ / PROT_WRITE */
+    uint32_t slot;
+    vfu_dma_info_t info;
+    struct dma_file *file;      /* NULL: reached through messages only */
+    atomic_int refcnt;          /* vfu_sgl_get() without vfu_sgl_put() */
+    struct dma_map *left, *right;
+    int height;
+};
+
+struct dma_table {
+    struct dma_map *root;       /* AVL tree keyed by iova */
+    struct dma_map **slots;     /* slot -> map, NULL when free */
+    uint32_t nr_slots;
+    uint32_t *free_slots;       /* stack of free slot numbers */
+    uint32_t nr_free;
+    uint32_t nr_maps;
+    atomic_uint hint;           /* slot of the last map looked up */
+    void *files;                /* tsearch(3) tree of shared dma_files */
+    uint32_t nr_files;
+};
+
+/* dma.c: the table on its own. */
+struct dma_table *dma_table_new(void);
+/* Unmap and free everything, without callbacks. */
+void dma_table_destroy(struct dma_table *t);
+/*
+ * Add [iova, iova + size): fd < 0 for a message-only map, else mmap()ed
+ * (the fd is not kept). Returns the new map, or NULL with errno: EINVAL
+ * (size 0, wrap, bad prot, fd unusable or too small), EEXIST (overlap),
+ * ENOSPC (max maps live), ENOMEM, or mmap()'s error.
+ */
+struct dma_map *dma_table_add(struct dma_table *t, uint64_t iova,
+                              uint64_t size, int fd, uint64_t offset,
+                              uint32_t prot, uint32_t max_maps);
+/* The map exactly [iova, iova + size), or NULL. */
+struct dma_map *dma_table_find(struct dma_table *t, uint64_t iova,
+                               uint64_t size);
+/* Unlink and free a map returned by the table. */
+void dma_table_del(struct dma_table *t, struct dma_map *m);
+/* The map containing addr, or NULL. Lock-free: see sgl.c. */
+struct dma_map *dma_table_lookup(struct dma_table *t, uint64_t addr);
+/* Any map (the root), or NULL when empty: for tearing everything down. */
+struct dma_map *dma_table_any(struct dma_table *t);
+/* The live map in slot, or NULL. */
+struct dma_map *dma_table_slot(struct dma_table *t, int slot);
+
+/*
+ * dirty.c. A log covers the IOVA ranges given at START, rounded out to its
+ * page size and merged; one bit per page, set with atomic fetch-or and
+ * taken with atomic fetch-and, so a page written during a report shows up
+ * in this report or the next.
+ */
+struct dirty_range {
+    uint64_t start;             /* page aligned */
+    uint64_t pages;
+    _Atomic uint64_t *bits;
+};
+
+struct dirty_bits {
+    uint64_t pgsize;
+    struct dirty_range *ranges; /* sorted, disjoint */
+    uint32_t nr_ranges;
+};
+
+struct dirty_range_req {
+    uint64_t iova;
+    uint64_t length;
+};
+
+/* Build a log; NULL with errno EINVAL (bad page size, range, overlap) or
+ * E2BIG (bitmaps would exceed max_bytes) or ENOMEM. */
+struct dirty_bits *dirty_bits_new(uint64_t pgsize,
+                                const struct dirty_range_req *req,
+                                uint32_t nr, uint64_t max_bytes);
+void dirty_bits_free(struct dirty_bits *log);
+/* Mark [iova, iova + len) dirty where it is logged. */
+void dirty_bits_mark(struct dirty_bits *log, uint64_t iova, uint64_t len);
+/* Bytes of bitmap a report of length at pgsize needs (u64 words). */
+uint64_t dirty_bitmap_bytes(uint64_t length, uint64_t pgsize);
+/*
+ * Read and clear [iova, iova + len) into out (dirty_bitmap_bytes() long,
+ * zeroed here). Log pages only partly inside the range are reported but
+ * kept. -1/EINVAL if the range is not wholly logged or pgsize is bad.
+ */
+int dirty_bits_report(struct dirty_bits *log, uint64_t iova, uint64_t len,
+                     uint64_t pgsize, uint64_t *out);
+
+/* The per-context state: the current log, published to device threads. */
+struct dirty_log {
+    _Atomic(struct dirty_bits *) bits;
+    atomic_uint users;          /* device threads inside dirty_mark() */
+    void *reply;                /* REPLY buffer of the last report */
+    size_t reply_size;
+};
+
+/* Mark IOVA range dirty if logging (any thread). */
+void dirty_mark(vfu_ctx_t *ctx, uint64_t iova, uint64_t len);
+/* Stop logging and free the log (loop thread). */
+void dirty_stop(vfu_ctx_t *ctx);
+/* Free all dirty state (ctx teardown). */
+void dirty_free(vfu_ctx_t *ctx);
+
+#endif /* VFU_DMA_INTERNAL_H */

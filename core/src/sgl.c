@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Copyright (c) 2026 the vfu authors. */
+
+/*
+ * Scatter/gather access to client memory.
+ *
+ * Threads. vfu_addr_to_sgl(), vfu_sgl_get(), vfu_sgl_put(), vfu_sgl_read(),
+ * vfu_sgl_write() and vfu_sgl_mark_dirty() may be called from any thread
+ * while another runs vfu_run_ctx(). They take no lock, which is sound
+ * because of this contract:
+ *  - the map table changes only on DMA_MAP/DMA_UNMAP (and client loss),
+ *    which the loop handles only after the device's quiesce callback said
+ *    the device no longer uses scatter/gather entries outside callbacks; so
+ *    while device threads look maps up, nobody changes them;
+ *  - references taken with vfu_sgl_get() are counted atomically, and the
+ *    device drops them in its unregister callback before the map goes;
+ *  - dirty bits are set with atomic fetch-or and read with atomic
+ *    fetch-and (see dirty.c), and logging may start or stop at any time;
+ *  - message-based reads and writes go through vfu_conn_call(), which is
+ *    thread-safe; the loop hands each reply to its caller.
+ * The one shared word written on lookups, the last-hit hint, is atomic.
+ */
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "dma_internal.h"
+
+size_t
+dma_sg_size(void)
+{
+    return sizeof(struct dma_sg);
+}
+
+/* The map an entry refers to, if it is still there and holds the entry. */
+static struct dma_map *
+sg_map(vfu_ctx_t *ctx, const dma_sg_t *sg)
+{
+    struct dma_map *m = dma_table_slot(ctx->dma, sg->region);
+    uint64_t span;
+
+    if (m == NULL || m->iova != (uint64_t)(uintptr_t)sg->dma_addr) {
+        return NULL;
+    }
+    span = m->last - m->iova;       /* size - 1 */
+    if (sg->length == 0 || sg->offset > span ||
+        sg->length - 1 > span - sg->offset) {
+        return NULL;
+    }
+    return m;
+}
+
+int
+vfu_addr_to_sgl(vfu_ctx_t *ctx, vfu_dma_addr_t dma_addr, size_t len,
+                dma_sg_t *sgl, size_t max_nr_sgs, int prot)
+{
+    uint64_t cur = (uint64_t)(uintptr_t)dma_addr, left = len;
+    size_t n = 0;
+
+    if (ctx == NULL || ctx->dma == NULL || len == 0 ||
+        (prot & ~(PROT_READ | PROT_WRITE)) != 0 ||
+        (sgl == NULL && max_nr_sgs != 0)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (left - 1 > UINT64_MAX - cur) {
+        errno = ENOENT;     /* runs past the top of the address space */
+        return -1;
+    }
+    while (left > 0) {
+        struct dma_map *m = dma_table_lookup(ctx->dma, cur);
+        uint64_t chunk;
+
+        if (m == NULL) {
+            errno = ENOENT;
+            return -1;
+        }
+        if ((prot & ~(int)m->prot) != 0) {
+            errno = EACCES;
+            return -1;
+        }
+        chunk = left - 1 <= m->last - cur ? left : m->last - cur + 1;
+        if (n < max_nr_sgs) {
+            dma_sg_t *sg = &sgl[n];
+            sg->dma_addr = (vfu_dma_addr_t)(uintptr_t)m->iova;
+            sg->region = (int)m->slot;
+            sg->offset = cur - m->iova;
+            sg->length = chunk;
+            sg->writeable = (prot & PROT_WRITE) != 0;
+        }
+        n++;
+        cur += chunk;       /* may wrap to 0 exactly when left hits 0 */
+        left -= chunk;
+    }
+    if (n > (size_t)INT_MAX - 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (n > max_nr_sgs) {
+        errno = 0;
+        return -(int)(n + 1);
+    }
+    return (int)n;
+}
+
+int
+vfu_sgl_get(vfu_ctx_t *ctx, dma_sg_t *sgl, struct iovec *iov, size_t cnt,
+            int flags)
+{
+    if (ctx == NULL || ctx->dma == NULL || ctx->dma_unregister_cb == NULL ||
+        flags != 0 || (cnt > 0 && (sgl == NULL || iov == NULL))) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* Check everything first so that a failure leaves no reference. */
+    for (size_t i = 0; i < cnt; i++) {
+        struct dma_map *m = sg_map(ctx, &sgl[i]);
+
+        if (m == NULL) {
+            errno = EINVAL;
+            return -1;
+        }
+        if (m->file == NULL) {
+            errno = EFAULT;
+            return -1;
+        }
+        if (sgl[i].writeable && !(m->prot & PROT_WRITE)) {
+            errno = EACCES;
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        struct dma_map *m = sg_map(ctx, &sgl[i]);
+
+        iov[i].iov_base = (char *)m->info.vaddr + sgl[i].offset;
+        iov[i].iov_len = sgl[i].length;
+        atomic_fetch_add(&m->refcnt, 1);
+    }
+    return 0;
+}
+
+static void
+mark_sg(vfu_ctx_t *ctx, const dma_sg_t *sg)
+{
+    if (sg->writeable) {
+        dirty_mark(ctx, (uint64_t)(uintptr_t)sg->dma_addr + sg->offset,
+                   sg->length);
+    }
+}
+
+void
+vfu_sgl_mark_dirty(vfu_ctx_t *ctx, dma_sg_t *sgl, size_t cnt)
+{
+    if (ctx == NULL || ctx->dma == NULL || sgl == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        if (sg_map(ctx, &sgl[i]) != NULL) {
+            mark_sg(ctx, &sgl[i]);
+        }
+    }
+}
+
+void
+vfu_sgl_put(vfu_ctx_t *ctx, dma_sg_t *sgl, struct iovec *iov, size_t cnt)
+{
+    if (ctx == NULL || ctx->dma == NULL || sgl == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        struct dma_map *m = sg_map(ctx, &sgl[i]);
+
+        if (m == NULL) {
+            vfu_log(ctx, LOG_ERR, "vfu_sgl_put: entry %zu is not mapped", i);
+            continue;
+        }
+        mark_sg(ctx, &sgl[i]);
+        if (atomic_fetch_sub(&m->refcnt, 1) <= 0) {
+            atomic_fetch_add(&m->refcnt, 1);    /* put without get */
+            vfu_log(ctx, LOG_ERR, "vfu_sgl_put: entry %zu was not held", i);
+        }
+    }
+}
+
+bool
+vfu_sg_is_mappable(vfu_ctx_t *ctx, dma_sg_t *sg)
+{
+    int saved = errno;
+    struct dma_map *m;
+
+    if (ctx == NULL || ctx->dma == NULL || sg == NULL) {
+        return false;
+    }
+    m = sg_map(ctx, sg);
+    errno = saved;
+    return m != NULL && m->file != NULL;
+}
+
+static uint64_t
+xfer_chunk(const vfu_ctx_t *ctx)
+{
+    uint64_t n = ctx->caps.max_data_xfer_size;
+
+    if (n == 0 || n > VFU_MAX_DATA_XFER_LIMIT) {
+        n = VFU_DEFAULT_MAX_DATA_XFER;
+    }
+    return n;
+}
+
+/* DMA_READ/DMA_WRITE in pieces of at most max_data_xfer_size. */
+static int
+dma_by_message(vfu_ctx_t *ctx, uint64_t addr, uint64_t len, char *data,
+               bool is_write)
+{
+    const uint64_t chunk = xfer_chunk(ctx);
+    struct vfu_conn *conn;
+    char *buf;
+    int ret = 0;
+
+    buf = malloc(sizeof(struct vfio_user_dma_region_access) +
+                 (is_write ? 0 : chunk));
+    if (buf == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    /* Held for the whole exchange: a lost client waits for us to leave. */
+    pthread_rwlock_rdlock(&ctx->conn_lock);
+    conn = ctx->conn;
+    if (conn == NULL) {
+        pthread_rwlock_unlock(&ctx->conn_lock);
+        free(buf);
+        errno = ENOTCONN;
+        return -1;
+    }
+    for (uint64_t done = 0; done < len && ret == 0;) {
+        struct vfio_user_dma_region_access req, rep;
+        uint64_t n = len - done < chunk ? len - done : chunk;
+        struct iovec iov[2] = {
+            { &req, sizeof(req) },
+            { data + done, n },
+        };
+        size_t rsize = sizeof(rep) + (is_write ? 0 : n);
+
+        req.addr = addr + done;
+        req.count = n;
+        ret = vfu_conn_call(conn, is_write ? VFIO_USER_DMA_WRITE
+                                           : VFIO_USER_DMA_READ,
+                            iov, is_write ? 2 : 1, NULL, 0, buf, &rsize,
+                            NULL, NULL);
+        if (ret < 0) {
+            break;
+        }
+        memcpy(&rep, buf, rsize < sizeof(rep) ? rsize : sizeof(rep));
+        /* A write reply may carry a 32-bit count: only the address is sure. */
+        if (rsize < sizeof(rep.addr) || rep.addr != req.addr ||
+            (!is_write && (rsize != sizeof(rep) + n || rep.count != n))) {
+            vfu_log(ctx, LOG_ERR, "DMA_%s %#lx+%#lx: malformed reply",
+                    is_write ? "WRITE" : "READ", (unsigned long)req.addr,
+                    (unsigned long)n);
+            errno = EINVAL;
+            ret = -1;
+            break;
+        }
+        if (!is_write) {
+            memcpy(data + done, buf + sizeof(rep), n);
+        }
+        done += n;
+    }
+    {
+        int saved = errno;
+        pthread_rwlock_unlock(&ctx->conn_lock);
+        free(buf);
+        errno = saved;
+    }
+    return ret;
+}
+
+static int
+sgl_rw(vfu_ctx_t *ctx, dma_sg_t *sg, size_t cnt, void *data, bool is_write)
+{
+    struct dma_map *m;
+
+    if (cnt != 1) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    if (ctx == NULL || ctx->dma == NULL || sg == NULL || data == NULL ||
+        (m = sg_map(ctx, sg)) == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (is_write && (!sg->writeable || !(m->prot & PROT_WRITE))) {
+        errno = EPERM;
+        return -1;
+    }
+    if (m->file != NULL) {
+        char *p = (char *)m->info.vaddr + sg->offset;
+        if (is_write) {
+            memcpy(p, data, sg->length);
+        } else {
+            memcpy(data, p, sg->length);
+        }
+    } else if (dma_by_message(ctx, (uint64_t)(uintptr_t)sg->dma_addr + sg->offset,
+                              sg->length, data, is_write) < 0) {
+        return -1;
+    }
+    if (is_write) {
+        mark_sg(ctx, sg);
+    }
+    return 0;
+}
+
+int
+vfu_sgl_read(vfu_ctx_t *ctx, dma_sg_t *sg, size_t cnt, void *data)
+{
+    return sgl_rw(ctx, sg, cnt, data, false);
+}
+
+int
+vfu_sgl_write(vfu_ctx_t *ctx, dma_sg_t *sgl, size_t cnt, void *data)
+{
+    return sgl_rw(ctx, sgl, cnt, data, true);
+}
