@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "private.h"
@@ -15,6 +17,55 @@
 
 /* What a request may carry at most: the data plus its fixed part. */
 #define VFU_MAX_MSG_SIZE (VFU_DEFAULT_MAX_DATA_XFER + 4096)
+
+/*
+ * The poll fd is an epoll set of the listening socket or the connection,
+ * plus an eventfd that a device thread kicks when it read requests the loop
+ * has yet to handle: they are in our buffer, where no poll would see them.
+ */
+static int
+setup_poll(vfu_ctx_t *ctx)
+{
+    struct epoll_event ev = { .events = EPOLLIN };
+
+    ctx->poll_fd = epoll_create1(EPOLL_CLOEXEC);
+    ctx->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ctx->poll_fd < 0 || ctx->kick_fd < 0) {
+        return -1;
+    }
+    ev.data.fd = ctx->kick_fd;
+    if (epoll_ctl(ctx->poll_fd, EPOLL_CTL_ADD, ctx->kick_fd, &ev) < 0) {
+        return -1;
+    }
+    ev.data.fd = ctx->listen_fd;
+    return epoll_ctl(ctx->poll_fd, EPOLL_CTL_ADD, ctx->listen_fd, &ev);
+}
+
+/* Watch fd instead of old in the poll set. */
+static void
+poll_swap(vfu_ctx_t *ctx, int old, int fd)
+{
+    struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+
+    if (old >= 0) {
+        epoll_ctl(ctx->poll_fd, EPOLL_CTL_DEL, old, NULL);
+    }
+    if (fd >= 0) {
+        epoll_ctl(ctx->poll_fd, EPOLL_CTL_ADD, fd, &ev);
+    }
+}
+
+static void
+kick_loop(void *arg)
+{
+    vfu_ctx_t *ctx = arg;
+    uint64_t one = 1;
+
+    __atomic_store_n(&ctx->kicked, true, __ATOMIC_RELEASE);
+    if (write(ctx->kick_fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: already kicked, the loop will look */
+    }
+}
 
 vfu_ctx_t *
 vfu_create_ctx(vfu_trans_t trans, const char *path, int flags, void *pvt,
@@ -39,6 +90,8 @@ vfu_create_ctx(vfu_trans_t trans, const char *path, int flags, void *pvt,
     ctx->dev_type = dev_type;
     ctx->log_level = LOG_ERR;
     ctx->listen_fd = -1;
+    ctx->poll_fd = -1;
+    ctx->kick_fd = -1;
     ctx->nr_regions = VFU_PCI_DEV_NUM_REGIONS;
     ctx->max_dma_maps = VFU_DEFAULT_MAX_DMA_MAPS;
     vfu_caps_defaults(&ctx->caps);
@@ -57,7 +110,7 @@ vfu_create_ctx(vfu_trans_t trans, const char *path, int flags, void *pvt,
         vfu_setup_device_nr_irqs(ctx, VFU_DEV_REQ_IRQ, 1) < 0) {
         goto fail;
     }
-    if (vfu_sock_listen(ctx) < 0) {
+    if (vfu_sock_listen(ctx) < 0 || setup_poll(ctx) < 0) {
         goto fail;
     }
     return ctx;
@@ -99,6 +152,9 @@ vfu_attach_fd(vfu_ctx_t *ctx, int fd)
         return -1;
     }
     ctx->conn->serve_mode = true;
+    ctx->conn->kick = kick_loop;
+    ctx->conn->kick_arg = ctx;
+    poll_swap(ctx, ctx->listen_fd, fd);
     ctx->negotiated = false;
     vfu_caps_defaults(&ctx->caps);
     vfu_log(ctx, LOG_INFO, "client connected");
@@ -128,7 +184,7 @@ vfu_attach_ctx(vfu_ctx_t *ctx)
 int
 vfu_get_poll_fd(vfu_ctx_t *ctx)
 {
-    return ctx->conn != NULL ? ctx->conn->fd : ctx->listen_fd;
+    return ctx->poll_fd;
 }
 
 /*
@@ -160,6 +216,7 @@ vfu_conn_lost(vfu_ctx_t *ctx)
     pthread_rwlock_wrlock(&ctx->conn_lock);
     ctx->conn = NULL;
     pthread_rwlock_unlock(&ctx->conn_lock);
+    poll_swap(ctx, c->fd, ctx->listen_fd);
     vfu_conn_fini(c);
     free(c);
     ctx->negotiated = false;
@@ -217,9 +274,15 @@ vfu_run_ctx(vfu_ctx_t *ctx)
     }
     block = !(ctx->flags & LIBVFIO_USER_FLAG_ATTACH_NB);
     c = ctx->conn;
+    if (__atomic_exchange_n(&ctx->kicked, false, __ATOMIC_ACQ_REL)) {
+        uint64_t n;
+        if (read(ctx->kick_fd, &n, sizeof(n)) < 0) {
+            /* EAGAIN: nothing to clear */
+        }
+    }
     pthread_mutex_lock(&c->rx_lock);
     c->loop_thread = pthread_self();
-    c->loop_reading = true;
+    __atomic_store_n(&c->loop_reading, true, __ATOMIC_RELEASE);
     for (;;) {
         rc = drain(ctx, &count, &lost);
         if (rc < 0) {
@@ -240,7 +303,7 @@ vfu_run_ctx(vfu_ctx_t *ctx)
             break;
         }
     }
-    c->loop_reading = false;
+    __atomic_store_n(&c->loop_reading, false, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&c->rx_lock);
     if (lost) {
         if (err != ENOTCONN) {
@@ -266,6 +329,12 @@ vfu_destroy_ctx(vfu_ctx_t *ctx)
         vfu_conn_lost(ctx);
     }
     vfu_sock_close(ctx);
+    if (ctx->poll_fd >= 0) {
+        close(ctx->poll_fd);
+    }
+    if (ctx->kick_fd >= 0) {
+        close(ctx->kick_fd);
+    }
     vfu_migration_free(ctx);
     vfu_dma_free(ctx);
     vfu_pci_free(ctx);

@@ -124,6 +124,9 @@ struct vfu_ctx {
 
     /* transport */
     int listen_fd;
+    int poll_fd;                    /* epoll: listen_fd or the conn, kick_fd */
+    int kick_fd;                    /* eventfd: requests wait in our buffer */
+    bool kicked;
     struct vfu_conn *conn;          /* NULL when no client */
     /* Device threads doing message-based DMA hold it for reading, so the
      * connection is not freed under them. */

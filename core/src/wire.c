@@ -648,14 +648,15 @@ vfu_conn_call(struct vfu_conn *c, uint16_t cmd,
     }
 
     /*
-     * A server's device thread never reads the socket: the loop hands it the
-     * reply. The loop's own thread (a callback doing DMA) and clients read.
+     * Whoever gets the read side reads: a client, the loop's own thread (a
+     * callback doing DMA), or any thread while no loop is reading. Others
+     * wait for the reader to hand them their reply.
      */
-    self_read = !c->serve_mode ||
-                (c->loop_reading && pthread_equal(c->loop_thread, pthread_self()));
-
     pthread_mutex_lock(&c->call_lock);
     while (!call.done) {
+        self_read = !c->serve_mode ||
+                    !__atomic_load_n(&c->loop_reading, __ATOMIC_ACQUIRE) ||
+                    pthread_equal(c->loop_thread, pthread_self());
         if (self_read && pthread_mutex_trylock(&c->rx_lock) == 0) {
             pthread_mutex_unlock(&c->call_lock);
             int rc = scan(c, on_request, opaque);
@@ -663,7 +664,12 @@ vfu_conn_call(struct vfu_conn *c, uint16_t cmd,
                 rc = read_for_replies(c, on_request, opaque);
             }
             int err = errno;
+            bool left = c->rx_tail > c->rx_head;
             pthread_mutex_unlock(&c->rx_lock);
+            /* Requests we read for the loop must not wait for a poll wake-up. */
+            if (left && c->serve_mode && c->kick != NULL) {
+                c->kick(c->kick_arg);
+            }
             pthread_mutex_lock(&c->call_lock);
             if (rc < 0 && !call.done) {
                 call.done = true;

@@ -93,6 +93,9 @@ struct vfu_conn {
     pthread_cond_t call_cond;
     struct vfu_call *calls;         /* requests of ours awaiting a reply */
     bool closing;                   /* no new calls: the connection is going */
+    /* Called when a call read requests it left buffered for the loop. */
+    void (*kick)(void *arg);
+    void *kick_arg;
     uint16_t next_msg_id;
 };
 
