@@ -8,6 +8,7 @@
  */
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "private.h"
@@ -146,6 +147,36 @@ precheck(vfu_ctx_t *ctx, const struct vfu_msg *msg)
     return 0;
 }
 
+/* The reply the client gets, for the trace: header and gathered payload. */
+static void
+trace_reply(vfu_ctx_t *ctx, const struct vfu_msg *msg, int err)
+{
+    struct vfio_user_header h = {
+        .msg_id = msg->hdr.msg_id,
+        .cmd = msg->hdr.cmd,
+        .flags = VFIO_USER_F_TYPE_REPLY | (err != 0 ? VFIO_USER_F_ERROR : 0),
+        .error_no = (uint32_t)err,
+    };
+    const void *payload = NULL;
+    size_t size = err != 0 ? 0 : msg->out_size;
+    char *flat = NULL;
+
+    h.msg_size = (uint32_t)(sizeof(h) + size);
+    if (size > 0 && msg->out_iovcnt == 1) {
+        payload = msg->out[0].iov_base;
+    } else if (size > 0 && (flat = malloc(size)) != NULL) {
+        size_t off = 0;
+        for (int i = 0; i < msg->out_iovcnt; i++) {
+            memcpy(flat + off, msg->out[i].iov_base, msg->out[i].iov_len);
+            off += msg->out[i].iov_len;
+        }
+        payload = flat;
+    }
+    ctx->trace_fn(ctx, &h, payload, payload != NULL ? size : 0, true,
+                  ctx->trace_arg);
+    free(flat);
+}
+
 static int
 finish(vfu_ctx_t *ctx, struct vfu_msg *msg, int err)
 {
@@ -159,6 +190,9 @@ finish(vfu_ctx_t *ctx, struct vfu_msg *msg, int err)
                       msg->hdr.msg_size);
     }
     if (!no_reply) {
+        if (ctx->trace_fn != NULL) {
+            trace_reply(ctx, msg, err);
+        }
         rc = vfu_conn_reply(ctx->conn, msg, err);
     }
     return rc;
@@ -180,6 +214,10 @@ vfu_dispatch(vfu_ctx_t *ctx, struct vfu_msg *msg)
 {
     int err;
 
+    if (ctx->trace_fn != NULL) {
+        ctx->trace_fn(ctx, &msg->hdr, msg->in, msg->in != NULL ? msg->in_size : 0,
+                      false, ctx->trace_arg);
+    }
     /* A reply to one of our DMA requests, taken by the loop. */
     if ((msg->hdr.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY &&
         msg->in != NULL && vfu_conn_deliver_reply(ctx->conn, msg)) {
@@ -236,5 +274,17 @@ vfu_dispatch_resume(vfu_ctx_t *ctx, int quiesce_errno)
         errno = err;
         return -1;
     }
+    return 0;
+}
+
+int
+vfu_setup_trace(vfu_ctx_t *ctx, vfu_trace_fn_t *fn, void *arg)
+{
+    if (ctx == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    ctx->trace_fn = fn;
+    ctx->trace_arg = arg;
     return 0;
 }

@@ -30,6 +30,7 @@
 #include <linux/vfio.h>
 
 #include "libvfio-user.h"
+#include "vfu.h"
 #include "wire.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -105,6 +106,8 @@ struct vfu_ctx {
 
     vfu_log_fn_t *log_fn;
     int log_level;
+    vfu_trace_fn_t *trace_fn;
+    void *trace_arg;
 
     struct vfu_region *regions;
     uint32_t nr_regions;

@@ -109,3 +109,13 @@ vfu_sock_close(vfu_ctx_t *ctx)
         }
     }
 }
+
+int
+vfu_setup_socket_mode(vfu_ctx_t *ctx, mode_t mode)
+{
+    if (ctx == NULL || (mode & ~(mode_t)0777) != 0 || ctx->sock_path[0] == '\0') {
+        errno = EINVAL;
+        return -1;
+    }
+    return chmod(ctx->sock_path, mode);
+}

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Copyright (c) 2026 the vfu authors. */
+
+/*
+ * vfu's additions to the libvfio-user API. Everything in libvfio-user.h is
+ * source-compatible with libvfio-user; what is here is vfu's own, for
+ * programs that want it (the Lua runner uses both).
+ */
+#ifndef VFU_H
+#define VFU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "libvfio-user.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * vfu_trace_fn_t - called for every message the server handles and every
+ * reply it sends, after framing and before any checks of the payload.
+ *
+ * @hdr:      the message header (for a reply: the reply's header).
+ * @payload:  bytes after the header; NULL for an oversized request, whose
+ *            payload is dropped unseen.
+ * @size:     payload size.
+ * @is_reply: false for a request from the client, true for our reply.
+ * @arg:      what vfu_setup_trace() was given.
+ *
+ * It runs on the loop's thread and must not call back into the context.
+ */
+typedef void (vfu_trace_fn_t)(vfu_ctx_t *ctx, const struct vfio_user_header *hdr,
+                              const void *payload, size_t size, bool is_reply,
+                              void *arg);
+
+/*
+ * vfu_setup_trace() - install (or with NULL remove) a message trace.
+ *
+ * Returns 0, or -1 with errno EINVAL for a NULL context.
+ */
+int
+vfu_setup_trace(vfu_ctx_t *ctx, vfu_trace_fn_t *fn, void *arg);
+
+/*
+ * vfu_setup_socket_mode() - set the permission bits of the socket file.
+ *
+ * The socket is created owner-only (0600) by vfu_create_ctx(); this widens
+ * or narrows that, for instance 0660 to let a VMM in the owner's group
+ * connect. Only the permission bits (07777 & ~S_IFMT) are used.
+ *
+ * Returns 0, or -1 with errno: EINVAL for a NULL context, bits outside 0777,
+ * or an abstract (empty path) socket, which has no file; errors of chmod(2).
+ */
+int
+vfu_setup_socket_mode(vfu_ctx_t *ctx, mode_t mode);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VFU_H */
