@@ -13,14 +13,7 @@
 #include <stdbool.h>
 #include <linux/pci_regs.h>
 
-/* Layout checks that work from both C and C++ translation units. */
-#ifndef VFU_STATIC_ASSERT
-#ifdef __cplusplus
-#define VFU_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
-#else
-#define VFU_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
-#endif
-#endif
+#include "compiler.h"
 
 #ifdef __cplusplus
 extern "C" {

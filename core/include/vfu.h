@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "libvfio-user.h"
@@ -56,6 +57,13 @@ vfu_setup_trace(vfu_ctx_t *ctx, vfu_trace_fn_t *fn, void *arg);
  */
 int
 vfu_setup_socket_mode(vfu_ctx_t *ctx, mode_t mode);
+
+/*
+ * vfu_cmd_name() - the protocol's name of a command ("REGION_READ", ...),
+ * or "unknown". The string is static.
+ */
+const char *
+vfu_cmd_name(uint16_t cmd);
 
 #ifdef __cplusplus
 }

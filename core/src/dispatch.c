@@ -69,8 +69,8 @@ static vfu_cmd_handler_t *const handlers[] = {
     [VFIO_USER_MIG_DATA_WRITE] = vfu_handle_mig_data_write,
 };
 
-static const char *
-cmd_name(uint16_t cmd)
+const char *
+vfu_cmd_name(uint16_t cmd)
 {
     static const char *const names[] = {
         [VFIO_USER_VERSION] = "VERSION",
@@ -186,7 +186,7 @@ finish(vfu_ctx_t *ctx, struct vfu_msg *msg, int err)
     vfu_msg_close_fds(msg);
     if (err != 0) {
         vfu_log_errno(ctx, LOG_ERR, err, "%s (msg %u, %u bytes) failed",
-                      cmd_name(msg->hdr.cmd), msg->hdr.msg_id,
+                      vfu_cmd_name(msg->hdr.cmd), msg->hdr.msg_id,
                       msg->hdr.msg_size);
     }
     if (!no_reply) {
