@@ -25,7 +25,7 @@
  * vfu_irq_trigger().
  *
  * The server handles one client at a time and waits for the next when a
- * client goes away. SIGINT or SIGTERM stops it and removes the socket.
+ * client goes away; the pins keep their state across clients. SIGINT or SIGTERM stops it and removes the socket.
  */
 #include <errno.h>
 #include <poll.h>
@@ -159,6 +159,10 @@ reset_device(vfu_ctx_t *ctx, vfu_reset_type_t type)
 {
     struct idio16 *dev = vfu_get_private(ctx);
 
+    /* Outputs drive real loads: a VMM reconnecting must not glitch them. */
+    if (type == VFU_RESET_LOST_CONN) {
+        return 0;
+    }
     memset(dev, 0, sizeof(*dev));
     return 0;
 }
@@ -274,11 +278,7 @@ main(int argc, char *argv[])
         return 1;
     }
     ret = serve(ctx, sig_fd);
-    vfu_destroy_ctx(ctx);
-    /* The library may already have removed it; either way it is gone. */
-    if (unlink(argv[1]) < 0 && errno != ENOENT) {
-        perror("gpio-pci-idio-16: unlink");
-    }
+    vfu_destroy_ctx(ctx);   /* removes the socket file */
     close(sig_fd);
     return ret < 0 ? 1 : 0;
 }
