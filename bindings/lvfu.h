@@ -11,7 +11,7 @@
  *   lvfu_dma.c     dma_read/dma_write and held SG handles
  *   lvfu_migr.c    migration callbacks and automatic state
  *   lvfu_loop.c    the event loop: attach, serve, reconnect, timers
- *   lvfu_trace.c   one JSON line per device event (--trace)
+ *   lvfu_trace.c   one JSON line per protocol message and device event
  *   lvfu_client.c  vfu.connect: the client side, for tests
  */
 #ifndef LVFU_H
@@ -103,10 +103,10 @@ struct lvfu_dev {
 
     bool migr;
     int migr_transition_ref, migr_save_ref, migr_load_ref, migr_state_ref;
+    int migr_precopy_ref;
     vfu_migr_state_t migr_state;
-    char *mig_out;              /* saved state being read by the client */
+    char *mig_out;              /* records being read by the client */
     size_t mig_out_len, mig_out_pos;
-    bool mig_out_done;
     char *mig_in;               /* state being received from the client */
     size_t mig_in_len, mig_in_cap;
 
@@ -182,6 +182,10 @@ int lvfu_loop_run(lua_State *L, struct lvfu_dev *dev, int stop_fd);
  * time and event set, written out and freed by lvfu_trace_end(). */
 struct json_object *lvfu_trace_begin(lua_State *L, const char *event);
 void lvfu_trace_end(lua_State *L, struct json_object *obj);
+/* The core's message trace (vfu_setup_trace), arg being the FILE. */
+struct vfio_user_header;
+void lvfu_trace_msg(vfu_ctx_t *ctx, const struct vfio_user_header *hdr,
+                    const void *payload, size_t size, bool is_reply, void *arg);
 
 /* lvfu_client.c */
 void lvfu_client_register(lua_State *L);

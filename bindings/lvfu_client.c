@@ -368,6 +368,27 @@ client_irq_disable(lua_State *L)
     return ok_or_fail(L, rc, "set irqs");
 }
 
+/* c:irq_mask(type, start, count [, mask = true]): ACTION_MASK or UNMASK */
+static int
+client_irq_mask(lua_State *L)
+{
+    struct lvfu_client *cl = check_client(L);
+    int type = check_irq_type(L, 2);
+    lua_Integer start = luaL_checkinteger(L, 3);
+    lua_Integer count = luaL_checkinteger(L, 4);
+    bool mask = lua_isnoneornil(L, 5) || lua_toboolean(L, 5);
+    int rc;
+
+    luaL_argcheck(L, start >= 0 && start <= 0xffffffff, 3, "bad start");
+    luaL_argcheck(L, count >= 0 && count <= 0xffffffff, 4, "bad count");
+    rc = vfu_client_set_irqs(cl->c, VFIO_IRQ_SET_DATA_NONE |
+                             (mask ? VFIO_IRQ_SET_ACTION_MASK
+                                   : VFIO_IRQ_SET_ACTION_UNMASK),
+                             (uint32_t)type, (uint32_t)start, (uint32_t)count,
+                             NULL, 0, NULL, 0);
+    return ok_or_fail(L, rc, "set irqs");
+}
+
 /* c:irq_wait(type, vector [, timeout_ms = 0]) -> times signalled (0: none) */
 static int
 client_irq_wait(lua_State *L)
@@ -402,7 +423,9 @@ client_reset(lua_State *L)
     return ok_or_fail(L, vfu_client_device_reset(cl->c), "reset");
 }
 
-/* c:dma_map(iova, size [, "r"|"rw"]): memfd-backed client memory */
+/* c:dma_map(iova, size [, "r"|"rw" [, share_fd = true]]): memfd-backed
+ * client memory; without share_fd the server gets no fd and every access
+ * it makes comes back to this client as DMA_READ/DMA_WRITE. */
 static int
 client_dma_map(lua_State *L)
 {
@@ -411,6 +434,7 @@ client_dma_map(lua_State *L)
     lua_Integer iova = luaL_checkinteger(L, 2);
     lua_Integer size = luaL_checkinteger(L, 3);
     int mode = luaL_checkoption(L, 4, "rw", modes);
+    bool share_fd = lua_isnoneornil(L, 5) || lua_toboolean(L, 5);
     uint32_t flags = VFIO_USER_F_DMA_REGION_READ |
                      (mode == 1 ? VFIO_USER_F_DMA_REGION_WRITE : 0);
     struct client_map *m = NULL;
@@ -442,8 +466,8 @@ client_dma_map(lua_State *L)
     }
     m->iova = (uint64_t)iova;
     m->size = (uint64_t)size;
-    if (vfu_client_dma_map(cl->c, m->iova, m->size, flags, m->fd, 0,
-                           m->mem) < 0) {
+    if (vfu_client_dma_map(cl->c, m->iova, m->size, flags,
+                           share_fd ? m->fd : -1, 0, m->mem) < 0) {
         int err = errno;
 
         unmap_slot(m);
@@ -529,6 +553,61 @@ client_poll(lua_State *L)
         return lvfu_fail(L, errno, "poll");
     }
     lua_pushinteger(L, n);
+    return 1;
+}
+
+/* c:dirty_start([page_size = 4096]): log client memory the device dirties */
+static int
+client_dirty_start(lua_State *L)
+{
+    struct lvfu_client *cl = check_client(L);
+    lua_Integer pgsize = luaL_optinteger(L, 2, 4096);
+
+    luaL_argcheck(L, pgsize > 0, 2, "bad page size");
+    return ok_or_fail(L, vfu_client_dma_logging_start(cl->c, (uint64_t)pgsize,
+                                                      NULL, 0), "dirty start");
+}
+
+static int
+client_dirty_stop(lua_State *L)
+{
+    struct lvfu_client *cl = check_client(L);
+
+    return ok_or_fail(L, vfu_client_dma_logging_stop(cl->c), "dirty stop");
+}
+
+/* c:dirty_report(iova, len [, page_size = 4096]) -> { page numbers from
+ * iova, ascending }; reading the report clears it on the server. */
+static int
+client_dirty_report(lua_State *L)
+{
+    struct lvfu_client *cl = check_client(L);
+    lua_Integer iova = luaL_checkinteger(L, 2);
+    lua_Integer len = luaL_checkinteger(L, 3);
+    lua_Integer pgsize = luaL_optinteger(L, 4, 4096);
+    uint64_t pages;
+    size_t bytes;
+    uint8_t *bm;
+    int n = 0;
+
+    luaL_argcheck(L, pgsize > 0, 4, "bad page size");
+    luaL_argcheck(L, len > 0 && len <= ((lua_Integer)1 << 40), 3, "bad length");
+    pages = ((uint64_t)len + (uint64_t)pgsize - 1) / (uint64_t)pgsize;
+    luaL_argcheck(L, pages <= (1u << 24), 3, "too many pages");
+    bytes = (size_t)((pages + 63) / 64 * 8);
+    bm = lua_newuserdatauv(L, bytes, 0);
+    memset(bm, 0, bytes);
+    if (vfu_client_dma_logging_report(cl->c, (uint64_t)iova, (uint64_t)len,
+                                      (uint64_t)pgsize, bm, bytes) < 0) {
+        return lvfu_fail(L, errno, "dirty report");
+    }
+    lua_newtable(L);
+    for (uint64_t p = 0; p < pages; p++) {
+        if (bm[p / 8] & (1u << (p % 8))) {
+            lua_pushinteger(L, (lua_Integer)p);
+            lua_rawseti(L, -2, ++n);
+        }
+    }
     return 1;
 }
 
@@ -648,12 +727,16 @@ static const luaL_Reg client_methods[] = {
     { "irq_enable", client_irq_enable },
     { "irq_disable", client_irq_disable },
     { "irq_wait", client_irq_wait },
+    { "irq_mask", client_irq_mask },
     { "reset", client_reset },
     { "dma_map", client_dma_map },
     { "dma_unmap", client_dma_unmap },
     { "mem_read", client_mem_read },
     { "mem_write", client_mem_write },
     { "poll", client_poll },
+    { "dirty_start", client_dirty_start },
+    { "dirty_stop", client_dirty_stop },
+    { "dirty_report", client_dirty_report },
     { "mig_state", client_mig_state },
     { "mig_set", client_mig_set },
     { "mig_read", client_mig_read },

@@ -19,6 +19,7 @@
 #include <json-c/json.h>
 
 #include "lvfu.h"
+#include "vfu.h"
 
 void
 lvfu_unref(lua_State *L, int *ref)
@@ -245,10 +246,9 @@ reset_cb(vfu_ctx_t *ctx, vfu_reset_type_t type)
         lvfu_trace_end(L, o);
     }
     if (type == VFU_RESET_LOST_CONN) {
-        /* Not a reset for the script: the device keeps its state for the
-         * next client. Only the client's memory goes. */
+        /* The client's memory is gone whatever the script does with the
+         * news; its handles go before the script hears of it. */
         lvfu_dma_release_all(L, dev);
-        return 0;
     }
     return call_simple(dev, dev->reset_ref, "reset", kind);
 }
@@ -441,6 +441,9 @@ lvfu_dev_listen(lua_State *L, struct lvfu_dev *dev, const char *path)
     }
     dev->L = L;
     vfu_setup_log(dev->ctx, lvfu_log_sink, level);
+    if (rt->trace != NULL) {
+        vfu_setup_trace(dev->ctx, lvfu_trace_msg, rt->trace);
+    }
     if (setup_ctx(dev) < 0) {
         err = errno != 0 ? errno : EINVAL;
         vfu_destroy_ctx(dev->ctx);
@@ -492,6 +495,7 @@ lvfu_dev_release(lua_State *L, struct lvfu_dev *dev)
     lvfu_unref(L, &dev->migr_save_ref);
     lvfu_unref(L, &dev->migr_load_ref);
     lvfu_unref(L, &dev->migr_state_ref);
+    lvfu_unref(L, &dev->migr_precopy_ref);
     lvfu_unref(L, &dev->self_ref);
     lvfu_migr_free(dev);
 }
@@ -513,6 +517,7 @@ lvfu_device_new(lua_State *L)
     dev->dma_map_ref = dev->dma_unmap_ref = LUA_NOREF;
     dev->migr_transition_ref = dev->migr_save_ref = LUA_NOREF;
     dev->migr_load_ref = dev->migr_state_ref = LUA_NOREF;
+    dev->migr_precopy_ref = LUA_NOREF;
     for (int i = 0; i < VFU_PCI_DEV_NUM_REGIONS; i++) {
         dev->regions[i].read_ref = dev->regions[i].write_ref = LUA_NOREF;
         dev->regions[i].fd = -1;

@@ -2,11 +2,15 @@
 /* Copyright (c) 2026 the vfu authors. */
 
 /*
- * Migration for scripts: the device's state is one string, produced by the
- * script's save() (or by serializing its declared state table) when the
- * client enters stop-and-copy, and handed to load() (or deserialized into
- * that same table, in place) when the client leaves resume. Pre-copy sends
- * nothing: script devices are small.
+ * Migration for scripts. The stream is a sequence of records, each a
+ * 16-byte header (magic "vfuL", kind, three zero bytes, 64-bit little-endian
+ * length) and its bytes:
+ *   'P'  what the script's precopy() returned in one pre-copy round
+ *   'S'  the state at stop-and-copy: save()'s string, or the declared
+ *        state table serialized by state.lua; always the last record
+ * The destination checks the whole stream when the client leaves resume
+ * and hands it to load(s, pre) (pre: the 'P' records, in order), or
+ * deserializes the state table in place.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -16,7 +20,9 @@
 
 #include "lvfu.h"
 
-#define MIG_MAX (64u << 20)
+#define MIG_MAX   (64u << 20)
+#define REC_HDR   16
+#define REC_MAGIC "vfuL"
 
 const char *
 lvfu_migr_state_name(vfu_migr_state_t s)
@@ -27,25 +33,60 @@ lvfu_migr_state_name(vfu_migr_state_t s)
     return (unsigned)s < 5 ? names[s] : "unknown";
 }
 
-void
-lvfu_migr_free(struct lvfu_dev *dev)
+static void
+out_free(struct lvfu_dev *dev)
 {
     free(dev->mig_out);
     dev->mig_out = NULL;
     dev->mig_out_len = dev->mig_out_pos = 0;
+}
+
+static void
+in_free(struct lvfu_dev *dev)
+{
     free(dev->mig_in);
     dev->mig_in = NULL;
     dev->mig_in_len = dev->mig_in_cap = 0;
 }
 
-/* Push the helper function state.<name> and the declared state table. */
-static void
-push_auto(lua_State *L, struct lvfu_dev *dev, const char *name)
+void
+lvfu_migr_free(struct lvfu_dev *dev)
 {
-    lvfu_load_helper(L, "state");
-    lua_getfield(L, -1, name);
-    lua_remove(L, -2);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, dev->migr_state_ref);
+    out_free(dev);
+    in_free(dev);
+}
+
+/* Append one record to what the client reads next (unread bytes stay). */
+static int
+out_append(struct lvfu_dev *dev, char kind, const char *s, size_t len)
+{
+    size_t left = dev->mig_out_len - dev->mig_out_pos;
+    char *p;
+
+    if (len > MIG_MAX || left > MIG_MAX) {
+        lvfu_errorf(dev, "migration data over %u MiB", MIG_MAX >> 20);
+        errno = EFBIG;
+        return -1;
+    }
+    p = malloc(left + REC_HDR + len);
+    if (p == NULL) {
+        return -1;
+    }
+    if (left > 0) {
+        memcpy(p, dev->mig_out + dev->mig_out_pos, left);
+    }
+    memcpy(p + left, REC_MAGIC, 4);
+    p[left + 4] = kind;
+    memset(p + left + 5, 0, 3);
+    for (int i = 0; i < 8; i++) {
+        p[left + 8 + i] = (char)((uint64_t)len >> (8 * i));
+    }
+    memcpy(p + left + REC_HDR, s, len);
+    free(dev->mig_out);
+    dev->mig_out = p;
+    dev->mig_out_len = left + REC_HDR + len;
+    dev->mig_out_pos = 0;
+    return 0;
 }
 
 static int
@@ -54,42 +95,104 @@ load_helper_protected(lua_State *L)
     return lvfu_load_helper(L, "state");
 }
 
+/* Push state.<name> and the declared state table, under protection. */
 static int
-save_state(lua_State *L, struct lvfu_dev *dev)
+push_auto(lua_State *L, struct lvfu_dev *dev, const char *name, const char *what)
 {
+    /* the helper loads lazily; keep a load error on the error path */
+    lua_pushcfunction(L, load_helper_protected);
+    if (lvfu_pcall(L, dev, 0, 1, what) < 0) {
+        return -1;
+    }
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, dev->migr_state_ref);
+    return 0;
+}
+
+/* Call a script function returning a string and append it as a record.
+ * precopy() may also return nil: nothing this round. */
+static int
+produce(lua_State *L, struct lvfu_dev *dev, char kind)
+{
+    int top = lua_gettop(L);
+    const char *what = kind == 'P' ? "migration precopy" : "migration save";
+    int ref = kind == 'P' ? dev->migr_precopy_ref : dev->migr_save_ref;
     const char *s;
     size_t len;
-    int top = lua_gettop(L);
+    int rc;
 
-    lvfu_migr_free(dev);
-    if (dev->migr_save_ref != LUA_NOREF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, dev->migr_save_ref);
-        if (lvfu_pcall(L, dev, 0, 1, "migration save") < 0) {
-            return -1;
-        }
+    if (ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+        rc = lvfu_pcall(L, dev, 0, 1, what);
     } else {
-        /* the helper loads lazily; keep a load error on the error path */
-        lua_pushcfunction(L, load_helper_protected);
-        if (lvfu_pcall(L, dev, 0, 1, "migration save") < 0) {
-            return -1;
-        }
-        lua_pop(L, 1);
-        push_auto(L, dev, "save");
-        if (lvfu_pcall(L, dev, 1, 1, "migration save") < 0) {
-            return -1;
+        rc = push_auto(L, dev, "save", what);
+        if (rc == 0) {
+            rc = lvfu_pcall(L, dev, 1, 1, what);
         }
     }
-    s = lua_tolstring(L, -1, &len);
-    if (lua_type(L, -1) != LUA_TSTRING || (dev->mig_out = malloc(len + 1)) == NULL) {
-        lvfu_errorf(dev, "migration save must return a string");
+    if (rc < 0) {
+        return -1;
+    }
+    if (kind == 'P' && lua_isnil(L, -1)) {
+        lua_settop(L, top);
+        return 0;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        lvfu_errorf(dev, "%s must return a string, not %s", what,
+                    luaL_typename(L, -1));
         lua_settop(L, top);
         errno = EIO;
         return -1;
     }
-    memcpy(dev->mig_out, s, len);
-    dev->mig_out_len = len;
+    s = lua_tolstring(L, -1, &len);
+    rc = kind == 'P' && len == 0 ? 0 : out_append(dev, kind, s, len);
     lua_settop(L, top);
-    return 0;
+    return rc;
+}
+
+/* Check the received records; push the final state and the list of
+ * pre-copy strings. */
+static int
+push_records(lua_State *L, struct lvfu_dev *dev)
+{
+    const char *p = dev->mig_in != NULL ? dev->mig_in : "";
+    size_t left = dev->mig_in_len;
+    int npre = 0;
+
+    lua_newtable(L);
+    while (left > 0) {
+        uint64_t len = 0;
+        char kind;
+
+        if (left < REC_HDR || memcmp(p, REC_MAGIC, 4) != 0 ||
+            (p[4] != 'P' && p[4] != 'S') || p[5] || p[6] || p[7]) {
+            break;
+        }
+        kind = p[4];
+        for (int i = 0; i < 8; i++) {
+            len |= (uint64_t)(uint8_t)p[8 + i] << (8 * i);
+        }
+        if (len > left - REC_HDR) {
+            break;
+        }
+        lua_pushlstring(L, p + REC_HDR, (size_t)len);
+        p += REC_HDR + len;
+        left -= REC_HDR + (size_t)len;
+        if (kind == 'S') {
+            if (left != 0) {
+                break;      /* the state record comes last */
+            }
+            lua_insert(L, -2);
+            return 0;
+        }
+        lua_rawseti(L, -2, ++npre);
+    }
+    lua_pop(L, 1);
+    lvfu_errorf(dev, "migration stream is malformed (%zu bytes received)",
+                dev->mig_in_len);
+    errno = EINVAL;
+    return -1;
 }
 
 static int
@@ -100,16 +203,20 @@ load_state(lua_State *L, struct lvfu_dev *dev)
 
     if (dev->migr_load_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, dev->migr_load_ref);
-        lua_pushlstring(L, dev->mig_in ? dev->mig_in : "", dev->mig_in_len);
-        rc = lvfu_pcall(L, dev, 1, 0, "migration load");
-    } else {
-        lua_pushcfunction(L, load_helper_protected);
-        if (lvfu_pcall(L, dev, 0, 1, "migration load") < 0) {
+        if (push_records(L, dev) < 0) {
+            lua_settop(L, top);
             return -1;
         }
-        lua_pop(L, 1);
-        push_auto(L, dev, "load");
-        lua_pushlstring(L, dev->mig_in ? dev->mig_in : "", dev->mig_in_len);
+        rc = lvfu_pcall(L, dev, 2, 0, "migration load");
+    } else {
+        if (push_auto(L, dev, "load", "migration load") < 0) {
+            return -1;
+        }
+        if (push_records(L, dev) < 0) {
+            lua_settop(L, top);
+            return -1;
+        }
+        lua_pop(L, 1);      /* no pre-copy records without a load handler */
         rc = lvfu_pcall(L, dev, 2, 0, "migration load");
     }
     lua_settop(L, top);
@@ -136,12 +243,21 @@ transition(vfu_ctx_t *ctx, vfu_migr_state_t state)
             lvfu_migr_state_name(state)));
         lvfu_trace_end(L, o);
     }
-    if (from == VFU_MIGR_STATE_RESUME && state != VFU_MIGR_STATE_RESUME &&
-        load_state(L, dev) < 0) {
-        return -1;
+    if (from == VFU_MIGR_STATE_RESUME && state != VFU_MIGR_STATE_RESUME) {
+        if (load_state(L, dev) < 0) {
+            return -1;
+        }
+        in_free(dev);
     }
     if (state == VFU_MIGR_STATE_RESUME) {
         lvfu_migr_free(dev);
+    }
+    /* a new save starts unless stop-and-copy continues a pre-copy */
+    if (state == VFU_MIGR_STATE_PRE_COPY ||
+        (state == VFU_MIGR_STATE_STOP_AND_COPY &&
+         from != VFU_MIGR_STATE_PRE_COPY) ||
+        state == VFU_MIGR_STATE_RUNNING) {
+        out_free(dev);
     }
     if (dev->migr_transition_ref != LUA_NOREF) {
         top = lua_gettop(L);
@@ -154,8 +270,12 @@ transition(vfu_ctx_t *ctx, vfu_migr_state_t state)
         }
         lua_settop(L, top);
     }
-    /* snapshot after the handler: it may have stopped the device's work */
-    if (state == VFU_MIGR_STATE_STOP_AND_COPY && save_state(L, dev) < 0) {
+    /* snapshots after the handler: it may have stopped the device's work */
+    if (state == VFU_MIGR_STATE_PRE_COPY && from != VFU_MIGR_STATE_PRE_COPY &&
+        dev->migr_precopy_ref != LUA_NOREF && produce(L, dev, 'P') < 0) {
+        return -1;
+    }
+    if (state == VFU_MIGR_STATE_STOP_AND_COPY && produce(L, dev, 'S') < 0) {
         return -1;
     }
     dev->migr_state = state;
@@ -166,14 +286,28 @@ static ssize_t
 read_data(vfu_ctx_t *ctx, void *buf, uint64_t count)
 {
     struct lvfu_dev *dev = vfu_get_private(ctx);
-    size_t left = dev->mig_out_len - dev->mig_out_pos;
-    size_t n = count < left ? (size_t)count : left;
+    lua_State *L = dev->closed ? NULL : dev->L;
+    size_t left, n;
 
-    if (dev->migr_state != VFU_MIGR_STATE_STOP_AND_COPY || dev->mig_out == NULL) {
+    if (dev->migr_state != VFU_MIGR_STATE_STOP_AND_COPY &&
+        dev->migr_state != VFU_MIGR_STATE_PRE_COPY) {
         return 0;
     }
-    memcpy(buf, dev->mig_out + dev->mig_out_pos, n);
-    dev->mig_out_pos += n;
+    /* pre-copy: once a round is read, the next read asks for another */
+    if (dev->migr_state == VFU_MIGR_STATE_PRE_COPY && L != NULL &&
+        dev->mig_out_pos == dev->mig_out_len &&
+        dev->migr_precopy_ref != LUA_NOREF) {
+        out_free(dev);
+        if (produce(L, dev, 'P') < 0) {
+            return -1;
+        }
+    }
+    left = dev->mig_out_len - dev->mig_out_pos;
+    n = count < left ? (size_t)count : left;
+    if (n > 0) {
+        memcpy(buf, dev->mig_out + dev->mig_out_pos, n);
+        dev->mig_out_pos += n;
+    }
     return (ssize_t)n;
 }
 

@@ -52,7 +52,10 @@ dev = vfu.device {
   vendor = 0x494f, device = 0x0dc8,
   bars = { [2] = regs:handlers { size = 256, io = true } },
   irqs = { intx = 1 },
-  reset = function()
+  reset = function(kind)
+    -- a client going away is not a reset of the card: the pins keep their
+    -- state for the next one
+    if kind == "lost_conn" then return end
     pins.out, pins.irq_enabled, pins.pending = 0, false, false
   end,
   migration = { state = pins },

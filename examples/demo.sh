@@ -8,6 +8,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d /tmp/vfu-demo.XXXXXX)
 sock=$dir/gpio.sock
 log=$dir/vfu-lua.log
+trace=$dir/trace.jsonl
 
 cleanup() {
     [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
@@ -15,8 +16,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-echo "== starting: vfu-lua devices/gpio.lua $sock"
-"$top/$build/vfu-lua" "$top/devices/gpio.lua" "$sock" -v >"$log" 2>&1 &
+echo "== starting: vfu-lua --trace trace.jsonl devices/gpio.lua $sock"
+"$top/$build/vfu-lua" --trace "$trace" "$top/devices/gpio.lua" "$sock" -v >"$log" 2>&1 &
 pid=$!
 i=0
 while [ ! -S "$sock" ]; do
@@ -38,8 +39,15 @@ if command -v lspci >/dev/null; then
 fi
 
 echo
-echo "== driving the device with vfu's client: lua5.4 examples/gpio-demo.lua"
-LUA_CPATH="$top/$build/lua/?.so;;" lua5.4 "$top/examples/gpio-demo.lua" "$sock"
+echo "== driving the device with vfu's client: vfu-lua examples/gpio-demo.lua"
+"$top/$build/vfu-lua" "$top/examples/gpio-demo.lua" "$sock"
+
+if [ -s "$trace" ]; then
+    echo
+    echo "== the server's --trace: $(grep -c '"event":"msg"' "$trace") protocol messages," \
+         "$(grep -vc '"event":"msg"' "$trace") device events; the last write:"
+    grep -B1 -A1 '"event":"region_write"' "$trace" | tail -3 | sed 's/^/  /'
+fi
 
 if [ -s "$log" ]; then
     echo

@@ -3,13 +3,14 @@
 
 -- Drives the PCI-IDIO-16 model (devices/gpio.lua) as a guest driver would,
 -- through vfu's own client, and says what happens at each step.
---   lua5.4 examples/gpio-demo.lua SOCKET      (with LUA_CPATH finding vfu.so)
+--   vfu-lua examples/gpio-demo.lua SOCKET
+-- or lua5.4 examples/gpio-demo.lua SOCKET, with LUA_CPATH finding vfu.so
 local vfu = require "vfu"
 
 local path = assert(arg[1], "usage: gpio-demo.lua SOCKET")
 local c = assert(vfu.connect(path))
 
-local function step(fmt, ...) print(("  %-44s"):format(fmt:format(...))) end
+local function step(fmt, ...) print("  " .. fmt:format(...)) end
 
 local id = c:read("config", 0, 4)
 print(("connected: vendor %04x device %04x, BAR2 %d bytes of I/O"):format(

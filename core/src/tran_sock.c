@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -34,11 +35,52 @@ clear_stale_socket(const char *path)
     return unlink(path);
 }
 
+/*
+ * Bind under a temporary name, make it owner-only, listen, then rename it
+ * into place: the socket file appears only once it accepts connections, with
+ * its final permissions, and replaces a stale socket atomically.
+ */
+static int
+bind_path(vfu_ctx_t *ctx, int fd)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    const char *path = ctx->sock_path;
+    char tmp[sizeof(addr.sun_path) + 32];
+
+    /* unique per process and context */
+    snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%lx", path, (int)getpid(),
+             (unsigned long)((uintptr_t)ctx & 0xffffff));
+    if (strlen(tmp) >= sizeof(addr.sun_path)) {
+        /* No room for a temporary name: bind in place. */
+        if (clear_stale_socket(path) < 0) {
+            return -1;
+        }
+        memcpy(addr.sun_path, path, strlen(path));
+        if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+            chmod(path, 0600) < 0 || listen(fd, 1) < 0) {
+            return -1;
+        }
+        return 0;
+    }
+    unlink(tmp);
+    memcpy(addr.sun_path, tmp, strlen(tmp));
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        return -1;
+    }
+    if (chmod(tmp, 0600) < 0 || listen(fd, 1) < 0 ||
+        clear_stale_socket(path) < 0 || rename(tmp, path) < 0) {
+        int saved = errno;
+        unlink(tmp);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
 int
 vfu_sock_listen(vfu_ctx_t *ctx)
 {
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    socklen_t len = sizeof(sa_family_t);
     int fd, saved;
 
     if (strlen(ctx->sock_path) >= sizeof(addr.sun_path)) {
@@ -50,33 +92,25 @@ vfu_sock_listen(vfu_ctx_t *ctx)
         return -1;
     }
     if (ctx->sock_path[0] != '\0') {
-        if (clear_stale_socket(ctx->sock_path) < 0) {
+        if (bind_path(ctx, fd) < 0) {
             goto fail;
         }
-        memcpy(addr.sun_path, ctx->sock_path, strlen(ctx->sock_path));
-        len = sizeof(addr);
-    }
-    /*
-     * An empty path autobinds an abstract address (see unix(7)); the name
-     * is logged. Owner-only access unless the caller loosens it.
-     */
-    mode_t old = umask(0177);
-    int rc = bind(fd, (struct sockaddr *)&addr, len);
-    umask(old);
-    if (rc < 0 || listen(fd, 1) < 0) {
-        goto fail;
-    }
-    if (ctx->flags & LIBVFIO_USER_FLAG_ATTACH_NB) {
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    }
-    if (ctx->sock_path[0] == '\0') {
+    } else {
+        /* An empty path autobinds an abstract address (unix(7)); log it. */
         struct sockaddr_un got;
         socklen_t glen = sizeof(got);
+        if (bind(fd, (struct sockaddr *)&addr, sizeof(sa_family_t)) < 0 ||
+            listen(fd, 1) < 0) {
+            goto fail;
+        }
         if (getsockname(fd, (struct sockaddr *)&got, &glen) == 0 &&
             glen > sizeof(sa_family_t) + 1) {
             vfu_log(ctx, LOG_INFO, "listening on abstract socket @%.*s",
                     (int)(glen - sizeof(sa_family_t) - 1), got.sun_path + 1);
         }
+    }
+    if (ctx->flags & LIBVFIO_USER_FLAG_ATTACH_NB) {
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     }
     ctx->listen_fd = fd;
     return 0;

@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Copyright (c) 2026 the vfu authors. */
+
+/*
+ * What a Lua handler costs: 4-byte REGION_WRITE + REGION_READ round trips
+ * against the same register file served by a C handler and by a Lua
+ * handler (the vfu Lua module, as vfu-lua runs it: sandbox, protected
+ * call, time budget), in one run. Prints median/min/max per round trip
+ * over several runs, and the Lua overhead per access (a round trip is two
+ * accesses) in ns and as a ratio of the C round trip.
+ *
+ *   bench_lua [--pin] [--runs N]
+ *
+ * --pin puts every process on CPU 0, as a VMM thread and a device sharing
+ * a core would be; figures are far more stable that way.
+ */
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libvfio-user.h"
+#include "lvfu.h"
+#include "vfu-client.h"
+
+#define REGS 4096
+
+/* The device of both servers: 4 KiB of registers a client writes and
+ * reads back. */
+static const char lua_device[] =
+    "local vfu = require 'vfu'\n"
+    "local regs = {}\n"
+    "return vfu.device { name = 'bench', vendor = 0x1234, device = 0x0001,\n"
+    "  bars = { [0] = { size = 4096,\n"
+    "    read = function(off, size) return regs[off] or 0 end,\n"
+    "    write = function(off, size, v) regs[off] = v end } } }\n";
+
+static double
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static void
+pin_cpu0(void)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    sched_setaffinity(0, sizeof(set), &set);
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+struct figure {
+    const char *name;
+    double median, min, max;
+};
+
+static void
+summarize(struct figure *f, double *samples, int runs)
+{
+    qsort(samples, runs, sizeof(double), cmp_double);
+    f->median = samples[runs / 2];
+    f->min = samples[0];
+    f->max = samples[runs - 1];
+}
+
+/* ---- the C server ---- */
+
+static ssize_t
+regs_access(vfu_ctx_t *ctx, char *buf, size_t count, loff_t off, bool is_write)
+{
+    static char regs[REGS];
+
+    (void)ctx;
+    if (is_write) {
+        memcpy(regs + off, buf, count);
+    } else {
+        memcpy(buf, regs + off, count);
+    }
+    return (ssize_t)count;
+}
+
+static void
+serve_c(const char *path)
+{
+    vfu_ctx_t *ctx = vfu_create_ctx(VFU_TRANS_SOCK, path, 0, NULL, VFU_DEV_TYPE_PCI);
+
+    if (ctx == NULL || vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0) < 0 ||
+        vfu_setup_region(ctx, 0, REGS, regs_access,
+                         VFU_REGION_FLAG_RW | VFU_REGION_FLAG_MEM, NULL, 0, -1, 0) < 0 ||
+        vfu_realize_ctx(ctx) < 0) {
+        perror("C server");
+        _exit(1);
+    }
+    for (;;) {
+        if (vfu_attach_ctx(ctx) < 0) {
+            _exit(1);
+        }
+        while (vfu_run_ctx(ctx) >= 0) {
+        }
+    }
+}
+
+/* ---- the Lua server ---- */
+
+static void
+serve_lua(const char *path)
+{
+    lua_State *L = lvfu_newstate((size_t)64 << 20);
+    struct lvfu_dev *dev;
+
+    if (L == NULL) {
+        _exit(1);
+    }
+    lvfu_open_sandbox(L, false);
+    lvfu_rt(L)->budget_ms = 100;
+    if (luaL_loadbufferx(L, lua_device, sizeof(lua_device) - 1, "=bench",
+                         "t") != LUA_OK ||
+        lvfu_pcall_budget(L, 0, 1, 0) < 0) {
+        fprintf(stderr, "Lua server: %s\n", lua_tostring(L, -1));
+        _exit(1);
+    }
+    dev = luaL_testudata(L, -1, LVFU_DEVICE_MT);
+    if (dev == NULL || lvfu_dev_listen(L, dev, path) < 0) {
+        perror("Lua server");
+        _exit(1);
+    }
+    lvfu_loop_run(L, dev, -1);
+    _exit(0);
+}
+
+static pid_t
+start_server(void (*serve)(const char *), const char *path, bool pin)
+{
+    pid_t pid = fork();
+
+    if (pid != 0) {
+        return pid;
+    }
+    if (pin) {
+        pin_cpu0();
+    }
+    serve(path);
+    _exit(0);
+}
+
+static vfu_client_t *
+connect_retry(const char *path)
+{
+    for (int i = 0; i < 500; i++) {
+        vfu_client_t *c = vfu_client_connect(path);
+        if (c != NULL) {
+            struct vfu_client_caps caps;
+            vfu_client_default_caps(&caps);
+            if (vfu_client_negotiate(c, &caps, NULL) == 0) {
+                return c;
+            }
+            vfu_client_close(c);
+        }
+        usleep(10000);
+    }
+    return NULL;
+}
+
+/* ns per 4-byte write + read; checks the value comes back. */
+static double
+round_trips(vfu_client_t *c, int iters)
+{
+    uint32_t v, back = 0;
+    double t0 = now_ns();
+
+    for (int i = 0; i < iters; i++) {
+        v = (uint32_t)i;
+        if (vfu_client_region_write(c, 0, 8, &v, 4) < 0 ||
+            vfu_client_region_read(c, 0, 8, &back, 4) < 0 || back != v) {
+            fprintf(stderr, "round trip %d failed: %s\n", i, strerror(errno));
+            exit(1);
+        }
+    }
+    return (now_ns() - t0) / iters;
+}
+
+int
+main(int argc, char **argv)
+{
+    bool pin = false;
+    int runs = 5;
+    const int iters = 20000;
+    char path_c[64], path_lua[64];
+    pid_t srv_c, srv_lua;
+    vfu_client_t *cc, *cl;
+    double s[2][100];
+    struct figure f[2] = {
+        { .name = "REGION_WRITE+READ 4 B, C handler" },
+        { .name = "REGION_WRITE+READ 4 B, Lua handler" },
+    };
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--pin") == 0) {
+            pin = true;
+        } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
+            runs = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: %s [--pin] [--runs N]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (runs < 1 || runs > 100) {
+        runs = 5;
+    }
+    if (pin) {
+        pin_cpu0();
+    }
+    snprintf(path_c, sizeof(path_c), "/tmp/vfu-bench-c-%d.sock", getpid());
+    snprintf(path_lua, sizeof(path_lua), "/tmp/vfu-bench-lua-%d.sock", getpid());
+    srv_c = start_server(serve_c, path_c, pin);
+    srv_lua = start_server(serve_lua, path_lua, pin);
+    cc = connect_retry(path_c);
+    cl = connect_retry(path_lua);
+    if (cc == NULL || cl == NULL) {
+        fprintf(stderr, "cannot reach the servers\n");
+        kill(srv_c, SIGTERM);
+        kill(srv_lua, SIGTERM);
+        return 1;
+    }
+
+    /* warm up both (page faults, Lua's first table growth) */
+    round_trips(cc, 1000);
+    round_trips(cl, 1000);
+    /* interleaved, so drift hits both alike */
+    for (int r = 0; r < runs; r++) {
+        s[0][r] = round_trips(cc, iters);
+        s[1][r] = round_trips(cl, iters);
+    }
+    for (int i = 0; i < 2; i++) {
+        summarize(&f[i], s[i], runs);
+    }
+
+    printf("# bench_lua: %d runs of %d round trips, %s\n", runs, iters,
+           pin ? "pinned to CPU 0" : "not pinned");
+    printf("%-40s %10s %10s %10s\n", "figure", "median us", "min us", "max us");
+    for (int i = 0; i < 2; i++) {
+        printf("%-40s %10.2f %10.2f %10.2f\n", f[i].name, f[i].median / 1e3,
+               f[i].min / 1e3, f[i].max / 1e3);
+    }
+    printf("%-40s %10.0f\n", "Lua overhead per access, ns",
+           (f[1].median - f[0].median) / 2);
+    printf("%-40s %10.2f\n", "Lua round trip / C round trip",
+           f[1].median / f[0].median);
+
+    vfu_client_close(cc);
+    vfu_client_close(cl);
+    kill(srv_c, SIGTERM);
+    kill(srv_lua, SIGTERM);
+    waitpid(srv_c, NULL, 0);
+    waitpid(srv_lua, NULL, 0);
+    unlink(path_c);
+    unlink(path_lua);
+    return 0;
+}
