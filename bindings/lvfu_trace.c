@@ -62,33 +62,6 @@ lvfu_trace_end(lua_State *L, struct json_object *o)
     trace_end(rt->trace, o);
 }
 
-static const char *
-cmd_name(uint16_t cmd)
-{
-    static const char *const names[] = {
-        [VFIO_USER_VERSION] = "VERSION",
-        [VFIO_USER_DMA_MAP] = "DMA_MAP",
-        [VFIO_USER_DMA_UNMAP] = "DMA_UNMAP",
-        [VFIO_USER_DEVICE_GET_INFO] = "DEVICE_GET_INFO",
-        [VFIO_USER_DEVICE_GET_REGION_INFO] = "DEVICE_GET_REGION_INFO",
-        [VFIO_USER_DEVICE_GET_REGION_IO_FDS] = "DEVICE_GET_REGION_IO_FDS",
-        [VFIO_USER_DEVICE_GET_IRQ_INFO] = "DEVICE_GET_IRQ_INFO",
-        [VFIO_USER_DEVICE_SET_IRQS] = "DEVICE_SET_IRQS",
-        [VFIO_USER_REGION_READ] = "REGION_READ",
-        [VFIO_USER_REGION_WRITE] = "REGION_WRITE",
-        [VFIO_USER_DMA_READ] = "DMA_READ",
-        [VFIO_USER_DMA_WRITE] = "DMA_WRITE",
-        [VFIO_USER_DEVICE_RESET] = "DEVICE_RESET",
-        [VFIO_USER_REGION_WRITE_MULTI] = "REGION_WRITE_MULTI",
-        [VFIO_USER_DEVICE_FEATURE] = "DEVICE_FEATURE",
-        [VFIO_USER_MIG_DATA_READ] = "MIG_DATA_READ",
-        [VFIO_USER_MIG_DATA_WRITE] = "MIG_DATA_WRITE",
-    };
-
-    return cmd < sizeof(names) / sizeof(names[0]) && names[cmd] != NULL
-           ? names[cmd] : "unknown";
-}
-
 static void
 add_u64(struct json_object *o, const char *key, uint64_t v)
 {
@@ -181,7 +154,7 @@ lvfu_trace_msg(vfu_ctx_t *ctx, const struct vfio_user_header *hdr,
     json_object_object_add(o, "dir", json_object_new_string(
         is_reply ? "reply" : "request"));
     json_object_object_add(o, "msg_id", json_object_new_int(hdr->msg_id));
-    json_object_object_add(o, "cmd", json_object_new_string(cmd_name(hdr->cmd)));
+    json_object_object_add(o, "cmd", json_object_new_string(vfu_cmd_name(hdr->cmd)));
     json_object_object_add(o, "cmd_no", json_object_new_int(hdr->cmd));
     add_u64(o, "flags", hdr->flags);
     if (hdr->flags & VFIO_USER_F_ERROR) {
