@@ -294,6 +294,10 @@ vfu_run_ctx(vfu_ctx_t *ctx)
             if (block && (err == EAGAIN || err == EWOULDBLOCK)) {
                 continue;   /* the receive timeout; an idle client is fine */
             }
+            if (err == EINTR) {
+                rc = -1;    /* a signal: the caller decides, the client stays */
+                break;
+            }
             if (err == EAGAIN || err == EWOULDBLOCK) {
                 rc = 0;
             } else {

@@ -183,9 +183,10 @@ vfu_conn_fill(struct vfu_conn *c, bool block)
     mh.msg_iovlen = 1;
     mh.msg_control = cbuf;
     mh.msg_controllen = sizeof(cbuf);
+    /* A signal during a blocking wait is the caller's to see (EINTR). */
     do {
         n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | (block ? 0 : MSG_DONTWAIT));
-    } while (n < 0 && errno == EINTR);
+    } while (n < 0 && errno == EINTR && !block);
     if (n < 0) {
         if (errno == ECONNRESET) {
             c->eof = true;
@@ -592,7 +593,11 @@ read_for_replies(struct vfu_conn *c, vfu_conn_request_fn_t *on_request,
                  void *opaque)
 {
     /* One blocking read; SO_RCVTIMEO bounds the wait. */
-    if (vfu_conn_fill(c, true) < 0) {
+    ssize_t n;
+    do {
+        n = vfu_conn_fill(c, true);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             errno = ETIMEDOUT;
         }
