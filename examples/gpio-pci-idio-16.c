@@ -8,21 +8,27 @@
  * 0x0dc8) served over vfio-user, e.g. to QEMU's vfio-user-pci device, where
  * the guest's gpio-pci-idio-16 driver can bind to it.
  *
- * BAR2 is a 256-byte I/O BAR with these byte registers:
- *   0x0  outputs 0-7      read/write; reads back the last value written
- *   0x1  inputs 0-7       read-only
- *   0x2  IRQ clear        any read or write clears the IRQ status
- *   0x3  IRQ control      bit 0 enables change-of-state interrupts
- *   0x4  outputs 8-15     as 0x0
- *   0x5  inputs 8-15      as 0x1
- *   0x6  IRQ status       bit 0 set while a change-of-state IRQ is pending
+ * BAR2 is a 256-byte I/O BAR. Its byte registers follow the real card as
+ * Linux's gpio-pci-idio-16 driver uses it; several do one thing on a read
+ * and another on a write:
+ *
+ *   offset  name        read                       write
+ *   0x0     out0_7      outputs 0-7                outputs 0-7
+ *   0x1     in0_7       inputs 0-7                 clear the interrupt
+ *   0x2     irq_ctl     enable the IRQ (reads 0)   disable the IRQ
+ *   0x3     filter_ctl  activate input filters     deactivate input filters
+ *   0x4     out8_15     outputs 8-15               outputs 8-15
+ *   0x5     in8_15      inputs 8-15                ignored
+ *   0x6     irq_status  bit 2: interrupt pending;  ignored
+ *                       bit 0/1: inputs 0-7/8-15 changed
  *   other offsets read 0 and ignore writes.
  *
  * There are no real wires, so the model loops the outputs back: each input
  * byte always equals the output byte of the same group. Writing an output
- * byte therefore changes an input whenever the value differs; if IRQs are
- * enabled, the status bit is latched and INTx (one vector) is raised with
- * vfu_irq_trigger().
+ * byte therefore changes an input whenever the value differs; if the IRQ is
+ * enabled, the pending bit is latched until in0_7 is written, and INTx (one
+ * vector) is raised with vfu_irq_trigger(). The input filters only debounce
+ * real contacts, so the model accepts both filter accesses and ignores them.
  *
  * The server handles one client at a time and waits for the next when a
  * client goes away; the pins keep their state across clients. SIGINT or SIGTERM stops it and removes the socket.
@@ -46,21 +52,24 @@
 #define IDIO16_BAR_SIZE 0x100
 
 enum {
-    REG_OUT0 = 0x0,
-    REG_IN0 = 0x1,
-    REG_IRQ_CLEAR = 0x2,
-    REG_IRQ_CTL = 0x3,
-    REG_OUT1 = 0x4,
-    REG_IN1 = 0x5,
+    REG_OUT0_7 = 0x0,
+    REG_IN0_7 = 0x1,        /* write: clear the interrupt */
+    REG_IRQ_CTL = 0x2,      /* read: enable the IRQ, write: disable it */
+    REG_FILTER_CTL = 0x3,   /* read: filters on, write: filters off */
+    REG_OUT8_15 = 0x4,
+    REG_IN8_15 = 0x5,
     REG_IRQ_STATUS = 0x6,
 };
 
-#define IRQ_CTL_ENABLE   0x01
-#define IRQ_STATUS_COS   0x01
+/*
+ * Bit 2 is what Linux maps the IRQ of every input line to; bits 0 and 1 say
+ * which group changed (Linux before 6.4 wants one of them set as well).
+ */
+#define IRQ_STATUS_PENDING 0x04
 
 struct idio16 {
     uint8_t out[2];
-    uint8_t irq_ctl;
+    bool irq_enabled;
     uint8_t irq_status;
 };
 
@@ -77,33 +86,33 @@ set_output(vfu_ctx_t *ctx, struct idio16 *dev, int group, uint8_t val)
     bool changed = dev->out[group] != val;
 
     dev->out[group] = val;
-    if (!changed || !(dev->irq_ctl & IRQ_CTL_ENABLE)) {
+    if (!changed || !dev->irq_enabled) {
         return;
     }
-    dev->irq_status |= IRQ_STATUS_COS;
+    dev->irq_status |= IRQ_STATUS_PENDING | (1u << group);
     /* No eventfd yet (ENOENT) just means the guest is not listening. */
     if (vfu_irq_trigger(ctx, 0) < 0 && errno != ENOENT) {
         vfu_log(ctx, LOG_ERR, "INTx trigger failed: %s", strerror(errno));
     }
 }
 
+/* Reads of irq_ctl and filter_ctl are commands, as on the card. */
 static uint8_t
 reg_read(struct idio16 *dev, size_t reg)
 {
     switch (reg) {
-    case REG_OUT0:
-    case REG_IN0:
+    case REG_OUT0_7:
+    case REG_IN0_7:
         return dev->out[0];
-    case REG_OUT1:
-    case REG_IN1:
+    case REG_OUT8_15:
+    case REG_IN8_15:
         return dev->out[1];
-    case REG_IRQ_CLEAR:
-        dev->irq_status = 0;
-        return 0;
     case REG_IRQ_CTL:
-        return dev->irq_ctl;
+        dev->irq_enabled = true;
+        return 0;
     case REG_IRQ_STATUS:
         return dev->irq_status;
+    case REG_FILTER_CTL:    /* nothing bounces in a loopback */
     default:
         return 0;
     }
@@ -113,20 +122,21 @@ static void
 reg_write(vfu_ctx_t *ctx, struct idio16 *dev, size_t reg, uint8_t val)
 {
     switch (reg) {
-    case REG_OUT0:
+    case REG_OUT0_7:
         set_output(ctx, dev, 0, val);
         break;
-    case REG_OUT1:
+    case REG_OUT8_15:
         set_output(ctx, dev, 1, val);
         break;
-    case REG_IRQ_CLEAR:
+    case REG_IN0_7:
         dev->irq_status = 0;
         break;
     case REG_IRQ_CTL:
-        dev->irq_ctl = val & IRQ_CTL_ENABLE;
+        dev->irq_enabled = false;
         break;
+    case REG_FILTER_CTL:
     default:
-        break;          /* inputs, status and holes ignore writes */
+        break;          /* in8_15, status and holes ignore writes */
     }
 }
 

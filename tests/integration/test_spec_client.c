@@ -280,7 +280,11 @@ test_qemu_like_session(void **state)
 
     /* BAR2: outputs read back, inputs follow, INTx fires when enabled. */
     uint32_t bar2 = VFIO_PCI_BAR2_REGION_INDEX;
-    region_rw(fd, id++, bar2, 0x3, 1, 1, true, &err);            /* IRQ on */
+    /* The card's commands: write in0_7 clears, read irq_ctl enables. */
+    region_rw(fd, id++, bar2, 0x1, 1, 0, true, &err);            /* clear */
+    assert_int_equal(err, 0);
+    assert_int_equal(region_rw(fd, id++, bar2, 0x2, 1, 0, false, &err), 0);
+    assert_int_equal(err, 0);
     region_rw(fd, id++, bar2, 0x0, 1, 0xa5, true, &err);
     assert_int_equal(err, 0);
     assert_int_equal(region_rw(fd, id++, bar2, 0x0, 1, 0, false, &err), 0xa5);
@@ -290,6 +294,12 @@ test_qemu_like_session(void **state)
     uint64_t fired;
     assert_int_equal(read(efd, &fired, sizeof(fired)), sizeof(fired));
     assert_true(fired >= 1);
+    /* Pending (bit 2) for inputs 0-7 (bit 0) until in0_7 is written. */
+    assert_int_equal(region_rw(fd, id++, bar2, 0x6, 1, 0, false, &err), 0x05);
+    region_rw(fd, id++, bar2, 0x1, 1, 0x05, true, &err);
+    assert_int_equal(err, 0);
+    assert_int_equal(region_rw(fd, id++, bar2, 0x6, 1, 0, false, &err), 0);
+    assert_int_equal(region_rw(fd, id++, bar2, 0x1, 1, 0, false, &err), 0xa5);
 
     /* Bad input: an error reply with an errno, then the session goes on. */
     region_rw(fd, id++, 99, 0, 4, 0, false, &err);
