@@ -43,6 +43,12 @@ struct vfu_client {
     pthread_mutex_t dma_lock;           /* the table vs. DMA requests */
     struct dma_entry *dma;
     size_t nr_dma, cap_dma;
+
+    /* Reply room for dirty bitmaps, reused: a report of 64 GiB is 2 MiB,
+     * and a fresh malloc of that size is an mmap and 512 page faults. */
+    pthread_mutex_t report_lock;
+    char *report_buf;
+    size_t report_cap;
 };
 
 static void
@@ -102,6 +108,7 @@ vfu_client_connect(const char *path)
     }
     c->conn.serve_mode = false;
     pthread_mutex_init(&c->dma_lock, NULL);
+    pthread_mutex_init(&c->report_lock, NULL);
     spec_defaults(&c->caps);
     c->our_max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
     return c;
@@ -125,6 +132,8 @@ vfu_client_close(vfu_client_t *c)
     }
     vfu_conn_fini(&c->conn);
     pthread_mutex_destroy(&c->dma_lock);
+    pthread_mutex_destroy(&c->report_lock);
+    free(c->report_buf);
     free(c->dma);
     free(c);
 }
@@ -652,6 +661,12 @@ grow_rx(vfu_client_t *c, uint64_t xfer)
     }
     k->rx = rx;
     k->rx_cap = cap;
+    /* The aligned copy of a payload must hold the biggest message too. */
+    char *al = realloc(k->aligned, need);
+    if (al == NULL) {
+        return -1;
+    }
+    k->aligned = al;
     k->max_msg_size = need;
     return 0;
 }
@@ -1294,6 +1309,11 @@ vfu_client_dma_logging_stop(vfu_client_t *c)
                                      NULL, 0, NULL, NULL);
 }
 
+/*
+ * The reply (feature header, report, bitmap) lands in a buffer the client
+ * keeps, sized for the biggest report so far, and the receive buffer grows
+ * to take it in one message however big the bitmap is.
+ */
 int
 vfu_client_dma_logging_report(vfu_client_t *c, uint64_t iova,
                               uint64_t length, uint64_t page_size,
@@ -1302,31 +1322,64 @@ vfu_client_dma_logging_report(vfu_client_t *c, uint64_t iova,
     struct vfio_user_device_feature_dma_logging_report rep = {
         .iova = iova, .length = length, .page_size = page_size,
     };
-    size_t out_size = sizeof(rep) + bitmap_size;
-    char *out = malloc(out_size);
-    int rc;
+    struct vfio_user_device_feature req = {
+        .flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+    };
+    const size_t head = sizeof(req) + sizeof(rep);
+    struct iovec iov[2] = {
+        { .iov_base = &req, .iov_len = sizeof(req) },
+        { .iov_base = &rep, .iov_len = sizeof(rep) },
+    };
+    size_t size;
+    int rc = -1, err;
 
-    if (out == NULL) {
+    if ((bitmap == NULL && bitmap_size != 0) ||
+        bitmap_size > UINT32_MAX - head - VFU_HDR_SIZE) {
+        errno = EINVAL;
         return -1;
     }
-    rc = vfu_client_device_feature(c, VFIO_DEVICE_FEATURE_GET |
-                                   VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
-                                   &rep, sizeof(rep), out, &out_size);
-    if (rc == 0) {
-        if (out_size < sizeof(rep)) {
-            errno = EPROTO;
-            rc = -1;
-        } else {
-            size_t n = out_size - sizeof(rep);
-            memset(bitmap, 0, bitmap_size);
-            memcpy(bitmap, out + sizeof(rep), n < bitmap_size ? n : bitmap_size);
+    req.argsz = (uint32_t)(head + bitmap_size);
+    size = head + bitmap_size;
+    pthread_mutex_lock(&c->report_lock);
+    if (c->report_cap < size) {
+        char *p = realloc(c->report_buf, size);
+        if (p == NULL) {
+            goto out;
+        }
+        c->report_buf = p;
+        c->report_cap = size;
+    }
+    if (size + VFU_HDR_SIZE > c->conn.max_msg_size) {
+        int grown;
+
+        pthread_mutex_lock(&c->conn.rx_lock);
+        /* Not from inside a DMA request handler: its message is pinned. */
+        grown = c->conn.pinned == SIZE_MAX ? grow_rx(c, size) : 0;
+        pthread_mutex_unlock(&c->conn.rx_lock);
+        if (grown < 0) {
+            goto out;
         }
     }
-    {
-        int err = errno;
-        free(out);
-        errno = err;
+    if (call(c, VFIO_USER_DEVICE_FEATURE, iov, 2, NULL, 0, c->report_buf,
+             &size) < 0) {
+        goto out;
     }
+    if (size < head) {
+        errno = EPROTO;
+        goto out;
+    }
+    size -= head;
+    if (size < bitmap_size) {
+        memset((char *)bitmap + size, 0, bitmap_size - size);
+    }
+    if (bitmap_size > 0) {
+        memcpy(bitmap, c->report_buf + head, size < bitmap_size ? size : bitmap_size);
+    }
+    rc = 0;
+out:
+    err = errno;
+    pthread_mutex_unlock(&c->report_lock);
+    errno = err;
     return rc;
 }
 

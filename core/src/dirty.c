@@ -389,8 +389,8 @@ ranges_from_maps(vfu_ctx_t *ctx, uint32_t *nr)
         return NULL;
     }
     for (uint32_t s = 0; s < t->nr_slots && n < t->nr_maps; s++) {
-        struct dma_map *m = t->slots[s];
-        if (m != NULL) {
+        const struct dma_slot *m = &t->slots[s];
+        if (m->prot != 0) {
             req[n].iova = m->iova;
             req[n].length = m->last - m->iova + 1;
             n++;

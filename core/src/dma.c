@@ -314,6 +314,211 @@ above_map(struct dma_map *n, uint64_t addr)
     return best;
 }
 
+/* ---- the lookup index ---- */
+
+/* The last block whose first key is <= key, or -1. Branch-free halving:
+ * the path does not depend on the data, so nothing is mispredicted. */
+static int
+idx_block(const struct dma_table *t, uint64_t key)
+{
+    const uint64_t *base = t->top;
+    uint32_t n = t->nr_blocks;
+
+    if (n == 0 || key < base[0]) {
+        return -1;
+    }
+    while (n > 1) {
+        uint32_t half = n / 2;
+        base = base[half] <= key ? base + half : base;
+        n -= half;
+    }
+    return (int)(base - t->top);
+}
+
+/*
+ * Entries of b with key <= k. Unused keys are UINT64_MAX, so a fixed
+ * branch-free halving over all DMA_BLOCK keys works; it touches log2 of the
+ * block's cache lines. k == UINT64_MAX counts the padding too: clamp.
+ */
+static uint32_t
+block_count_le(const struct dma_block *b, uint64_t k)
+{
+    const uint64_t *base = b->key;
+    uint32_t n = DMA_BLOCK, c;
+
+    while (n > 1) {
+        uint32_t half = n / 2;
+        base = base[half] <= k ? base + half : base;
+        n -= half;
+    }
+    c = (uint32_t)(base - b->key) + (*base <= k);
+    return c < b->n ? c : b->n;
+}
+
+/* Keep the padding of b's unused keys. */
+static void
+block_pad(struct dma_block *b)
+{
+    for (uint32_t i = b->n; i < DMA_BLOCK; i++) {
+        b->key[i] = UINT64_MAX;
+    }
+}
+
+/* Make sure the next idx_insert() needs no memory. */
+static int
+idx_reserve(struct dma_table *t)
+{
+    if (t->nr_blocks + 1 > t->cap_blocks) {
+        uint32_t cap = t->cap_blocks == 0 ? 16 : t->cap_blocks * 2;
+        uint64_t *top = realloc(t->top, cap * sizeof(*top));
+        struct dma_block **b;
+
+        if (top == NULL) {
+            return -1;
+        }
+        t->top = top;
+        b = realloc(t->blocks, cap * sizeof(*b));
+        if (b == NULL) {
+            return -1;
+        }
+        t->blocks = b;
+        t->cap_blocks = cap;
+    }
+    if (t->spare == NULL) {
+        t->spare = malloc(sizeof(*t->spare));
+        if (t->spare == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void
+idx_open(struct dma_table *t, uint32_t at, struct dma_block *b)
+{
+    memmove(&t->top[at + 1], &t->top[at], (t->nr_blocks - at) * sizeof(t->top[0]));
+    memmove(&t->blocks[at + 1], &t->blocks[at],
+            (t->nr_blocks - at) * sizeof(t->blocks[0]));
+    t->blocks[at] = b;
+    t->top[at] = b->key[0];
+    t->nr_blocks++;
+}
+
+static void
+idx_close(struct dma_table *t, uint32_t at)
+{
+    free(t->blocks[at]);
+    t->nr_blocks--;
+    memmove(&t->top[at], &t->top[at + 1], (t->nr_blocks - at) * sizeof(t->top[0]));
+    memmove(&t->blocks[at], &t->blocks[at + 1],
+            (t->nr_blocks - at) * sizeof(t->blocks[0]));
+}
+
+/* Add key (not present); idx_reserve() succeeded before. */
+static void
+idx_insert(struct dma_table *t, uint64_t key, uint32_t slot)
+{
+    struct dma_block *b;
+    uint32_t pos;
+    int i;
+
+    if (t->nr_blocks == 0) {
+        b = t->spare;
+        t->spare = NULL;
+        b->n = 1;
+        b->key[0] = key;
+        b->slot[0] = slot;
+        block_pad(b);
+        idx_open(t, 0, b);
+        return;
+    }
+    i = idx_block(t, key);
+    if (i < 0) {
+        i = 0;                  /* below everything: the first block */
+    }
+    b = t->blocks[i];
+    if (b->n == DMA_BLOCK) {
+        /* Split: the upper half moves to a new block after this one. */
+        struct dma_block *nb = t->spare;
+        const uint32_t h = DMA_BLOCK / 2;
+
+        t->spare = NULL;
+        nb->n = DMA_BLOCK - h;
+        memcpy(nb->key, &b->key[h], nb->n * sizeof(b->key[0]));
+        memcpy(nb->slot, &b->slot[h], nb->n * sizeof(b->slot[0]));
+        b->n = h;
+        block_pad(b);
+        block_pad(nb);
+        idx_open(t, (uint32_t)i + 1, nb);
+        if (key >= nb->key[0]) {
+            b = nb;
+            i++;
+        }
+    }
+    pos = block_count_le(b, key);
+    memmove(&b->key[pos + 1], &b->key[pos], (b->n - pos) * sizeof(b->key[0]));
+    memmove(&b->slot[pos + 1], &b->slot[pos], (b->n - pos) * sizeof(b->slot[0]));
+    b->key[pos] = key;
+    b->slot[pos] = slot;
+    b->n++;
+    t->top[i] = b->key[0];
+}
+
+/* Append block at+1 to block at when both fit in half a block, so that
+ * unmapping leaves no trail of nearly empty blocks. */
+static void
+idx_merge(struct dma_table *t, uint32_t at)
+{
+    struct dma_block *a, *b;
+
+    if (at + 1 >= t->nr_blocks) {
+        return;
+    }
+    a = t->blocks[at];
+    b = t->blocks[at + 1];
+    if (a->n + b->n > DMA_BLOCK / 2) {
+        return;
+    }
+    memcpy(&a->key[a->n], b->key, b->n * sizeof(b->key[0]));
+    memcpy(&a->slot[a->n], b->slot, b->n * sizeof(b->slot[0]));
+    a->n += b->n;
+    block_pad(a);
+    idx_close(t, at + 1);
+}
+
+static void
+idx_remove(struct dma_table *t, uint64_t key)
+{
+    int i = idx_block(t, key);
+    struct dma_block *b;
+    uint32_t pos;
+
+    if (i < 0) {
+        return;
+    }
+    b = t->blocks[i];
+    pos = block_count_le(b, key);
+    if (pos == 0 || b->key[pos - 1] != key) {
+        return;
+    }
+    pos--;
+    b->n--;
+    memmove(&b->key[pos], &b->key[pos + 1], (b->n - pos) * sizeof(b->key[0]));
+    memmove(&b->slot[pos], &b->slot[pos + 1], (b->n - pos) * sizeof(b->slot[0]));
+    b->key[b->n] = UINT64_MAX;
+    if (b->n == 0) {
+        idx_close(t, (uint32_t)i);
+        return;
+    }
+    t->top[i] = b->key[0];
+    if (b->n < DMA_BLOCK / 4) {
+        idx_merge(t, (uint32_t)i);
+        if (i > 0) {
+            idx_merge(t, (uint32_t)i - 1);
+        }
+    }
+}
+
 /* ---- the table ---- */
 
 struct dma_table *
@@ -327,6 +532,7 @@ slot_alloc(struct dma_table *t, struct dma_map *m)
 {
     if (t->nr_free == 0) {
         uint32_t n = t->nr_slots == 0 ? 64 : t->nr_slots * 2;
+        struct dma_slot *h;
         struct dma_map **s;
         uint32_t *f;
 
@@ -334,11 +540,16 @@ slot_alloc(struct dma_table *t, struct dma_map *m)
             errno = ENOSPC;
             return -1;
         }
-        s = realloc(t->slots, n * sizeof(*s));
+        s = realloc(t->maps, n * sizeof(*s));
         if (s == NULL) {
             return -1;
         }
-        t->slots = s;
+        t->maps = s;
+        h = realloc(t->slots, n * sizeof(*h));
+        if (h == NULL) {
+            return -1;
+        }
+        t->slots = h;
         f = realloc(t->free_slots, n * sizeof(*f));
         if (f == NULL) {
             return -1;
@@ -346,13 +557,17 @@ slot_alloc(struct dma_table *t, struct dma_map *m)
         t->free_slots = f;
         /* Push high slots first so that low numbers are used first. */
         for (uint32_t i = n; i > t->nr_slots; i--) {
-            t->slots[i - 1] = NULL;
+            t->maps[i - 1] = NULL;
+            t->slots[i - 1] = (struct dma_slot){ .iova = 1 };
             t->free_slots[t->nr_free++] = i - 1;
         }
         t->nr_slots = n;
     }
     m->slot = t->free_slots[--t->nr_free];
-    t->slots[m->slot] = m;
+    t->maps[m->slot] = m;
+    t->slots[m->slot] = (struct dma_slot){
+        .iova = m->iova, .last = m->last, .vaddr = m->info.vaddr, .prot = m->prot,
+    };
     return 0;
 }
 
@@ -380,6 +595,10 @@ dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
         errno = ENOSPC;
         return NULL;
     }
+    if (idx_reserve(t) < 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
     m = calloc(1, sizeof(*m));
     if (m == NULL) {
         return NULL;
@@ -390,7 +609,6 @@ dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
     m->info.iova.iov_base = (void *)(uintptr_t)iova;
     m->info.iova.iov_len = size;
     m->info.prot = prot;
-    atomic_init(&m->refcnt, 0);
     if (fd >= 0) {
         struct dma_file *f = file_get(t, fd, offset, size, (int)prot, &base_off);
         char *lo, *hi, *start, *end;
@@ -425,6 +643,7 @@ dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
         return NULL;
     }
     t->root = avl_insert(t->root, m);
+    idx_insert(t, iova, m->slot);
     t->nr_maps++;
     return m;
 }
@@ -444,7 +663,9 @@ void
 dma_table_del(struct dma_table *t, struct dma_map *m)
 {
     t->root = avl_remove(t->root, m->iova);
-    t->slots[m->slot] = NULL;
+    idx_remove(t, m->iova);
+    t->maps[m->slot] = NULL;
+    t->slots[m->slot] = (struct dma_slot){ .iova = 1 };
     t->free_slots[t->nr_free++] = m->slot;
     t->nr_maps--;
     if (m->file != NULL) {
@@ -459,31 +680,68 @@ dma_table_slot(struct dma_table *t, int slot)
     if (t == NULL || slot < 0 || (uint32_t)slot >= t->nr_slots) {
         return NULL;
     }
-    return t->slots[slot];
+    return t->maps[slot];
+}
+
+struct dma_slot *
+dma_table_lookup_slot(struct dma_table *t, uint64_t addr)
+{
+    unsigned hint = atomic_load_explicit(&t->hint, memory_order_relaxed);
+    const struct dma_block *b;
+    struct dma_slot *s;
+    uint32_t slot;
+    int i;
+
+    /* A free slot has iova 1 > last 0, so it never matches. */
+    if (hint < t->nr_slots) {
+        s = &t->slots[hint];
+        if (addr >= s->iova && addr <= s->last) {
+            return s;
+        }
+    }
+    i = idx_block(t, addr);
+    if (i < 0) {
+        return NULL;
+    }
+    b = t->blocks[i];
+    slot = b->slot[block_count_le(b, addr) - 1];
+    s = &t->slots[slot];
+    if (addr > s->last) {
+        return NULL;
+    }
+    if (hint != slot) {
+        atomic_store_explicit(&t->hint, slot, memory_order_relaxed);
+    }
+    return s;
 }
 
 struct dma_map *
 dma_table_lookup(struct dma_table *t, uint64_t addr)
 {
-    unsigned hint = atomic_load_explicit(&t->hint, memory_order_relaxed);
-    struct dma_map *m;
+    struct dma_slot *s = dma_table_lookup_slot(t, addr);
 
-    if (hint < t->nr_slots && (m = t->slots[hint]) != NULL &&
-        addr >= m->iova && addr <= m->last) {
-        return m;
-    }
-    m = floor_map(t->root, addr);
-    if (m == NULL || addr > m->last) {
-        return NULL;
-    }
-    atomic_store_explicit(&t->hint, m->slot, memory_order_relaxed);
-    return m;
+    return s != NULL ? t->maps[s - t->slots] : NULL;
 }
 
 struct dma_map *
 dma_table_any(struct dma_table *t)
 {
     return t != NULL ? t->root : NULL;
+}
+
+size_t
+dma_table_mem(const struct dma_table *t)
+{
+    if (t == NULL) {
+        return 0;
+    }
+    return sizeof(*t) +
+           (size_t)t->nr_maps * sizeof(struct dma_map) +
+           (size_t)t->nr_slots * (sizeof(t->maps[0]) + sizeof(t->slots[0]) +
+                                  sizeof(t->free_slots[0])) +
+           (size_t)t->cap_blocks * (sizeof(t->top[0]) + sizeof(t->blocks[0])) +
+           (size_t)(t->nr_blocks + (t->spare != NULL)) * sizeof(struct dma_block) +
+           (size_t)t->nr_files * sizeof(struct dma_file);
 }
 
 void
@@ -495,8 +753,12 @@ dma_table_destroy(struct dma_table *t)
     while (t->root != NULL) {
         dma_table_del(t, t->root);
     }
+    free(t->maps);
     free(t->slots);
     free(t->free_slots);
+    free(t->top);
+    free(t->blocks);
+    free(t->spare);
     free(t);
 }
 
@@ -597,13 +859,17 @@ vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg)
 static void
 remove_map(vfu_ctx_t *ctx, struct dma_map *m)
 {
+    int users;
+
     if (ctx->dma_unregister_cb != NULL) {
         ctx->dma_unregister_cb(ctx, &m->info);
     }
-    if (atomic_load(&m->refcnt) != 0) {
+    users = atomic_load(&ctx->dma->slots[m->slot].refcnt);
+
+    if (users != 0) {
         vfu_log(ctx, LOG_ERR, "DMA region %#lx+%#lx still has %d users at unmap",
                 (unsigned long)m->iova, (unsigned long)(m->last - m->iova + 1),
-                atomic_load(&m->refcnt));
+                users);
     }
     dma_table_del(ctx->dma, m);
 }

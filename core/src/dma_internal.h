@@ -44,18 +44,49 @@ struct dma_map {
     uint32_t slot;
     vfu_dma_info_t info;
     struct dma_file *file;      /* NULL: reached through messages only */
-    atomic_int refcnt;          /* vfu_sgl_get() without vfu_sgl_put() */
     struct dma_map *left, *right;
     int height;
 };
 
+/*
+ * What scatter/gather touches of a map, 32 bytes in an array indexed by
+ * slot: with tens of thousands of maps, random lookups then stay in cache
+ * instead of chasing the bigger dma_map structs.
+ */
+struct dma_slot {
+    uint64_t iova;
+    uint64_t last;
+    char *vaddr;                /* NULL: reached through messages only */
+    uint32_t prot;              /* 0: the slot is free */
+    atomic_int refcnt;          /* vfu_sgl_get() without vfu_sgl_put() */
+};
+
+/*
+ * The lookup index: map start addresses sorted in blocks of up to
+ * DMA_BLOCK, with the first key of each block in one small array (a
+ * two-level B-tree). A lookup is a search of that array, which stays in L1,
+ * and a scan of one block; a change moves at most one block's entries.
+ */
+#define DMA_BLOCK 64u
+
+struct dma_block {
+    uint32_t n;
+    uint32_t slot[DMA_BLOCK];
+    uint64_t key[DMA_BLOCK];    /* iova, ascending */
+};
+
 struct dma_table {
     struct dma_map *root;       /* AVL tree keyed by iova */
-    struct dma_map **slots;     /* slot -> map, NULL when free */
+    struct dma_map **maps;      /* slot -> map, NULL when free */
+    struct dma_slot *slots;     /* slot -> hot copy of the map */
     uint32_t nr_slots;
     uint32_t *free_slots;       /* stack of free slot numbers */
     uint32_t nr_free;
     uint32_t nr_maps;
+    uint64_t *top;              /* first key of each block */
+    struct dma_block **blocks;
+    uint32_t nr_blocks, cap_blocks;
+    struct dma_block *spare;    /* allocated ahead so that insertion can't fail */
     atomic_uint hint;           /* slot of the last map looked up */
     void *files;                /* tsearch(3) tree of shared dma_files */
     uint32_t nr_files;
@@ -85,6 +116,11 @@ struct dma_map *dma_table_lookup(struct dma_table *t, uint64_t addr);
 struct dma_map *dma_table_any(struct dma_table *t);
 /* The live map in slot, or NULL. */
 struct dma_map *dma_table_slot(struct dma_table *t, int slot);
+/* The hot entry of the map containing addr, or NULL (the fast path of
+ * dma_table_lookup). */
+struct dma_slot *dma_table_lookup_slot(struct dma_table *t, uint64_t addr);
+/* Bytes of heap the table uses (for the scale figures). */
+size_t dma_table_mem(const struct dma_table *t);
 
 /*
  * dirty.c. A log covers the IOVA ranges given at START, rounded out to its

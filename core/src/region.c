@@ -188,24 +188,30 @@ vfu_region_access(vfu_ctx_t *ctx, uint32_t idx, char *buf, size_t count,
     ssize_t n;
 
     if (idx == VFU_PCI_DEV_CFG_REGION_IDX) {
-        return vfu_pci_config_access(ctx, buf, count, offset, is_write);
-    }
-    if (r->cb != NULL) {
+        n = vfu_pci_config_access(ctx, buf, count, offset, is_write);
+    } else if (r->cb != NULL) {
         errno = 0;
         n = r->cb(ctx, buf, count, (loff_t)offset, is_write);
         if (n < 0 && errno == 0) {
             errno = EIO;
         }
-        return n;
-    }
-    if (r->fd >= 0) {
+    } else if (r->fd >= 0) {
         /* No callback: the backing file is the region. */
-        n = is_write ? pwrite(r->fd, buf, count, (off_t)(r->fd_offset + offset))
-                     : pread(r->fd, buf, count, (off_t)(r->fd_offset + offset));
-        return n;
+        return is_write ? pwrite(r->fd, buf, count, (off_t)(r->fd_offset + offset))
+                        : pread(r->fd, buf, count, (off_t)(r->fd_offset + offset));
+    } else {
+        errno = EINVAL;
+        return -1;
     }
-    errno = EINVAL;
-    return -1;
+    if (n > 0 && (size_t)n > count) {
+        /* A device claiming more than asked must not make us send bytes
+         * past the buffer. */
+        vfu_log(ctx, LOG_ERR, "region %u: callback returned %zd for %zu bytes",
+                idx, n, count);
+        errno = EIO;
+        return -1;
+    }
+    return n;
 }
 
 /* Is [offset, offset + count) a legal access of region idx? */

@@ -35,13 +35,18 @@ dma_sg_size(void)
 }
 
 /* The map an entry refers to, if it is still there and holds the entry. */
-static struct dma_map *
+static struct dma_slot *
 sg_map(vfu_ctx_t *ctx, const dma_sg_t *sg)
 {
-    struct dma_map *m = dma_table_slot(ctx->dma, sg->region);
+    struct dma_table *t = ctx->dma;
+    struct dma_slot *m;
     uint64_t span;
 
-    if (m == NULL || m->iova != (uint64_t)(uintptr_t)sg->dma_addr) {
+    if ((unsigned)sg->region >= t->nr_slots) {
+        return NULL;
+    }
+    m = &t->slots[sg->region];
+    if (m->prot == 0 || m->iova != (uint64_t)(uintptr_t)sg->dma_addr) {
         return NULL;
     }
     span = m->last - m->iova;       /* size - 1 */
@@ -70,7 +75,7 @@ vfu_addr_to_sgl(vfu_ctx_t *ctx, vfu_dma_addr_t dma_addr, size_t len,
         return -1;
     }
     while (left > 0) {
-        struct dma_map *m = dma_table_lookup(ctx->dma, cur);
+        struct dma_slot *m = dma_table_lookup_slot(ctx->dma, cur);
         uint64_t chunk;
 
         if (m == NULL) {
@@ -85,7 +90,7 @@ vfu_addr_to_sgl(vfu_ctx_t *ctx, vfu_dma_addr_t dma_addr, size_t len,
         if (n < max_nr_sgs) {
             dma_sg_t *sg = &sgl[n];
             sg->dma_addr = (vfu_dma_addr_t)(uintptr_t)m->iova;
-            sg->region = (int)m->slot;
+            sg->region = (int)(m - ctx->dma->slots);
             sg->offset = cur - m->iova;
             sg->length = chunk;
             sg->writeable = (prot & PROT_WRITE) != 0;
@@ -116,13 +121,13 @@ vfu_sgl_get(vfu_ctx_t *ctx, dma_sg_t *sgl, struct iovec *iov, size_t cnt,
     }
     /* Check everything first so that a failure leaves no reference. */
     for (size_t i = 0; i < cnt; i++) {
-        struct dma_map *m = sg_map(ctx, &sgl[i]);
+        struct dma_slot *m = sg_map(ctx, &sgl[i]);
 
         if (m == NULL) {
             errno = EINVAL;
             return -1;
         }
-        if (m->file == NULL) {
+        if (m->vaddr == NULL) {
             errno = EFAULT;
             return -1;
         }
@@ -132,9 +137,9 @@ vfu_sgl_get(vfu_ctx_t *ctx, dma_sg_t *sgl, struct iovec *iov, size_t cnt,
         }
     }
     for (size_t i = 0; i < cnt; i++) {
-        struct dma_map *m = sg_map(ctx, &sgl[i]);
+        struct dma_slot *m = sg_map(ctx, &sgl[i]);
 
-        iov[i].iov_base = (char *)m->info.vaddr + sgl[i].offset;
+        iov[i].iov_base = m->vaddr + sgl[i].offset;
         iov[i].iov_len = sgl[i].length;
         atomic_fetch_add(&m->refcnt, 1);
     }
@@ -170,7 +175,7 @@ vfu_sgl_put(vfu_ctx_t *ctx, dma_sg_t *sgl, struct iovec *iov, size_t cnt)
         return;
     }
     for (size_t i = 0; i < cnt; i++) {
-        struct dma_map *m = sg_map(ctx, &sgl[i]);
+        struct dma_slot *m = sg_map(ctx, &sgl[i]);
 
         if (m == NULL) {
             vfu_log(ctx, LOG_ERR, "vfu_sgl_put: entry %zu is not mapped", i);
@@ -188,14 +193,14 @@ bool
 vfu_sg_is_mappable(vfu_ctx_t *ctx, dma_sg_t *sg)
 {
     int saved = errno;
-    struct dma_map *m;
+    struct dma_slot *m;
 
     if (ctx == NULL || ctx->dma == NULL || sg == NULL) {
         return false;
     }
     m = sg_map(ctx, sg);
     errno = saved;
-    return m != NULL && m->file != NULL;
+    return m != NULL && m->vaddr != NULL;
 }
 
 static uint64_t
@@ -280,7 +285,7 @@ dma_by_message(vfu_ctx_t *ctx, uint64_t addr, uint64_t len, char *data,
 static int
 sgl_rw(vfu_ctx_t *ctx, dma_sg_t *sg, size_t cnt, void *data, bool is_write)
 {
-    struct dma_map *m;
+    struct dma_slot *m;
 
     if (cnt != 1) {
         errno = ENOTSUP;
@@ -295,8 +300,8 @@ sgl_rw(vfu_ctx_t *ctx, dma_sg_t *sg, size_t cnt, void *data, bool is_write)
         errno = EPERM;
         return -1;
     }
-    if (m->file != NULL) {
-        char *p = (char *)m->info.vaddr + sg->offset;
+    if (m->vaddr != NULL) {
+        char *p = m->vaddr + sg->offset;
         if (is_write) {
             memcpy(p, data, sg->length);
         } else {

@@ -2,17 +2,32 @@
 /* Copyright (c) 2026 the vfu authors. */
 
 /*
- * DMA benchmarks: DMA_MAP/DMA_UNMAP over a real socket, address translation
- * with vfu_addr_to_sgl + vfu_sgl_get/put in process, and dirty bitmap
- * reports over 64 GiB of logged memory.
+ * DMA benchmarks against their floors, in one run:
+ *  - DMA_MAP / DMA_UNMAP per op over a real socket to a server process,
+ *    1,000 and 65,535 maps of one memfd (sent with every map, as QEMU
+ *    does), against a bare ping-pong of the same message sizes;
+ *  - vfu_addr_to_sgl + vfu_sgl_get + vfu_sgl_put per op, in process, with
+ *    1,000 and 65,535 maps, one map or a random map each time;
+ *  - DMA_LOGGING_REPORT of 64 GiB logged at 4 KiB pages over the socket
+ *    (one 2 MiB bitmap), and the in-process report alone;
+ *  - the heap a context uses with 65,535 maps and with 1 TiB logged.
+ * Each figure is the median of --runs runs, with min and max.
+ *
+ *   bench_dma [--pin] [--runs N]
+ *
+ * --pin puts both processes on CPU 0.
  */
 
 #include <errno.h>
-#include <pthread.h>
+#include <malloc.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,33 +37,17 @@
 
 #define PG 4096ull
 #define RW (VFIO_USER_F_DMA_REGION_READ | VFIO_USER_F_DMA_REGION_WRITE)
+#define MAX_RUNS 100
+#define LOG_SPAN (64ull << 30)
+#define LOG_BASE (1ull << 40)
 
 static double
-now(void)
+now_ns(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void
-dma_unregister(vfu_ctx_t *ctx, vfu_dma_info_t *info)
-{
-}
-
-static void *
-serve(void *arg)
-{
-    vfu_ctx_t *ctx = arg;
-
-    if (vfu_attach_ctx(ctx) < 0) {
-        perror("vfu_attach_ctx");
-        return NULL;
-    }
-    while (vfu_run_ctx(ctx) >= 0) {
-    }
-    return NULL;
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
 static void
@@ -57,6 +56,266 @@ die(const char *what)
     perror(what);
     exit(1);
 }
+
+static void
+pin_cpu0(void)
+{
+    cpu_set_t set;
+
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    sched_setaffinity(0, sizeof(set), &set);
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* One line of the table: samples in ns, shown in unit. */
+struct figure {
+    const char *name;
+    const char *unit;           /* "us", "ns" or "ms" */
+    double s[MAX_RUNS];
+    double median, min, max;
+    int floor;                  /* index of the floor figure, or -1 */
+    const char *target;         /* what the issue asks, or NULL */
+    double limit;               /* ratio (if floor) or ns the target allows */
+};
+
+enum {
+    F_FLOOR_MAP, F_FLOOR_MAP_FD, F_MAP_1K, F_MAP_64K, F_FLOOR_UNMAP,
+    F_UNMAP_1K, F_UNMAP_64K, F_SGL_1K, F_SGL_64K_SAME, F_SGL_64K_RAND,
+    F_REPORT_SOCK, F_REPORT_LOCAL, F_COUNT,
+};
+
+static struct figure fig[F_COUNT] = {
+    [F_FLOOR_MAP] = { "floor: ping-pong, DMA_MAP sizes", "us", .floor = -1 },
+    [F_FLOOR_MAP_FD] = { "floor: same, one fd passed each time", "us", .floor = -1 },
+    [F_MAP_1K] = { "DMA_MAP, 1,000 maps (per map)", "us", .floor = F_FLOOR_MAP,
+                   .target = "<1.5x", .limit = 1.5 },
+    [F_MAP_64K] = { "DMA_MAP, 65,535 maps (per map)", "us", .floor = F_FLOOR_MAP,
+                    .target = "<1.5x", .limit = 1.5 },
+    [F_FLOOR_UNMAP] = { "floor: ping-pong, DMA_UNMAP sizes", "us", .floor = -1 },
+    [F_UNMAP_1K] = { "DMA_UNMAP, 1,000 maps (per unmap)", "us", .floor = F_FLOOR_UNMAP },
+    [F_UNMAP_64K] = { "DMA_UNMAP, 65,535 maps (per unmap)", "us",
+                      .floor = F_FLOOR_UNMAP },
+    [F_SGL_1K] = { "addr_to_sgl+get+put, 1,000 maps, random", "ns", .floor = -1 },
+    [F_SGL_64K_SAME] = { "addr_to_sgl+get+put, 65,535 maps, one", "ns",
+                         .floor = -1 },
+    [F_SGL_64K_RAND] = { "addr_to_sgl+get+put, 65,535 maps, random", "ns",
+                         .floor = -1, .target = "<40 ns", .limit = 40 },
+    [F_REPORT_SOCK] = { "DMA_LOGGING_REPORT 64 GiB at 4 KiB, socket", "ms",
+                        .floor = -1, .target = "<2 ms", .limit = 2e6 },
+    [F_REPORT_LOCAL] = { "  of which the bitmap itself (in process)", "ms",
+                         .floor = -1 },
+};
+
+static double
+unit_div(const char *unit)
+{
+    return unit[0] == 'm' ? 1e6 : unit[0] == 'u' ? 1e3 : 1;
+}
+
+/* ---- the floor: a bare ping-pong, optionally passing an fd ---- */
+
+static int
+send_all(int fd, const char *buf, size_t len, int pass_fd)
+{
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { (void *)buf, len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+    if (pass_fd >= 0) {
+        struct cmsghdr *cm;
+
+        memset(cbuf, 0, sizeof(cbuf));
+        mh.msg_control = cbuf;
+        mh.msg_controllen = sizeof(cbuf);
+        cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
+    }
+    return sendmsg(fd, &mh, 0) == (ssize_t)len ? 0 : -1;
+}
+
+/* Read len bytes; close any fd that came along, as the server would. */
+static int
+recv_all(int fd, char *buf, size_t len)
+{
+    while (len > 0) {
+        char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+        struct iovec iov = { buf, len };
+        struct msghdr mh = {
+            .msg_iov = &iov, .msg_iovlen = 1,
+            .msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+        };
+        ssize_t n = recvmsg(fd, &mh, 0);
+
+        if (n <= 0) {
+            return -1;
+        }
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL;
+             cm = CMSG_NXTHDR(&mh, cm)) {
+            if (cm->cmsg_type == SCM_RIGHTS) {
+                int got;
+                memcpy(&got, CMSG_DATA(cm), sizeof(got));
+                close(got);
+            }
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* ns per round trip of req bytes out (with an fd if pass_fd) and rep back. */
+static double
+floor_run(size_t req, size_t rep, bool with_fd, int iters, bool pin)
+{
+    char buf[256] = { 0 };
+    int sv[2], memfd = -1;
+    double t0, t;
+    pid_t pid;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) {
+        die("socketpair");
+    }
+    pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        if (pin) {
+            pin_cpu0();
+        }
+        while (recv_all(sv[1], buf, req) == 0 && send_all(sv[1], buf, rep, -1) == 0) {
+        }
+        _exit(0);
+    }
+    close(sv[1]);
+    if (with_fd && (memfd = memfd_create("floor", 0)) < 0) {
+        die("memfd_create");
+    }
+    t0 = now_ns();
+    for (int i = 0; i < iters; i++) {
+        if (send_all(sv[0], buf, req, memfd) < 0 || recv_all(sv[0], buf, rep) < 0) {
+            die("ping-pong");
+        }
+    }
+    t = (now_ns() - t0) / iters;
+    close(sv[0]);
+    waitpid(pid, NULL, 0);
+    if (memfd >= 0) {
+        close(memfd);
+    }
+    return t;
+}
+
+/* ---- DMA_MAP / DMA_UNMAP over the socket ---- */
+
+static void
+dma_register(vfu_ctx_t *ctx, vfu_dma_info_t *info)
+{
+}
+
+static void
+dma_unregister(vfu_ctx_t *ctx, vfu_dma_info_t *info)
+{
+}
+
+static void
+log_stderr(vfu_ctx_t *ctx, int level, const char *msg)
+{
+    fprintf(stderr, "server: %s\n", msg);
+}
+
+static pid_t
+start_server(const char *path, bool pin)
+{
+    pid_t pid = fork();
+    vfu_ctx_t *ctx;
+
+    if (pid != 0) {
+        return pid;
+    }
+    if (pin) {
+        pin_cpu0();
+    }
+    ctx = vfu_create_ctx(VFU_TRANS_SOCK, path, 0, NULL, VFU_DEV_TYPE_PCI);
+    if (ctx == NULL || vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0) < 0 ||
+        vfu_setup_device_dma(ctx, dma_register, dma_unregister) < 0 ||
+        vfu_setup_log(ctx, log_stderr, LOG_ERR) < 0 || vfu_realize_ctx(ctx) < 0) {
+        perror("server set-up");
+        _exit(1);
+    }
+    for (;;) {
+        if (vfu_attach_ctx(ctx) < 0) {
+            _exit(1);
+        }
+        while (vfu_run_ctx(ctx) >= 0) {
+        }
+    }
+}
+
+static vfu_client_t *
+connect_retry(const char *path)
+{
+    for (int i = 0; i < 500; i++) {
+        vfu_client_t *c = vfu_client_connect(path);
+
+        if (c != NULL) {
+            if (vfu_client_negotiate(c, NULL, NULL) == 0) {
+                return c;
+            }
+            vfu_client_close(c);
+        }
+        usleep(10000);
+    }
+    return NULL;
+}
+
+/* Map nmaps pages of fd at every other page of IOVA, then unmap them. */
+static void
+map_run(vfu_client_t *c, int fd, uint32_t nmaps, double *tmap, double *tunmap)
+{
+    double t0 = now_ns();
+
+    for (uint32_t i = 0; i < nmaps; i++) {
+        if (vfu_client_dma_map(c, i * 2 * PG, PG, RW, fd, i * PG, NULL) < 0) {
+            fprintf(stderr, "map %u of %u: ", i, nmaps);
+            die("vfu_client_dma_map");
+        }
+    }
+    *tmap = (now_ns() - t0) / nmaps;
+    t0 = now_ns();
+    for (uint32_t i = 0; i < nmaps; i++) {
+        if (vfu_client_dma_unmap(c, i * 2 * PG, PG, 0) < 0) {
+            die("vfu_client_dma_unmap");
+        }
+    }
+    *tunmap = (now_ns() - t0) / nmaps;
+}
+
+/* ns per DMA_LOGGING_REPORT of the whole 64 GiB, all clean. */
+static double
+report_run(vfu_client_t *c, uint64_t *bm, size_t bytes)
+{
+    const int reps = 20;
+    double t0 = now_ns();
+
+    for (int i = 0; i < reps; i++) {
+        if (vfu_client_dma_logging_report(c, LOG_BASE, LOG_SPAN, PG, bm, bytes) < 0) {
+            die("DMA_LOGGING_REPORT");
+        }
+    }
+    return (now_ns() - t0) / reps;
+}
+
+/* ---- in process: scatter/gather and the scale figures ---- */
 
 static uint64_t
 rnd(uint64_t *s)
@@ -67,17 +326,18 @@ rnd(uint64_t *s)
     return *s;
 }
 
-/* Translate and get/put one page-sized piece, n times. */
+/* ns per translate + get + put of a 512-byte piece of one map. */
 static double
-bench_sgl(vfu_ctx_t *ctx, uint32_t nmaps, bool random, int n)
+sgl_run(vfu_ctx_t *ctx, uint32_t nmaps, bool random, int n)
 {
     dma_sg_t *sg = calloc(1, dma_sg_size());
     uint64_t s = 88172645463325252ull;
     struct iovec iov;
-    double t0 = now();
+    double t0 = now_ns();
 
     for (int i = 0; i < n; i++) {
         uint64_t k = random ? rnd(&s) % nmaps : 7 % nmaps;
+
         if (vfu_addr_to_sgl(ctx, (vfu_dma_addr_t)(uintptr_t)(k * 2 * PG + 64), 512,
                             sg, 1, PROT_READ | PROT_WRITE) != 1 ||
             vfu_sgl_get(ctx, sg, &iov, 1, 0) < 0) {
@@ -86,128 +346,185 @@ bench_sgl(vfu_ctx_t *ctx, uint32_t nmaps, bool random, int n)
         vfu_sgl_put(ctx, sg, &iov, 1);
     }
     free(sg);
-    return (now() - t0) / n;
+    return (now_ns() - t0) / n;
+}
+
+static size_t
+heap_used(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+
+    return mi.uordblks + mi.hblkhd;
+}
+
+/* A context with maps added straight to its table, as DMA_MAP would. */
+static vfu_ctx_t *
+local_ctx(uint32_t nmaps, int fd, size_t *heap)
+{
+    vfu_ctx_t *ctx = vfu_create_ctx(VFU_TRANS_SOCK, "/tmp/vfu-bench-dma-local.sock", 0, NULL,
+                                    VFU_DEV_TYPE_PCI);
+    size_t before;
+
+    if (ctx == NULL || vfu_setup_device_dma(ctx, dma_register, dma_unregister) < 0) {
+        die("local context");
+    }
+    before = heap_used();
+    for (uint32_t i = 0; i < nmaps; i++) {
+        if (dma_table_add(ctx->dma, i * 2 * PG, PG, fd, i * PG,
+                          PROT_READ | PROT_WRITE, 65535) == NULL) {
+            die("dma_table_add");
+        }
+    }
+    *heap = heap_used() - before;
+    return ctx;
 }
 
 static void
-bench_maps(vfu_client_t *c, vfu_ctx_t *ctx, uint32_t nmaps)
+summarize(struct figure *f, int runs)
 {
-    int fd = memfd_create("bench-dma", 0);
-    double t0, tmap, tunmap;
-
-    if (fd < 0 || ftruncate(fd, (off_t)(nmaps * PG)) < 0) {
-        die("memfd");
-    }
-    /* Every map sends the same memfd, as QEMU does. */
-    t0 = now();
-    for (uint32_t i = 0; i < nmaps; i++) {
-        if (vfu_client_dma_map(c, i * 2 * PG, PG, RW, fd, i * PG, NULL) < 0) {
-            die("vfu_client_dma_map");
-        }
-    }
-    tmap = (now() - t0) / nmaps;
-    printf("DMA_MAP   %6u maps: %8.2f us/op\n", nmaps, tmap * 1e6);
-    printf("sgl get/put %6u maps, repeated: %8.1f ns/op\n", nmaps,
-           bench_sgl(ctx, nmaps, false, 2000000) * 1e9);
-    printf("sgl get/put %6u maps, random:   %8.1f ns/op\n", nmaps,
-           bench_sgl(ctx, nmaps, true, 2000000) * 1e9);
-    t0 = now();
-    for (uint32_t i = 0; i < nmaps; i++) {
-        if (vfu_client_dma_unmap(c, i * 2 * PG, PG, 0) < 0) {
-            die("vfu_client_dma_unmap");
-        }
-    }
-    tunmap = (now() - t0) / nmaps;
-    printf("DMA_UNMAP %6u maps: %8.2f us/op\n", nmaps, tunmap * 1e6);
-    close(fd);
+    qsort(f->s, runs, sizeof(double), cmp_double);
+    f->median = f->s[runs / 2];
+    f->min = f->s[0];
+    f->max = f->s[runs - 1];
 }
 
 static void
-bench_report(vfu_client_t *c)
+print_table(int runs, bool pin)
 {
-    const uint64_t span = 64ull << 30;
-    struct vfio_user_device_feature_dma_logging_range r = { 1ull << 40, span };
-    size_t bytes = span / PG / 8;
-    uint64_t *bm = malloc(bytes);
-    struct dirty_bits *log;
-    int reps = 10;
-    double t0;
+    printf("# bench_dma: %d runs, %s\n", runs, pin ? "pinned to CPU 0" : "not pinned");
+    printf("%-44s %4s %9s %9s %9s %7s %7s\n", "figure", "unit", "median", "min",
+           "max", "x floor", "target");
+    for (int i = 0; i < F_COUNT; i++) {
+        struct figure *f = &fig[i];
+        double d = unit_div(f->unit);
+        bool met;
 
-    /* Through the socket: START, then REPORT of the whole 64 GiB. */
-    if (vfu_client_dma_logging_start(c, PG, &r, 1) < 0) {
-        die("DMA_LOGGING_START");
-    }
-    /* In four 16 GiB pieces: a 512 KiB bitmap fits a default message. */
-    t0 = now();
-    for (int i = 0; i < reps; i++) {
-        for (uint64_t q = 0; q < 4; q++) {
-            if (vfu_client_dma_logging_report(c, r.iova + q * (span / 4), span / 4,
-                                              PG, bm, bytes / 4) < 0) {
-                die("DMA_LOGGING_REPORT");
-            }
+        printf("%-44s %4s %9.2f %9.2f %9.2f", f->name, f->unit, f->median / d,
+               f->min / d, f->max / d);
+        if (f->floor >= 0) {
+            double ratio = f->median / fig[f->floor].median;
+            printf(" %7.2f", ratio);
+            met = ratio < f->limit;
+        } else {
+            printf(" %7s", "");
+            met = f->median < f->limit;
         }
-    }
-    printf("DMA_LOGGING_REPORT 64 GiB at 4 KiB (socket, 4 x 16 GiB, clean): "
-           "%8.2f ms/op\n", (now() - t0) / reps * 1e3);
-    vfu_client_dma_logging_stop(c);
-
-    /* In process, with one page in 16 dirty before each report. */
-    log = dirty_bits_new(PG, &(struct dirty_range_req){ r.iova, r.length }, 1,
-                         256u << 20);
-    if (log == NULL) {
-        die("dirty_bits_new");
-    }
-    {
-        double tmark = 0, trep = 0;
-        for (int i = 0; i < reps; i++) {
-            double t1 = now();
-            for (uint64_t a = 0; a < span; a += 16 * PG) {
-                dirty_bits_mark(log, r.iova + a, 1);
-            }
-            tmark += now() - t1;
-            t1 = now();
-            dirty_bits_report(log, r.iova, span, PG, bm);
-            trep += now() - t1;
+        if (f->target != NULL) {
+            printf(" %7s %s", f->target, met ? "ok" : "MISSED");
         }
-        printf("dirty report 64 GiB at 4 KiB (in process, 1/16 dirty): %8.2f ms/op "
-               "(marking: %.1f ns/page)\n", trep / reps * 1e3,
-               tmark / reps / (span / PG / 16) * 1e9);
-        t0 = now();
-        dirty_bits_report(log, r.iova, span, 2u << 20, bm);
-        printf("dirty report 64 GiB at 2 MiB pages (in process, clean):  %8.2f ms/op\n",
-               (now() - t0) * 1e3);
+        printf("\n");
     }
-    dirty_bits_free(log);
-    free(bm);
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
+    size_t bytes = LOG_SPAN / PG / 8, heap_maps, heap_log;
+    uint64_t *bm = malloc(bytes);
+    bool pin = false;
+    int runs = 5, memfd;
     char path[64];
-    vfu_ctx_t *ctx;
     vfu_client_t *c;
-    pthread_t thr;
+    vfu_ctx_t *lctx;
+    pid_t srv;
 
-    snprintf(path, sizeof(path), "/tmp/bench-dma-%d.sock", (int)getpid());
-    ctx = vfu_create_ctx(VFU_TRANS_SOCK, path, 0, NULL, VFU_DEV_TYPE_PCI);
-    if (ctx == NULL || vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0) < 0 ||
-        vfu_setup_device_dma(ctx, NULL, dma_unregister) < 0 ||
-        vfu_realize_ctx(ctx) < 0) {
-        die("server set-up");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--pin") == 0) {
+            pin = true;
+        } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
+            runs = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: %s [--pin] [--runs N]\n", argv[0]);
+            return 2;
+        }
     }
-    pthread_create(&thr, NULL, serve, ctx);
-    c = vfu_client_connect(path);
-    if (c == NULL || vfu_client_negotiate(c, NULL, NULL) < 0) {
-        die("client");
+    if (runs < 1 || runs > MAX_RUNS) {
+        runs = 5;
     }
-    printf("# bench_dma\n");
-    bench_maps(c, ctx, 1000);
-    bench_maps(c, ctx, 65535);
-    bench_report(c);
+    if (bm == NULL) {
+        die("malloc");
+    }
+    if (pin) {
+        pin_cpu0();
+    }
+    memfd = memfd_create("bench-dma", 0);
+    if (memfd < 0 || ftruncate(memfd, (off_t)(65535 * PG)) < 0) {
+        die("memfd");
+    }
+    snprintf(path, sizeof(path), "/tmp/vfu-bench-dma-%d.sock", (int)getpid());
+    srv = start_server(path, pin);
+    c = connect_retry(path);
+    if (c == NULL) {
+        fprintf(stderr, "cannot reach the server\n");
+        kill(srv, SIGTERM);
+        return 1;
+    }
+    {
+        struct vfio_user_device_feature_dma_logging_range r = { LOG_BASE, LOG_SPAN };
+        if (vfu_client_dma_logging_start(c, PG, &r, 1) < 0) {
+            die("DMA_LOGGING_START");
+        }
+    }
+
+    /* Header 16 + vfio_user_dma_map 32, reply 16; unmap 16 + 24 both ways. */
+    for (int r = 0; r < runs; r++) {
+        fig[F_FLOOR_MAP].s[r] = floor_run(48, 16, false, 20000, pin);
+        fig[F_FLOOR_MAP_FD].s[r] = floor_run(48, 16, true, 20000, pin);
+        fig[F_FLOOR_UNMAP].s[r] = floor_run(40, 40, false, 20000, pin);
+        map_run(c, memfd, 1000, &fig[F_MAP_1K].s[r], &fig[F_UNMAP_1K].s[r]);
+        map_run(c, memfd, 65535, &fig[F_MAP_64K].s[r], &fig[F_UNMAP_64K].s[r]);
+        fig[F_REPORT_SOCK].s[r] = report_run(c, bm, bytes);
+    }
+    vfu_client_dma_logging_stop(c);
     vfu_client_close(c);
-    pthread_join(thr, NULL);
-    vfu_destroy_ctx(ctx);
+    kill(srv, SIGTERM);
+    waitpid(srv, NULL, 0);
     unlink(path);
+
+    /* In process: the lookups, and what the state costs in memory. */
+    lctx = local_ctx(1000, memfd, &heap_maps);
+    for (int r = 0; r < runs; r++) {
+        fig[F_SGL_1K].s[r] = sgl_run(lctx, 1000, true, 2000000);
+    }
+    vfu_destroy_ctx(lctx);
+    lctx = local_ctx(65535, memfd, &heap_maps);
+    for (int r = 0; r < runs; r++) {
+        fig[F_SGL_64K_SAME].s[r] = sgl_run(lctx, 65535, false, 2000000);
+        fig[F_SGL_64K_RAND].s[r] = sgl_run(lctx, 65535, true, 2000000);
+    }
+    vfu_destroy_ctx(lctx);
+    {
+        struct dirty_range_req req = { LOG_BASE, LOG_SPAN };
+        struct dirty_bits *log = dirty_bits_new(PG, &req, 1, 256u << 20);
+        size_t before;
+
+        if (log == NULL) {
+            die("dirty_bits_new");
+        }
+        for (int r = 0; r < runs; r++) {
+            double t0 = now_ns();
+            dirty_bits_report(log, LOG_BASE, LOG_SPAN, PG, bm);
+            fig[F_REPORT_LOCAL].s[r] = now_ns() - t0;
+        }
+        dirty_bits_free(log);
+        req.length = 1ull << 40;
+        before = heap_used();
+        log = dirty_bits_new(PG, &req, 1, 256u << 20);
+        heap_log = heap_used() - before;
+        if (log == NULL) {
+            die("dirty_bits_new 1 TiB");
+        }
+        dirty_bits_free(log);
+    }
+    close(memfd);
+
+    for (int i = 0; i < F_COUNT; i++) {
+        summarize(&fig[i], runs);
+    }
+    print_table(runs, pin);
+    printf("heap for 65,535 maps: %.1f MiB (%.0f bytes a map); "
+           "for a 1 TiB dirty log at 4 KiB: %.1f MiB\n",
+           heap_maps / 1048576.0, (double)heap_maps / 65535, heap_log / 1048576.0);
+    free(bm);
     return 0;
 }
