@@ -341,8 +341,13 @@ typedef enum vfu_reset_type {
  * (DMA map/unmap, reset, migration state change).  A quiesced device must not
  * call vfu_addr_to_sgl() or vfu_sgl_*() except from within a device callback.
  *
- * Return 0 if the device is now quiesced; it stays so until vfu_run_ctx()
- * returns.  Return -1 with errno EBUSY if quiescing will finish later: the
+ * Return 0 if the device is now quiesced; vfu treats it as quiesced until
+ * that one operation is done, and calls the callback again before the next
+ * operation that needs it (so it must cope with being asked while already
+ * idle).  Resuming after vfu_run_ctx() returns is always safe; a blocking
+ * loop's device may instead resume at the end of the DMA register/unregister,
+ * reset or transition callback the operation runs.  Return -1 with errno
+ * EBUSY if quiescing will finish later: the
  * device keeps running normally meanwhile, vfu_run_ctx() fails with EBUSY,
  * and the device later calls vfu_device_quiesced() once idle.  The pending
  * operation, and any resulting DMA register/unregister, reset or migration

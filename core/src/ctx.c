@@ -309,6 +309,16 @@ vfu_run_ctx(vfu_ctx_t *ctx)
     }
     __atomic_store_n(&c->loop_reading, false, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&c->rx_lock);
+    /*
+     * Device threads waiting for the loop to hand them a DMA reply must
+     * now read it themselves: the loop may not run again before they time
+     * out (a quiesce it waits for may depend on them).
+     */
+    pthread_mutex_lock(&c->call_lock);
+    if (c->calls != NULL) {
+        pthread_cond_broadcast(&c->call_cond);
+    }
+    pthread_mutex_unlock(&c->call_lock);
     if (lost) {
         if (err != ENOTCONN) {
             vfu_log_errno(ctx, LOG_ERR, err, "dropping client");
