@@ -43,12 +43,6 @@ struct vfu_client {
     pthread_mutex_t dma_lock;           /* the table vs. DMA requests */
     struct dma_entry *dma;
     size_t nr_dma, cap_dma;
-
-    /* Reply room for dirty bitmaps, reused: a report of 64 GiB is 2 MiB,
-     * and a fresh malloc of that size is an mmap and 512 page faults. */
-    pthread_mutex_t report_lock;
-    char *report_buf;
-    size_t report_cap;
 };
 
 static void
@@ -108,7 +102,6 @@ vfu_client_connect(const char *path)
     }
     c->conn.serve_mode = false;
     pthread_mutex_init(&c->dma_lock, NULL);
-    pthread_mutex_init(&c->report_lock, NULL);
     spec_defaults(&c->caps);
     c->our_max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
     return c;
@@ -132,8 +125,6 @@ vfu_client_close(vfu_client_t *c)
     }
     vfu_conn_fini(&c->conn);
     pthread_mutex_destroy(&c->dma_lock);
-    pthread_mutex_destroy(&c->report_lock);
-    free(c->report_buf);
     free(c->dma);
     free(c);
 }
@@ -366,7 +357,9 @@ release_reader(vfu_client_t *c)
 {
     pthread_mutex_unlock(&c->conn.rx_lock);
     pthread_mutex_lock(&c->conn.call_lock);
-    pthread_cond_broadcast(&c->conn.call_cond);
+    if (c->conn.nr_waiting > 0) {
+        pthread_cond_broadcast(&c->conn.call_cond);
+    }
     pthread_mutex_unlock(&c->conn.call_lock);
 }
 
@@ -452,6 +445,17 @@ call(vfu_client_t *c, uint16_t cmd, const struct iovec *iov, int iovcnt,
 {
     return vfu_conn_call(&c->conn, cmd, iov, iovcnt, fds, nr_fds,
                          reply, reply_size, on_request, c);
+}
+
+/* The same with the reply scattered over pieces, large payloads read
+ * straight into them. */
+static int
+callv(vfu_client_t *c, uint16_t cmd, const void *req, size_t req_size,
+      const struct iovec *reply, int nr_reply, size_t *reply_size)
+{
+    struct iovec iov = { .iov_base = (void *)req, .iov_len = req_size };
+    return vfu_conn_callv(&c->conn, cmd, &iov, 1, NULL, 0, reply, nr_reply,
+                          reply_size, on_request, c);
 }
 
 static int
@@ -980,42 +984,30 @@ vfu_client_region_read(vfu_client_t *c, uint32_t index, uint64_t offset,
                        void *buf, size_t count)
 {
     size_t chunk = xfer_chunk(c);
-    size_t cap = sizeof(struct vfio_user_region_access) +
-                 (count < chunk ? count : chunk);
-    char *rbuf = malloc(cap);
     size_t done = 0;
 
-    if (rbuf == NULL) {
-        return -1;
-    }
     do {
         size_t n = count - done < chunk ? count - done : chunk;
         struct vfio_user_region_access req = {
             .offset = offset + done, .region = index, .count = (uint32_t)n,
         };
-        struct vfio_user_region_access rep;
-        size_t size = sizeof(req) + n;
-        if (call1(c, VFIO_USER_REGION_READ, &req, sizeof(req), rbuf,
+        struct vfio_user_region_access rep = { 0 };
+        struct iovec riov[2] = {
+            { .iov_base = &rep, .iov_len = sizeof(rep) },
+            { .iov_base = (char *)buf + done, .iov_len = n },
+        };
+        size_t size;
+        if (callv(c, VFIO_USER_REGION_READ, &req, sizeof(req), riov, 2,
                   &size) < 0) {
-            goto fail;
+            return -1;
         }
-        memcpy(&rep, rbuf, size < sizeof(rep) ? size : sizeof(rep));
         if (size != sizeof(req) + n || rep.count != n) {
             errno = EPROTO;
-            goto fail;
+            return -1;
         }
-        memcpy((char *)buf + done, rbuf + sizeof(rep), n);
         done += n;
     } while (done < count);
-    free(rbuf);
     return 0;
-fail:
-    {
-        int err = errno;
-        free(rbuf);
-        errno = err;
-    }
-    return -1;
 }
 
 int
@@ -1228,6 +1220,7 @@ vfu_client_device_feature(vfu_client_t *c, uint32_t flags,
         { .iov_base = (void *)in, .iov_len = in_size },
     };
     size_t size = sizeof(req) + room;
+    char small[256];
     char *rbuf;
     int rc = -1;
 
@@ -1236,7 +1229,8 @@ vfu_client_device_feature(vfu_client_t *c, uint32_t flags,
         return -1;
     }
     req.argsz = (uint32_t)(sizeof(req) + room);
-    rbuf = malloc(size);
+    /* State changes and flags fit on the stack: no allocation for them. */
+    rbuf = size <= sizeof(small) ? small : malloc(size);
     if (rbuf == NULL) {
         return -1;
     }
@@ -1259,7 +1253,7 @@ vfu_client_device_feature(vfu_client_t *c, uint32_t flags,
     }
     rc = 0;
 out:
-    {
+    if (rbuf != small) {
         int err = errno;
         free(rbuf);
         errno = err;
@@ -1310,9 +1304,9 @@ vfu_client_dma_logging_stop(vfu_client_t *c)
 }
 
 /*
- * The reply (feature header, report, bitmap) lands in a buffer the client
- * keeps, sized for the biggest report so far, and the receive buffer grows
- * to take it in one message however big the bitmap is.
+ * The bitmap is read from the socket straight into the caller's buffer. The
+ * receive buffer still grows to hold the whole reply, for when another
+ * thread is the one reading and takes it the ordinary way.
  */
 int
 vfu_client_dma_logging_report(vfu_client_t *c, uint64_t iova,
@@ -1330,8 +1324,12 @@ vfu_client_dma_logging_report(vfu_client_t *c, uint64_t iova,
         { .iov_base = &req, .iov_len = sizeof(req) },
         { .iov_base = &rep, .iov_len = sizeof(rep) },
     };
+    char rhead[sizeof(req) + sizeof(rep)];
+    struct iovec riov[2] = {
+        { .iov_base = rhead, .iov_len = sizeof(rhead) },
+        { .iov_base = bitmap, .iov_len = bitmap_size },
+    };
     size_t size;
-    int rc = -1, err;
 
     if ((bitmap == NULL && bitmap_size != 0) ||
         bitmap_size > UINT32_MAX - head - VFU_HDR_SIZE) {
@@ -1340,15 +1338,6 @@ vfu_client_dma_logging_report(vfu_client_t *c, uint64_t iova,
     }
     req.argsz = (uint32_t)(head + bitmap_size);
     size = head + bitmap_size;
-    pthread_mutex_lock(&c->report_lock);
-    if (c->report_cap < size) {
-        char *p = realloc(c->report_buf, size);
-        if (p == NULL) {
-            goto out;
-        }
-        c->report_buf = p;
-        c->report_cap = size;
-    }
     if (size + VFU_HDR_SIZE > c->conn.max_msg_size) {
         int grown;
 
@@ -1357,30 +1346,22 @@ vfu_client_dma_logging_report(vfu_client_t *c, uint64_t iova,
         grown = c->conn.pinned == SIZE_MAX ? grow_rx(c, size) : 0;
         pthread_mutex_unlock(&c->conn.rx_lock);
         if (grown < 0) {
-            goto out;
+            return -1;
         }
     }
-    if (call(c, VFIO_USER_DEVICE_FEATURE, iov, 2, NULL, 0, c->report_buf,
-             &size) < 0) {
-        goto out;
+    if (vfu_conn_callv(&c->conn, VFIO_USER_DEVICE_FEATURE, iov, 2, NULL, 0,
+                       riov, 2, &size, on_request, c) < 0) {
+        return -1;
     }
     if (size < head) {
         errno = EPROTO;
-        goto out;
+        return -1;
     }
     size -= head;
     if (size < bitmap_size) {
         memset((char *)bitmap + size, 0, bitmap_size - size);
     }
-    if (bitmap_size > 0) {
-        memcpy(bitmap, c->report_buf + head, size < bitmap_size ? size : bitmap_size);
-    }
-    rc = 0;
-out:
-    err = errno;
-    pthread_mutex_unlock(&c->report_lock);
-    errno = err;
-    return rc;
+    return 0;
 }
 
 int
@@ -1436,43 +1417,30 @@ vfu_client_mig_set_state(vfu_client_t *c, uint32_t state)
 ssize_t
 vfu_client_mig_data_read(vfu_client_t *c, void *buf, size_t size)
 {
-    struct vfio_user_mig_data req, rep;
-    size_t rsize = sizeof(rep) + size;
-    char *rbuf;
-    ssize_t rc = -1;
+    struct vfio_user_mig_data req, rep = { 0 };
+    struct iovec riov[2] = {
+        { .iov_base = &rep, .iov_len = sizeof(rep) },
+        { .iov_base = buf, .iov_len = size },
+    };
+    size_t rsize;
 
     if (size > xfer_chunk(c)) {
         errno = EINVAL;
         return -1;
     }
-    req.argsz = (uint32_t)rsize;
+    req.argsz = (uint32_t)(sizeof(rep) + size);
     req.size = (uint32_t)size;
-    rbuf = malloc(rsize);
-    if (rbuf == NULL) {
+    /* The data lands in buf straight from the socket. */
+    if (callv(c, VFIO_USER_MIG_DATA_READ, &req, sizeof(req), riov, 2,
+              &rsize) < 0) {
         return -1;
     }
-    if (call1(c, VFIO_USER_MIG_DATA_READ, &req, sizeof(req), rbuf,
-              &rsize) < 0) {
-        goto out;
-    }
-    if (rsize < sizeof(rep)) {
+    if (rsize < sizeof(rep) || rep.size > size ||
+        rep.size != rsize - sizeof(rep)) {
         errno = EPROTO;
-        goto out;
+        return -1;
     }
-    memcpy(&rep, rbuf, sizeof(rep));
-    if (rep.size > size || rep.size != rsize - sizeof(rep)) {
-        errno = EPROTO;
-        goto out;
-    }
-    memcpy(buf, rbuf + sizeof(rep), rep.size);
-    rc = rep.size;
-out:
-    {
-        int err = errno;
-        free(rbuf);
-        errno = err;
-    }
-    return rc;
+    return rep.size;
 }
 
 int

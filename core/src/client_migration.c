@@ -7,6 +7,8 @@
  * rounds with dirty-page reports.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,35 +28,145 @@ chunk_size(vfu_client_t *c)
     return (size_t)n;
 }
 
+/*
+ * Reading ahead: a thread reads the next chunks from the source while the
+ * caller's sink consumes the last one (writing it to the destination, say),
+ * so that the two halves of the copy run on two CPUs at once. Chunks reach
+ * the sink in order, from the caller's thread; a read is only issued after
+ * the previous one came back full, as a plain loop would.
+ */
+#define READ_AHEAD 3
+
+struct reader {
+    vfu_client_t *src;
+    size_t chunk;
+    uint8_t *buf[READ_AHEAD];
+    ssize_t len[READ_AHEAD];        /* bytes in the slot, or -1 */
+    int err[READ_AHEAD];            /* errno when len is -1 */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned filled, taken;         /* slots produced and consumed so far */
+    bool stop;                      /* the sink failed: read no more */
+};
+
+static void *
+read_ahead(void *arg)
+{
+    struct reader *r = arg;
+    bool more = true;
+
+    while (more) {
+        pthread_mutex_lock(&r->lock);
+        while (!r->stop && r->filled - r->taken == READ_AHEAD) {
+            pthread_cond_wait(&r->cond, &r->lock);
+        }
+        unsigned slot = r->filled % READ_AHEAD;
+        bool stop = r->stop;
+        pthread_mutex_unlock(&r->lock);
+        if (stop) {
+            break;
+        }
+        ssize_t n = vfu_client_mig_data_read(r->src, r->buf[slot], r->chunk);
+        int err = errno;
+        more = n >= 0 && (size_t)n == r->chunk;
+        pthread_mutex_lock(&r->lock);
+        r->len[slot] = n;
+        r->err[slot] = err;
+        r->filled++;
+        pthread_cond_signal(&r->cond);
+        pthread_mutex_unlock(&r->lock);
+    }
+    return NULL;
+}
+
+/* The same without a thread, when none can be had. */
+static ssize_t
+read_all_plain(vfu_client_t *src, size_t chunk, uint8_t *buf,
+               vfu_client_mig_sink_t *sink, void *opaque)
+{
+    uint64_t total = 0;
+    ssize_t n;
+
+    do {
+        n = vfu_client_mig_data_read(src, buf, chunk);
+        if (n < 0 || (n > 0 && sink(opaque, buf, (size_t)n) < 0)) {
+            return -1;
+        }
+        total += (uint64_t)n;
+    } while ((size_t)n == chunk);   /* a short read ends this part */
+    return (ssize_t)total;
+}
+
 ssize_t
 vfu_client_mig_read_all(vfu_client_t *src, vfu_client_mig_sink_t *sink,
                         void *opaque)
 {
-    size_t chunk = chunk_size(src);
-    uint8_t *buf;
+    struct reader r = { .src = src, .chunk = chunk_size(src) };
     uint64_t total = 0;
-    ssize_t n;
+    ssize_t rc = -1;
+    pthread_t tid;
+    int err = 0, i;
 
     if (sink == NULL) {
         errno = EINVAL;
         return -1;
     }
-    buf = malloc(chunk);
-    if (buf == NULL) {
-        return -1;
+    for (i = 0; i < READ_AHEAD; i++) {
+        r.buf[i] = malloc(r.chunk);
+        if (r.buf[i] == NULL) {
+            err = errno;
+            goto out;
+        }
     }
-    do {
-        n = vfu_client_mig_data_read(src, buf, chunk);
-        if (n < 0 || (n > 0 && sink(opaque, buf, (size_t)n) < 0)) {
-            int err = errno;
-            free(buf);
-            errno = err;
-            return -1;
+    pthread_mutex_init(&r.lock, NULL);
+    pthread_cond_init(&r.cond, NULL);
+    if (pthread_create(&tid, NULL, read_ahead, &r) != 0) {
+        rc = read_all_plain(src, r.chunk, r.buf[0], sink, opaque);
+        err = errno;
+        goto out_sync;
+    }
+    for (;;) {
+        pthread_mutex_lock(&r.lock);
+        while (r.filled == r.taken) {
+            pthread_cond_wait(&r.cond, &r.lock);
+        }
+        unsigned slot = r.taken % READ_AHEAD;
+        ssize_t n = r.len[slot];
+        err = r.err[slot];
+        pthread_mutex_unlock(&r.lock);
+        if (n < 0) {
+            break;
+        }
+        if (n > 0 && sink(opaque, r.buf[slot], (size_t)n) < 0) {
+            err = errno;
+            break;
         }
         total += (uint64_t)n;
-    } while ((size_t)n == chunk);   /* a short read ends this part */
-    free(buf);
-    return (ssize_t)total;
+        pthread_mutex_lock(&r.lock);
+        r.taken++;
+        pthread_cond_signal(&r.cond);
+        pthread_mutex_unlock(&r.lock);
+        if ((size_t)n != r.chunk) {     /* a short read ends this part */
+            rc = (ssize_t)total;
+            break;
+        }
+    }
+    pthread_mutex_lock(&r.lock);
+    r.stop = true;
+    pthread_cond_signal(&r.cond);
+    pthread_mutex_unlock(&r.lock);
+    pthread_join(tid, NULL);
+out_sync:
+    pthread_mutex_destroy(&r.lock);
+    pthread_cond_destroy(&r.cond);
+out:
+    for (i = 0; i < READ_AHEAD; i++) {
+        free(r.buf[i]);
+    }
+    if (rc < 0) {
+        errno = err;
+    }
+    return rc;
 }
 
 int

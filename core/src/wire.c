@@ -18,6 +18,14 @@ _Static_assert(sizeof(struct vfio_user_header) == 16, "wire header is 16 bytes")
 
 /* How long a vfu_conn_call waits for the peer before giving up. */
 #define VFU_CALL_TIMEOUT_MS 10000
+/* The socket buffer size we ask for (the kernel doubles it). */
+#define VFU_SOCK_BUF_MAX (4 << 20)
+/*
+ * A call whose reply may be this big reads the reply header alone first,
+ * so that the payload can go straight to the caller: one more system call
+ * is cheaper than copying this much.
+ */
+#define VFU_DIRECT_MIN (32u << 10)
 
 int
 vfu_conn_init(struct vfu_conn *c, int fd, size_t max_msg_size, uint32_t max_fds)
@@ -49,6 +57,16 @@ vfu_conn_init(struct vfu_conn *c, int fd, size_t max_msg_size, uint32_t max_fds)
      */
     struct timeval tv = { .tv_sec = VFU_CALL_TIMEOUT_MS / 1000 };
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    /*
+     * The default ~200 KiB send buffer splits a 1 MiB message into a dozen
+     * sleeps and wake-ups each way. Ask for room for a whole message; the
+     * kernel caps it at net.core.wmem_max/rmem_max, and memory is only
+     * charged for bytes in flight.
+     */
+    int sb = max_msg_size > VFU_SOCK_BUF_MAX ? VFU_SOCK_BUF_MAX
+                                             : (int)max_msg_size;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof(sb));
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sb, sizeof(sb));
     pthread_mutexattr_init(&attr);
     pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&c->rx_lock, &attr);
@@ -159,8 +177,9 @@ stash_fds(struct vfu_conn *c, const struct msghdr *mh, uint64_t pos)
     }
 }
 
-ssize_t
-vfu_conn_fill(struct vfu_conn *c, bool block)
+/* vfu_conn_fill, reading at most limit bytes if limit is not 0. */
+static ssize_t
+fill(struct vfu_conn *c, bool block, size_t limit)
 {
     char cbuf[CMSG_SPACE(sizeof(int) * VFU_MAX_RX_FDS)];
     struct iovec iov;
@@ -178,6 +197,9 @@ vfu_conn_fill(struct vfu_conn *c, bool block)
     }
     iov.iov_base = c->rx + c->rx_tail;
     iov.iov_len = c->rx_cap - c->rx_tail;
+    if (limit != 0 && iov.iov_len > limit) {
+        iov.iov_len = limit;
+    }
     memset(&mh, 0, sizeof(mh));
     mh.msg_iov = &iov;
     mh.msg_iovlen = 1;
@@ -204,6 +226,12 @@ vfu_conn_fill(struct vfu_conn *c, bool block)
     }
     c->rx_tail += n;
     return n;
+}
+
+ssize_t
+vfu_conn_fill(struct vfu_conn *c, bool block)
+{
+    return fill(c, block, 0);
 }
 
 /* Move the fds that arrived within stream range [start, end) into msg; any
@@ -330,6 +358,40 @@ vfu_msg_reply_add(struct vfu_msg *m, const void *data, size_t size)
     return 0;
 }
 
+/* Close the fds a recvmsg() brought with bytes that are not ours to keep. */
+static void
+drop_fds(struct msghdr *mh)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm != NULL;
+         cm = CMSG_NXTHDR(mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+            size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < n; i++) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
+                close(fd);
+            }
+        }
+    }
+}
+
+/* Step the pieces of mh past n bytes. */
+static void
+advance(struct msghdr *mh, size_t n)
+{
+    while (n > 0 && mh->msg_iovlen > 0) {
+        if (n >= mh->msg_iov[0].iov_len) {
+            n -= mh->msg_iov[0].iov_len;
+            mh->msg_iov++;
+            mh->msg_iovlen--;
+        } else {
+            mh->msg_iov[0].iov_base = (char *)mh->msg_iov[0].iov_base + n;
+            mh->msg_iov[0].iov_len -= n;
+            n = 0;
+        }
+    }
+}
+
 static int
 wait_writable(int fd)
 {
@@ -409,17 +471,7 @@ vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,
         total -= n;
         mh.msg_control = NULL;
         mh.msg_controllen = 0;
-        while (n > 0 && mh.msg_iovlen > 0) {
-            if ((size_t)n >= mh.msg_iov[0].iov_len) {
-                n -= mh.msg_iov[0].iov_len;
-                mh.msg_iov++;
-                mh.msg_iovlen--;
-            } else {
-                mh.msg_iov[0].iov_base = (char *)mh.msg_iov[0].iov_base + n;
-                mh.msg_iov[0].iov_len -= n;
-                n = 0;
-            }
-        }
+        advance(&mh, (size_t)n);
     }
     pthread_mutex_unlock(&c->tx_lock);
     if (rc < 0 && (errno == EPIPE || errno == ECONNRESET)) {
@@ -459,6 +511,20 @@ find_call(struct vfu_conn *c, uint16_t msg_id)
     return NULL;
 }
 
+/* Copy size bytes into the pieces of iov (they hold at least that). */
+static void
+scatter(const struct iovec *iov, int iovcnt, const void *data, size_t size)
+{
+    const char *p = data;
+
+    for (int i = 0; i < iovcnt && size > 0; i++) {
+        size_t n = iov[i].iov_len < size ? iov[i].iov_len : size;
+        memcpy(iov[i].iov_base, p, n);
+        p += n;
+        size -= n;
+    }
+}
+
 static bool
 deliver(struct vfu_conn *c, const struct vfio_user_header *h,
         const void *payload, size_t size)
@@ -470,16 +536,16 @@ deliver(struct vfu_conn *c, const struct vfio_user_header *h,
     if (k != NULL) {
         if (h->flags & VFIO_USER_F_ERROR) {
             k->error = h->error_no != 0 ? (int)h->error_no : EIO;
-        } else if (size > k->reply_size) {
+        } else if (size > k->reply_cap) {
             k->error = EMSGSIZE;
         } else {
-            if (size > 0) {
-                memcpy(k->reply, payload, size);
-            }
+            scatter(k->reply, k->reply_iovcnt, payload, size);
             k->reply_size = size;
         }
         k->done = true;
-        pthread_cond_broadcast(&c->call_cond);
+        if (c->nr_waiting > 0) {
+            pthread_cond_broadcast(&c->call_cond);
+        }
     }
     pthread_mutex_unlock(&c->call_lock);
     return k != NULL;
@@ -531,12 +597,16 @@ excise(struct vfu_conn *c, size_t off, size_t len)
 /*
  * Look through buffered messages beyond the one in use: hand replies to
  * their callers and requests to on_request; leave other requests queued.
+ * *stop is where the first message not handled here starts (SIZE_MAX while
+ * an oversized message is being dropped).
  */
 static int
-scan(struct vfu_conn *c, vfu_conn_request_fn_t *on_request, void *opaque)
+scan(struct vfu_conn *c, vfu_conn_request_fn_t *on_request, void *opaque,
+     size_t *stop)
 {
     size_t p = c->rx_head;
 
+    *stop = SIZE_MAX;
     if (c->skip > 0) {
         return 0;
     }
@@ -548,7 +618,7 @@ scan(struct vfu_conn *c, vfu_conn_request_fn_t *on_request, void *opaque)
             return -1;
         }
         if (h.msg_size > c->max_msg_size || c->rx_tail - p < h.msg_size) {
-            break;  /* the loop deals with it */
+            break;  /* the loop deals with it, or take_direct */
         }
         if ((h.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY) {
             deliver(c, &h, c->rx + p + VFU_HDR_SIZE, h.msg_size - VFU_HDR_SIZE);
@@ -585,17 +655,128 @@ scan(struct vfu_conn *c, vfu_conn_request_fn_t *on_request, void *opaque)
             p += h.msg_size;
         }
     }
+    *stop = p;
     return 0;
 }
 
+/*
+ * Read bytes [off, off + left) of k's reply payload from the socket into
+ * its pieces. Failing half-way leaves the stream unusable: it ends here.
+ */
 static int
-read_for_replies(struct vfu_conn *c, vfu_conn_request_fn_t *on_request,
-                 void *opaque)
+recv_into(struct vfu_conn *c, const struct vfu_call *k, size_t off,
+          size_t left)
 {
-    /* One blocking read; SO_RCVTIMEO bounds the wait. */
+    char cbuf[CMSG_SPACE(sizeof(int) * VFU_MAX_RX_FDS)];
+    struct iovec v[VFU_MSG_MAX_IOV];
+    struct msghdr mh = { .msg_iov = v };
+    size_t want = left;
+    int cnt = 0;
+
+    for (int i = 0; i < k->reply_iovcnt && want > 0; i++) {
+        size_t l = k->reply[i].iov_len;
+        if (off >= l) {
+            off -= l;
+            continue;
+        }
+        v[cnt].iov_base = (char *)k->reply[i].iov_base + off;
+        v[cnt].iov_len = l - off < want ? l - off : want;
+        want -= v[cnt].iov_len;
+        off = 0;
+        cnt++;
+    }
+    mh.msg_iovlen = cnt;
+    while (left > 0) {
+        mh.msg_control = cbuf;
+        mh.msg_controllen = sizeof(cbuf);
+        ssize_t n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n >= 0 && mh.msg_controllen > 0) {
+            drop_fds(&mh);      /* fds on a data reply: nobody takes them */
+        }
+        if (n <= 0) {
+            c->eof = true;
+            if (n == 0 || errno == ECONNRESET) {
+                errno = ENOTCONN;
+            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                errno = ETIMEDOUT;
+            }
+            return -1;
+        }
+        left -= (size_t)n;
+        advance(&mh, (size_t)n);
+    }
+    return 0;
+}
+
+/*
+ * If the message at rx offset p is mine's reply, take it: the buffered part
+ * is copied to the caller's pieces and the rest read straight into them.
+ * Returns 1 if taken, 0 if not, -1 with errno if the stream broke.
+ */
+static int
+take_direct(struct vfu_conn *c, struct vfu_call *mine, size_t p)
+{
+    struct vfio_user_header h;
+    size_t have, len;
+
+    if (p == SIZE_MAX || c->rx_tail - p < VFU_HDR_SIZE) {
+        return 0;
+    }
+    memcpy(&h, c->rx + p, VFU_HDR_SIZE);
+    if ((h.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_TYPE_REPLY ||
+        (h.flags & VFIO_USER_F_ERROR) || h.msg_id != mine->msg_id ||
+        h.msg_size < VFU_HDR_SIZE ||
+        h.msg_size - VFU_HDR_SIZE > mine->reply_cap) {
+        return 0;
+    }
+    len = h.msg_size - VFU_HDR_SIZE;
+    have = c->rx_tail - p - VFU_HDR_SIZE;
+    if (have >= len) {
+        /* Complete but above max_msg_size: it fits the caller, though. */
+        scatter(mine->reply, mine->reply_iovcnt, c->rx + p + VFU_HDR_SIZE, len);
+        excise(c, p, h.msg_size);
+    } else {
+        scatter(mine->reply, mine->reply_iovcnt, c->rx + p + VFU_HDR_SIZE, have);
+        excise(c, p, c->rx_tail - p);
+        if (recv_into(c, mine, have, len - have) < 0) {
+            return -1;
+        }
+    }
+    pthread_mutex_lock(&c->call_lock);
+    if (!mine->done) {
+        mine->done = true;
+        mine->reply_size = len;
+    }
+    pthread_mutex_unlock(&c->call_lock);
+    return 1;
+}
+
+/*
+ * One blocking read (SO_RCVTIMEO bounds the wait), then hand out what came.
+ * stop is where scan() left off.
+ */
+static int
+read_for_replies(struct vfu_conn *c, struct vfu_call *mine,
+                 vfu_conn_request_fn_t *on_request, void *opaque, size_t stop)
+{
+    size_t limit = 0;
     ssize_t n;
+    int rc;
+
+    rc = take_direct(c, mine, stop);
+    if (rc != 0) {
+        return rc < 0 ? -1 : 0;
+    }
+    /* Where a big reply may start, read no further than its header. */
+    if (mine->reply_cap >= VFU_DIRECT_MIN && stop != SIZE_MAX &&
+        c->rx_tail - stop < VFU_HDR_SIZE) {
+        limit = VFU_HDR_SIZE - (c->rx_tail - stop);
+    }
     do {
-        n = vfu_conn_fill(c, true);
+        n = fill(c, true, limit);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -603,7 +784,11 @@ read_for_replies(struct vfu_conn *c, vfu_conn_request_fn_t *on_request,
         }
         return -1;
     }
-    return scan(c, on_request, opaque);
+    rc = scan(c, on_request, opaque, &stop);
+    if (rc == 0 && take_direct(c, mine, stop) < 0) {
+        rc = -1;
+    }
+    return rc;
 }
 
 static void
@@ -624,13 +809,37 @@ vfu_conn_call(struct vfu_conn *c, uint16_t cmd,
               void *reply, size_t *reply_size,
               vfu_conn_request_fn_t *on_request, void *opaque)
 {
+    struct iovec r = {
+        .iov_base = reply,
+        .iov_len = reply_size != NULL ? *reply_size : 0,
+    };
+
+    return vfu_conn_callv(c, cmd, iov, iovcnt, fds, nr_fds, &r, 1,
+                          reply_size, on_request, opaque);
+}
+
+int
+vfu_conn_callv(struct vfu_conn *c, uint16_t cmd,
+               const struct iovec *iov, int iovcnt,
+               const int *fds, uint32_t nr_fds,
+               const struct iovec *reply_iov, int reply_iovcnt,
+               size_t *reply_size,
+               vfu_conn_request_fn_t *on_request, void *opaque)
+{
     struct vfu_call call = {
-        .reply = reply,
-        .reply_size = reply_size != NULL ? *reply_size : 0,
+        .reply = reply_iov,
+        .reply_iovcnt = reply_iovcnt,
     };
     struct vfio_user_header h = { .cmd = cmd, .flags = VFIO_USER_F_TYPE_COMMAND };
     bool self_read;
 
+    if (reply_iovcnt < 0 || reply_iovcnt > VFU_MSG_MAX_IOV) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (int i = 0; i < reply_iovcnt; i++) {
+        call.reply_cap += reply_iov[i].iov_len;
+    }
     pthread_mutex_lock(&c->call_lock);
     if (c->closing) {
         pthread_mutex_unlock(&c->call_lock);
@@ -663,10 +872,11 @@ vfu_conn_call(struct vfu_conn *c, uint16_t cmd,
                     !__atomic_load_n(&c->loop_reading, __ATOMIC_ACQUIRE) ||
                     pthread_equal(c->loop_thread, pthread_self());
         if (self_read && pthread_mutex_trylock(&c->rx_lock) == 0) {
+            size_t stop;
             pthread_mutex_unlock(&c->call_lock);
-            int rc = scan(c, on_request, opaque);
+            int rc = scan(c, on_request, opaque, &stop);
             if (rc == 0 && !call.done) {
-                rc = read_for_replies(c, on_request, opaque);
+                rc = read_for_replies(c, &call, on_request, opaque, stop);
             }
             int err = errno;
             bool left = c->rx_tail > c->rx_head;
@@ -681,14 +891,18 @@ vfu_conn_call(struct vfu_conn *c, uint16_t cmd,
                 call.error = err;
             }
             /* Another waiter may take over reading now. */
-            pthread_cond_broadcast(&c->call_cond);
+            if (c->nr_waiting > 0) {
+                pthread_cond_broadcast(&c->call_cond);
+            }
             continue;
         }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += VFU_CALL_TIMEOUT_MS / 1000;
-        if (pthread_cond_timedwait(&c->call_cond, &c->call_lock, &ts) == ETIMEDOUT &&
-            !call.done && !self_read) {
+        c->nr_waiting++;
+        int w = pthread_cond_timedwait(&c->call_cond, &c->call_lock, &ts);
+        c->nr_waiting--;
+        if (w == ETIMEDOUT && !call.done && !self_read) {
             call.done = true;
             call.error = ETIMEDOUT;
         }

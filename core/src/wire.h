@@ -62,8 +62,10 @@ struct vfu_call {
     uint16_t msg_id;
     bool done;
     int error;                      /* errno from the reply, or ours */
-    void *reply;                    /* payload destination */
-    size_t reply_size;              /* capacity in, bytes stored out */
+    const struct iovec *reply;      /* payload destination, in pieces */
+    int reply_iovcnt;
+    size_t reply_cap;               /* sum of the pieces */
+    size_t reply_size;              /* bytes stored */
 };
 
 typedef int (vfu_conn_request_fn_t)(void *opaque, struct vfu_msg *msg);
@@ -91,6 +93,7 @@ struct vfu_conn {
     pthread_t loop_thread;          /* ... on this thread */
     pthread_mutex_t call_lock;      /* guards calls and next_msg_id */
     pthread_cond_t call_cond;
+    uint32_t nr_waiting;            /* threads in call_cond: worth a signal */
     struct vfu_call *calls;         /* requests of ours awaiting a reply */
     bool closing;                   /* no new calls: the connection is going */
     /* Called when a call read requests it left buffered for the loop. */
@@ -154,6 +157,18 @@ int vfu_conn_call(struct vfu_conn *c, uint16_t cmd,
                   const int *fds, uint32_t nr_fds,
                   void *reply, size_t *reply_size,
                   vfu_conn_request_fn_t *on_request, void *opaque);
+
+/*
+ * The same with the reply payload scattered over reply_iov (a reply header
+ * and the caller's data buffer, say). A large reply to this call is read
+ * from the socket straight into those pieces, with no copy in between.
+ */
+int vfu_conn_callv(struct vfu_conn *c, uint16_t cmd,
+                   const struct iovec *iov, int iovcnt,
+                   const int *fds, uint32_t nr_fds,
+                   const struct iovec *reply_iov, int reply_iovcnt,
+                   size_t *reply_size,
+                   vfu_conn_request_fn_t *on_request, void *opaque);
 
 /* Offer a reply taken by the loop to a waiting vfu_conn_call. Returns true
  * if one was waiting for it. */
