@@ -118,14 +118,14 @@ vfu_ctx_t *
 fuzz_device(void)
 {
     static vfu_ctx_t *ctx;
-    char path[64];
 
     if (ctx != NULL) {
         return ctx;
     }
     struct fuzz_state *s = calloc(1, sizeof(*s));
-    snprintf(path, sizeof(path), "/tmp/vfu-fuzz-%d.sock", getpid());
-    ctx = vfu_create_ctx(VFU_TRANS_SOCK, path, LIBVFIO_USER_FLAG_ATTACH_NB, s,
+    /* An abstract socket: the context lives as long as the process and
+     * leaves no file behind. Clients come through vfu_attach_fd(). */
+    ctx = vfu_create_ctx(VFU_TRANS_SOCK, "", LIBVFIO_USER_FLAG_ATTACH_NB, s,
                          VFU_DEV_TYPE_PCI);
     must(ctx != NULL, "vfu_create_ctx");
     must(vfu_pci_init(ctx, VFU_PCI_TYPE_EXPRESS, PCI_HEADER_TYPE_NORMAL, 0) == 0,

@@ -104,6 +104,66 @@ def sessions():
     return s
 
 
+def dma_seeds():
+    """fuzz_dma: opcode bytes, then fields (see fuzz_dma.c)."""
+    rw_memfd = bytes([0, 3, 0x01, 0x04, 0, 3, 0x10])  # map 0x1000+0x4000 rw
+    ro_none = bytes([0, 1, 0x10, 0x02, 0, 0])           # message-only map
+    wrong_fd = bytes([0, 3, 0x20, 0x01, 0, 1])          # eventfd for memory
+    closed_fd = bytes([0, 3, 0x21, 0x01, 0, 2])
+    small_file = bytes([0, 3, 0x30, 0x08, 1, 3, 0x01])  # file too small
+    sgl = bytes([4, 0x01, 0x00, 0x10, 1])
+    start = bytes([3, 0, 0, 1, 0x01, 0x04])              # log [0x1000, +0x4000)
+    report = bytes([3, 2, 0x01, 0x04, 0])
+    stop = bytes([3, 1])
+    unmap_bitmap = bytes([2, 1, 0x01, 0x04, 0, 8, 0])
+    unmap_all = bytes([2, 2, 0, 0])
+    return {
+        "map-sgl-unmap": rw_memfd + sgl + bytes([2, 0, 0x01, 0x04]) + sgl,
+        "dirty": rw_memfd + start + sgl + report + unmap_bitmap + stop,
+        "bad-fds": wrong_fd + closed_fd + small_file + ro_none + sgl + unmap_all,
+        "overlap": rw_memfd + rw_memfd + bytes([0, 3, 0x02, 0x04, 0, 3, 0x10]) + unmap_all,
+        "raw": bytes([5, 0, 32]) + struct.pack("<IIQQQ", 32, 3, 0, 0x1000, 0x1000) + bytes([0]),
+    }
+
+
+def migration_seeds():
+    """fuzz_migration: opcode bytes, then fields (see fuzz_migration.c)."""
+    RUNNING, STOP, STOP_COPY, RESUMING, PRE_COPY = 2, 1, 3, 4, 6
+    def st(s):
+        return bytes([0, s])
+    rd = bytes([2, 0, 0x40, 0])
+    wr = bytes([3, 0x10]) + bytes(16)
+    return {
+        "save": st(PRE_COPY) + rd + st(STOP_COPY) + rd + rd + st(STOP) + st(RUNNING),
+        "load": st(STOP) + st(RESUMING) + wr + st(STOP) + st(RUNNING),
+        "fail": bytes([5 | (2 << 3), 0, 0]) + st(STOP) + bytes([6]) + st(STOP),
+        "bad-devices": bytes([5, 3, 3]) + st(PRE_COPY) + rd + bytes([5, 1, 2]) +
+                       st(RESUMING) + wr,
+        "features": bytes([4]) + struct.pack("<II", 0x10001, 16) + bytes([0]) +
+                    bytes([4]) + struct.pack("<II", 0x40002, 16) + bytes([8]) + bytes(8),
+    }
+
+
+def lua_seeds():
+    """fuzz_lua: callee index, argument count, then generated values."""
+    dev = bytes([0, 1, 11, 0, 2, 5])      # vfu.device(base with name = int)
+    dev_ok = bytes([0, 1, 11, 200, 0])    # vfu.device(base, harmless field)
+    listen = bytes([7, 1])
+    methods = (bytes([11, 2, 3, 0, 3, 2]) +          # config_read(0, 4)
+               bytes([12, 3, 3, 0, 3, 1, 3, 4]) +     # config_write(...)
+               bytes([13, 3, 5, 12, 3, 0, 3, 4]) +   # mem_read(bar0, 0, 4)
+               bytes([9, 1, 3, 0]) + bytes([18, 0]))
+    timer = bytes([1, 2, 3, 1, 9, 2]) + bytes([21, 0]) + bytes([20, 0])
+    return {
+        "device": dev_ok + methods + bytes([19, 0]),
+        "listen": dev_ok + listen + methods + bytes([8, 0]) + bytes([19, 0]),
+        "badspec": dev + bytes([0, 1, 8, 3, 11, 3, 0, 12, 2, 7]),
+        "timer": timer,
+        "misc": bytes([3, 2, 6, 3, 65, 66, 67, 5, 66]) + bytes([6, 1, 5, 71]) +
+                bytes([4, 0, 5, 0]),
+    }
+
+
 def main():
     for name, sess in sessions().items():
         path = os.path.join(here, "corpus", "session", name)
@@ -130,5 +190,16 @@ def main():
             f.write(data)
 
 
+def write_more():
+    for target, seeds in (("dma", dma_seeds()), ("migration", migration_seeds()),
+                          ("lua", lua_seeds())):
+        d = os.path.join(here, "corpus", target)
+        os.makedirs(d, exist_ok=True)
+        for name, data in seeds.items():
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+
+
 if __name__ == "__main__":
+    write_more()
     main()
