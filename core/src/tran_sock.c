@@ -4,6 +4,7 @@
 /* The listening UNIX socket and accepting one client at a time. */
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +17,28 @@
 #include "private.h"
 #include "tran_sock.h"
 
+/* Does a server accept connections at path? */
+static bool
+socket_is_live(const char *path)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool live;
+
+    if (fd < 0) {
+        return false;
+    }
+    memcpy(addr.sun_path, path, strlen(path));
+    live = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 ||
+           errno == EAGAIN;   /* its backlog is full: still alive */
+    close(fd);
+    return live;
+}
+
 /*
  * Never replace anything but a socket at the path: a typo must not cost the
- * user a file. A socket left by a dead server is replaced.
+ * user a file. A socket left by a dead server is replaced; one a running
+ * server listens on is not (EADDRINUSE), or both would lose it.
  */
 static int
 clear_stale_socket(const char *path)
@@ -30,6 +50,10 @@ clear_stale_socket(const char *path)
     }
     if (!S_ISSOCK(st.st_mode)) {
         errno = EEXIST;
+        return -1;
+    }
+    if (socket_is_live(path)) {
+        errno = EADDRINUSE;
         return -1;
     }
     return unlink(path);

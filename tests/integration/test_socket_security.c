@@ -183,6 +183,29 @@ test_stale_socket(void **state)
     vfu_destroy_ctx(ctx);
 }
 
+/* A socket another server listens on is not taken over. */
+static void
+test_live_socket(void **state)
+{
+    struct sfx *f = *state;
+    vfu_ctx_t *first, *second;
+    vfu_client_t *c;
+
+    first = create(f->path);
+    assert_non_null(first);
+    second = create(f->path);
+    assert_null(second);
+    assert_int_equal(errno, EADDRINUSE);
+    /* the first server still has its socket */
+    assert_int_equal(vfu_pci_init(first, VFU_PCI_TYPE_CONVENTIONAL,
+                                  PCI_HEADER_TYPE_NORMAL, 0), 0);
+    assert_int_equal(vfu_realize_ctx(first), 0);
+    c = vfu_client_connect(f->path);
+    assert_non_null(c);
+    vfu_client_close(c);
+    vfu_destroy_ctx(first);
+}
+
 /* Too long a path: ENAMETOOLONG, nothing created. */
 static void
 test_long_path(void **state)
@@ -202,7 +225,7 @@ main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_default_mode), T(test_setup_mode), T(test_not_a_socket),
-        T(test_stale_socket), T(test_long_path),
+        T(test_stale_socket), T(test_live_socket), T(test_long_path),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
