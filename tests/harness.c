@@ -460,6 +460,12 @@ harness_fd_count_settle(pid_t pid, int want, int timeout_ms)
     return n;
 }
 
+void
+harness_assert_fd_count(pid_t pid, int want, int timeout_ms)
+{
+    assert_int_equal(harness_fd_count_settle(pid, want, timeout_ms), want);
+}
+
 int
 harness_memfd(size_t size)
 {
@@ -479,6 +485,27 @@ int
 harness_eventfd(void)
 {
     return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+int
+harness_eventfds(int *fds, int n)
+{
+    for (int i = 0; i < n; i++) {
+        fds[i] = harness_eventfd();
+        if (fds[i] < 0) {
+            harness_close_fds(fds, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void
+harness_close_fds(const int *fds, int n)
+{
+    for (int i = 0; i < n; i++) {
+        close(fds[i]);
+    }
 }
 
 uint64_t
@@ -503,6 +530,40 @@ harness_sleep_ms(int ms)
 
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
     }
+}
+
+/* ---- raw messages ---- */
+
+size_t
+harness_msg(void *buf, uint16_t id, uint16_t cmd, const void *payload,
+            size_t len)
+{
+    struct vfio_user_header h = {
+        .msg_id = id,
+        .cmd = cmd,
+        .msg_size = (uint32_t)(sizeof(h) + len),
+    };
+
+    memcpy(buf, &h, sizeof(h));
+    if (payload != NULL) {
+        memcpy((uint8_t *)buf + sizeof(h), payload, len);
+    }
+    return sizeof(h) + len;
+}
+
+int
+harness_call_errno(vfu_client_t *c, uint16_t cmd, const void *payload,
+                   size_t len, const int *fds, uint32_t nr_fds)
+{
+    char reply[4096];
+    size_t size = sizeof(reply);
+
+    errno = 0;
+    if (vfu_client_call(c, cmd, payload, len, fds, nr_fds, reply, &size, NULL,
+                        NULL) == 0) {
+        return 0;
+    }
+    return errno;
 }
 
 /* ---- the ready-made test device ---- */
@@ -664,8 +725,8 @@ harness_dev_setup(vfu_ctx_t *ctx, void *arg)
 
 /* ---- cmocka fixtures ---- */
 
-int
-harness_fixture_setup(void **state)
+static int
+fixture_start(void **state, bool process, bool client)
 {
     struct harness_fixture *f = calloc(1, sizeof(*f));
 
@@ -673,15 +734,41 @@ harness_fixture_setup(void **state)
         free(f);
         return -1;
     }
-    f->srv = harness_server_start(harness_dev_setup, &f->dev);
+    f->srv = process ? harness_server_start_process(harness_dev_setup, &f->dev)
+                     : harness_server_start(harness_dev_setup, &f->dev);
     if (f->srv == NULL) {
         harness_dev_fini(&f->dev);
         free(f);
         return -1;
     }
-    f->c = harness_connect(f->srv);
+    f->pid = harness_server_pid(f->srv);
+    if (process) {
+        /* Only a child's fds are the server's alone. */
+        f->base_fds = harness_fd_count(f->pid);
+    }
+    if (client) {
+        f->c = harness_connect(f->srv);
+    }
     *state = f;
     return 0;
+}
+
+int
+harness_fixture_setup(void **state)
+{
+    return fixture_start(state, false, true);
+}
+
+int
+harness_fixture_setup_process(void **state)
+{
+    return fixture_start(state, true, true);
+}
+
+int
+harness_fixture_setup_process_noclient(void **state)
+{
+    return fixture_start(state, true, false);
 }
 
 int

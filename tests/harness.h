@@ -102,6 +102,13 @@ harness_fd_count(pid_t pid);
 int
 harness_fd_count_settle(pid_t pid, int want, int timeout_ms);
 
+/*
+ * harness_assert_fd_count() - harness_fd_count_settle(), then fail the
+ * current test unless the count came down to exactly @want.
+ */
+void
+harness_assert_fd_count(pid_t pid, int want, int timeout_ms);
+
 /* A memfd of @size bytes (zero filled), or -1. */
 int
 harness_memfd(size_t size);
@@ -109,6 +116,17 @@ harness_memfd(size_t size);
 /* A non-blocking eventfd, or -1. */
 int
 harness_eventfd(void);
+
+/*
+ * harness_eventfds() - fill @fds with @n eventfds (harness_eventfd()).
+ * Returns 0, or -1 with every one opened so far closed again.
+ */
+int
+harness_eventfds(int *fds, int n);
+
+/* harness_close_fds() - close the @n fds of @fds. */
+void
+harness_close_fds(const int *fds, int n);
 
 /*
  * harness_eventfd_wait() - wait up to @timeout_ms for @fd to be signalled
@@ -120,6 +138,28 @@ harness_eventfd_wait(int fd, int timeout_ms);
 /* harness_sleep_ms() - nanosleep for @ms milliseconds. */
 void
 harness_sleep_ms(int ms);
+
+/*
+ * Raw messages, for requests vfu_client's own calls would never send.
+ *
+ * harness_msg() - write a request header to @buf: @id, @cmd, msg_size
+ * sizeof(header) + @len, no flags; then the @len bytes of @payload after it,
+ * unless @payload is NULL (the caller fills in, or deliberately leaves out,
+ * the rest). Returns sizeof(header) + @len, the message's whole size.
+ */
+size_t
+harness_msg(void *buf, uint16_t id, uint16_t cmd, const void *payload,
+            size_t len);
+
+/*
+ * harness_call_errno() - vfu_client_call() of @cmd with @payload and @fds,
+ * the reply read into a buffer and dropped. Returns 0 if the call
+ * succeeded, else the errno it failed with (the reply's error_no, or the
+ * client's own error).
+ */
+int
+harness_call_errno(vfu_client_t *c, uint16_t cmd, const void *payload,
+                   size_t len, const int *fds, uint32_t nr_fds);
 
 /*
  * A ready-made PCI device for tests (harness_dev_setup as the set-up
@@ -163,17 +203,30 @@ int
 harness_dev_setup(vfu_ctx_t *ctx, void *dev);
 
 /*
- * cmocka fixtures: a harness_dev served in a thread, and a negotiated client
- * (*state points to a struct harness_fixture).
+ * cmocka fixtures (*state points to a struct harness_fixture), all undone
+ * by harness_fixture_teardown():
+ *   harness_fixture_setup: a harness_dev served in a thread, and a
+ *     negotiated client;
+ *   harness_fixture_setup_process: the same in a child process, so the
+ *     server's fds can be counted (base_fds, counted before the client
+ *     connected);
+ *   harness_fixture_setup_process_noclient: the child process alone, for
+ *     tests that make their own clients (c is NULL).
  */
 struct harness_fixture {
     struct harness_dev dev;
     struct harness_server *srv;
-    vfu_client_t *c;
+    vfu_client_t *c;            /* NULL, or closed by the teardown */
+    pid_t pid;                  /* harness_server_pid(srv) */
+    int base_fds;               /* process: the server's fds, no client */
 };
 
 int
 harness_fixture_setup(void **state);
+int
+harness_fixture_setup_process(void **state);
+int
+harness_fixture_setup_process_noclient(void **state);
 int
 harness_fixture_teardown(void **state);
 

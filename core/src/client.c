@@ -45,14 +45,17 @@ struct vfu_client {
     size_t nr_dma, cap_dma;
 };
 
+/*
+ * The spec's defaults for what a server leaves out, as the server side
+ * assumes them of a client; except that a server naming no "migration"
+ * reports no migration page size or bitmap bound.
+ */
 static void
 spec_defaults(struct vfu_client_caps *caps)
 {
-    memset(caps, 0, sizeof(*caps));
-    caps->max_msg_fds = 1;
-    caps->max_data_xfer_size = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
-    caps->max_dma_maps = VFU_DEFAULT_MAX_DMA_MAPS;
-    caps->pgsizes = VFU_DEFAULT_PGSIZE;
+    vfu_caps_defaults(caps);
+    caps->migr_pgsize = 0;
+    caps->migr_max_bitmap_size = 0;
 }
 
 void
@@ -255,23 +258,6 @@ struct owned_reply {
     uint32_t cap_fds, nr_fds;
 };
 
-/* Wait until the socket is readable; rx_lock held. */
-static int
-wait_readable(vfu_client_t *c, int timeout_ms)
-{
-    struct pollfd p = { .fd = c->conn.fd, .events = POLLIN };
-    int rc;
-
-    do {
-        rc = poll(&p, 1, timeout_ms);
-    } while (rc < 0 && errno == EINTR);
-    if (rc == 0) {
-        errno = ETIMEDOUT;
-        return -1;
-    }
-    return rc < 0 ? -1 : 0;
-}
-
 static void
 store_reply(struct owned_reply *r, struct vfu_msg *m)
 {
@@ -341,7 +327,7 @@ read_until(vfu_client_t *c, struct owned_reply *want, bool any_msg,
             }
             continue;
         }
-        if (wait_readable(c, timeout_ms) < 0) {
+        if (vfu_wait_fd(c->conn.fd, POLLIN, timeout_ms) < 0) {
             return -1;
         }
         if (vfu_conn_fill(&c->conn, false) < 0 && errno != EAGAIN) {
@@ -466,6 +452,23 @@ call1(vfu_client_t *c, uint16_t cmd, const void *req, size_t req_size,
     return call(c, cmd, &iov, 1, NULL, 0, reply, reply_size);
 }
 
+/* call1() for a reply of exactly reply_size bytes; any other size: EPROTO. */
+static int
+call1_exact(vfu_client_t *c, uint16_t cmd, const void *req, size_t req_size,
+            void *reply, size_t reply_size)
+{
+    size_t size = reply_size;
+
+    if (call1(c, cmd, req, req_size, reply, &size) < 0) {
+        return -1;
+    }
+    if (size != reply_size) {
+        errno = EPROTO;
+        return -1;
+    }
+    return 0;
+}
+
 int
 vfu_client_send_raw(vfu_client_t *c, const void *buf, size_t len,
                     const int *fds, uint32_t nr_fds)
@@ -584,7 +587,7 @@ vfu_client_poll(vfu_client_t *c, int timeout_ms)
             break;
         }
         int left = remaining_ms(deadline);
-        if (left != 0 && wait_readable(c, left) < 0) {
+        if (left != 0 && vfu_wait_fd(c->conn.fd, POLLIN, left) < 0) {
             rc = errno == ETIMEDOUT ? 0 : -1;
             break;
         }
@@ -609,39 +612,6 @@ vfu_client_poll(vfu_client_t *c, int timeout_ms)
 }
 
 /* ---- VERSION ---- */
-
-static void
-caps_to_private(const struct vfu_client_caps *in, struct vfu_caps *out)
-{
-    memset(out, 0, sizeof(*out));
-    out->major = in->major;
-    out->minor = in->minor;
-    out->max_msg_fds = in->max_msg_fds;
-    out->max_data_xfer_size = in->max_data_xfer_size;
-    out->max_dma_maps = in->max_dma_maps;
-    out->pgsizes = in->pgsizes;
-    out->migr_pgsize = in->migr_pgsize;
-    out->migr_max_bitmap_size = in->migr_max_bitmap_size;
-    out->has_migration = in->has_migration;
-    out->twin_socket = in->twin_socket;
-    out->write_multiple = in->write_multiple;
-}
-
-static void
-caps_from_private(const struct vfu_caps *in, struct vfu_client_caps *out)
-{
-    out->major = in->major;
-    out->minor = in->minor;
-    out->max_msg_fds = in->max_msg_fds;
-    out->max_data_xfer_size = in->max_data_xfer_size;
-    out->max_dma_maps = in->max_dma_maps;
-    out->pgsizes = in->pgsizes;
-    out->migr_pgsize = in->migr_pgsize;
-    out->migr_max_bitmap_size = in->migr_max_bitmap_size;
-    out->has_migration = in->has_migration;
-    out->twin_socket = in->twin_socket;
-    out->write_multiple = in->write_multiple;
-}
 
 /* Let the receive buffer hold a transfer of xfer bytes; rx_lock held, and
  * nothing is pinned between calls. */
@@ -686,7 +656,6 @@ negotiate(vfu_client_t *c, uint16_t major, uint16_t minor, const void *data,
     };
     struct owned_reply r = { .cap = 65536 };
     struct vfu_client_caps got;
-    struct vfu_caps pc;
     int rc = -1;
 
     r.buf = malloc(r.cap);
@@ -702,18 +671,14 @@ negotiate(vfu_client_t *c, uint16_t major, uint16_t minor, const void *data,
     }
     memcpy(&v, r.buf, sizeof(v));
     spec_defaults(&got);
-    caps_to_private(&got, &pc);
-    pc.major = v.major;
-    pc.minor = v.minor;
     if (r.size > sizeof(v)) {
         const char *json = (const char *)r.buf + sizeof(v);
         size_t jlen = r.size - sizeof(v);
-        if (json[jlen - 1] != '\0' || vfu_caps_parse(json, jlen, &pc) < 0) {
+        if (json[jlen - 1] != '\0' || vfu_caps_parse(json, jlen, &got) < 0) {
             errno = EPROTO;
             goto out;
         }
     }
-    caps_from_private(&pc, &got);
     got.major = v.major;
     got.minor = v.minor;
     if (got.major != major || got.minor > minor) {
@@ -742,7 +707,6 @@ vfu_client_negotiate(vfu_client_t *c, const struct vfu_client_caps *caps,
                      struct vfu_client_caps *server)
 {
     struct vfu_client_caps def;
-    struct vfu_caps pc;
     char json[1024];
     ssize_t n;
 
@@ -750,8 +714,7 @@ vfu_client_negotiate(vfu_client_t *c, const struct vfu_client_caps *caps,
         vfu_client_default_caps(&def);
         caps = &def;
     }
-    caps_to_private(caps, &pc);
-    n = vfu_caps_format(&pc, json, sizeof(json));
+    n = vfu_caps_format(caps, json, sizeof(json));
     if (n < 0) {
         return -1;
     }
@@ -775,16 +738,9 @@ int
 vfu_client_device_get_info(vfu_client_t *c, struct vfio_user_device_info *info)
 {
     struct vfio_user_device_info req = { .argsz = sizeof(req) };
-    size_t size = sizeof(*info);
 
-    if (call1(c, VFIO_USER_DEVICE_GET_INFO, &req, sizeof(req), info, &size) < 0) {
-        return -1;
-    }
-    if (size != sizeof(*info)) {
-        errno = EPROTO;
-        return -1;
-    }
-    return 0;
+    return call1_exact(c, VFIO_USER_DEVICE_GET_INFO, &req, sizeof(req), info,
+                       sizeof(*info));
 }
 
 void
@@ -925,17 +881,9 @@ vfu_client_get_irq_info(vfu_client_t *c, uint32_t index,
                         struct vfio_irq_info *info)
 {
     struct vfio_irq_info req = { .argsz = sizeof(req), .index = index };
-    size_t size = sizeof(*info);
 
-    if (call1(c, VFIO_USER_DEVICE_GET_IRQ_INFO, &req, sizeof(req),
-              info, &size) < 0) {
-        return -1;
-    }
-    if (size != sizeof(*info)) {
-        errno = EPROTO;
-        return -1;
-    }
-    return 0;
+    return call1_exact(c, VFIO_USER_DEVICE_GET_IRQ_INFO, &req, sizeof(req),
+                       info, sizeof(*info));
 }
 
 int
@@ -1364,19 +1312,31 @@ vfu_client_dma_logging_report(vfu_client_t *c, uint64_t iova,
     return 0;
 }
 
+/* GET of a feature whose answer is exactly out_size bytes; else EPROTO. */
+static int
+feature_get_exact(vfu_client_t *c, uint32_t feature, void *out,
+                  size_t out_size)
+{
+    size_t size = out_size;
+
+    if (vfu_client_device_feature(c, VFIO_DEVICE_FEATURE_GET | feature,
+                                  NULL, 0, out, &size) < 0) {
+        return -1;
+    }
+    if (size != out_size) {
+        errno = EPROTO;
+        return -1;
+    }
+    return 0;
+}
+
 int
 vfu_client_mig_get_flags(vfu_client_t *c, uint64_t *flags)
 {
     struct vfio_user_device_feature_migration m = { 0 };
-    size_t size = sizeof(m);
 
-    if (vfu_client_device_feature(c, VFIO_DEVICE_FEATURE_GET |
-                                  VFIO_DEVICE_FEATURE_MIGRATION,
-                                  NULL, 0, &m, &size) < 0) {
-        return -1;
-    }
-    if (size != sizeof(m)) {
-        errno = EPROTO;
+    if (feature_get_exact(c, VFIO_DEVICE_FEATURE_MIGRATION, &m,
+                          sizeof(m)) < 0) {
         return -1;
     }
     *flags = m.flags;
@@ -1387,15 +1347,9 @@ int
 vfu_client_mig_get_state(vfu_client_t *c, uint32_t *state)
 {
     struct vfio_user_device_feature_mig_state s = { 0 };
-    size_t size = sizeof(s);
 
-    if (vfu_client_device_feature(c, VFIO_DEVICE_FEATURE_GET |
-                                  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
-                                  NULL, 0, &s, &size) < 0) {
-        return -1;
-    }
-    if (size != sizeof(s)) {
-        errno = EPROTO;
+    if (feature_get_exact(c, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, &s,
+                          sizeof(s)) < 0) {
         return -1;
     }
     *state = s.device_state;

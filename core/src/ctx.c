@@ -385,46 +385,43 @@ vfu_log_enabled(const vfu_ctx_t *ctx, int level)
     return ctx != NULL && ctx->log_fn != NULL && level <= ctx->log_level;
 }
 
+/* Logging must not change errno: callers log on their way out of an error. */
 static void __attribute__((format(printf, 4, 0)))
 vlog(vfu_ctx_t *ctx, int level, int err, const char *fmt, va_list ap)
 {
     char buf[1024];
-    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    int saved = errno;
+    int n;
 
+    if (!vfu_log_enabled(ctx, level)) {
+        return;
+    }
+    n = vsnprintf(buf, sizeof(buf), fmt, ap);
     if (err != 0 && n >= 0 && (size_t)n < sizeof(buf)) {
         snprintf(buf + n, sizeof(buf) - n, ": %s", strerror(err));
     }
     ctx->log_fn(ctx, level, buf);
+    errno = saved;
 }
 
 void
 vfu_log(vfu_ctx_t *ctx, int level, const char *fmt, ...)
 {
     va_list ap;
-    int saved = errno;
 
-    if (!vfu_log_enabled(ctx, level)) {
-        return;
-    }
     va_start(ap, fmt);
     vlog(ctx, level, 0, fmt, ap);
     va_end(ap);
-    errno = saved;
 }
 
 void
 vfu_log_errno(vfu_ctx_t *ctx, int level, int err, const char *fmt, ...)
 {
     va_list ap;
-    int saved = errno;
 
-    if (!vfu_log_enabled(ctx, level)) {
-        return;
-    }
     va_start(ap, fmt);
     vlog(ctx, level, err, fmt, ap);
     va_end(ap);
-    errno = saved;
 }
 
 int

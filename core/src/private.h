@@ -30,6 +30,7 @@
 #include <linux/vfio.h>
 
 #include "libvfio-user.h"
+#include "vfu-client.h"
 #include "vfu.h"
 #include "wire.h"
 
@@ -81,20 +82,6 @@ struct vfu_irq_type {
     vfu_dev_irq_state_cb_t *state_cb;
 };
 
-/* What the client asked for and what we agreed to in VERSION. */
-struct vfu_caps {
-    uint16_t major, minor;
-    uint32_t max_msg_fds;
-    uint64_t max_data_xfer_size;
-    uint64_t max_dma_maps;
-    uint64_t pgsizes;
-    uint64_t migr_pgsize;
-    uint64_t migr_max_bitmap_size;
-    bool has_migration;
-    bool twin_socket;
-    bool write_multiple;
-};
-
 struct vfu_ctx {
     /* device description, kept across clients */
     vfu_trans_t trans;
@@ -134,7 +121,10 @@ struct vfu_ctx {
     /* Device threads doing message-based DMA hold it for reading, so the
      * connection is not freed under them. */
     pthread_rwlock_t conn_lock;
-    struct vfu_caps caps;           /* agreed in VERSION (defaults before) */
+    /* What the client asked for and we agreed to in VERSION (defaults
+     * before); the client library's struct, as both ends parse and format
+     * the same capabilities. */
+    struct vfu_client_caps caps;
     bool negotiated;
     char version_reply[512];
 
@@ -178,12 +168,12 @@ typedef int (vfu_cmd_handler_t)(vfu_ctx_t *ctx, struct vfu_msg *msg);
 int vfu_handle_version(vfu_ctx_t *ctx, struct vfu_msg *msg);
 /* Parse a capabilities JSON object (NUL terminated, len bytes incl. NUL)
  * into caps; fields absent keep their values. -1/EINVAL if malformed. */
-int vfu_caps_parse(const char *json, size_t len, struct vfu_caps *caps);
+int vfu_caps_parse(const char *json, size_t len, struct vfu_client_caps *caps);
 /* Write the JSON for caps into buf (NUL terminated); returns length incl.
  * the NUL, or -1/ENOBUFS. */
-ssize_t vfu_caps_format(const struct vfu_caps *caps, char *buf, size_t size);
+ssize_t vfu_caps_format(const struct vfu_client_caps *caps, char *buf, size_t size);
 /* The spec's defaults for a peer that says nothing. */
-void vfu_caps_defaults(struct vfu_caps *caps);
+void vfu_caps_defaults(struct vfu_client_caps *caps);
 
 /* region.c */
 int vfu_handle_region_info(vfu_ctx_t *ctx, struct vfu_msg *msg);

@@ -35,7 +35,7 @@ get_u64(json_object *o, uint64_t *out)
 }
 
 static int
-parse_migration(json_object *m, struct vfu_caps *caps)
+parse_migration(json_object *m, struct vfu_client_caps *caps)
 {
     json_object *v;
 
@@ -55,7 +55,7 @@ parse_migration(json_object *m, struct vfu_caps *caps)
 }
 
 static int
-parse_caps(json_object *c, struct vfu_caps *caps)
+parse_caps(json_object *c, struct vfu_client_caps *caps)
 {
     json_object *v;
     uint64_t u;
@@ -108,7 +108,7 @@ parse_caps(json_object *c, struct vfu_caps *caps)
 }
 
 int
-vfu_caps_parse(const char *json, size_t len, struct vfu_caps *caps)
+vfu_caps_parse(const char *json, size_t len, struct vfu_client_caps *caps)
 {
     json_tokener *tok;
     json_object *root, *c;
@@ -144,7 +144,7 @@ vfu_caps_parse(const char *json, size_t len, struct vfu_caps *caps)
 }
 
 ssize_t
-vfu_caps_format(const struct vfu_caps *caps, char *buf, size_t size)
+vfu_caps_format(const struct vfu_client_caps *caps, char *buf, size_t size)
 {
     char migr[128] = "";
     int n;
@@ -171,7 +171,7 @@ vfu_caps_format(const struct vfu_caps *caps, char *buf, size_t size)
 }
 
 void
-vfu_caps_defaults(struct vfu_caps *c)
+vfu_caps_defaults(struct vfu_client_caps *c)
 {
     memset(c, 0, sizeof(*c));
     c->max_msg_fds = 1;
@@ -188,7 +188,7 @@ vfu_handle_version(vfu_ctx_t *ctx, struct vfu_msg *msg)
     static const char *const why[] = { "too short", "major mismatch",
                                        "bad capabilities" };
     struct vfio_user_version *in = msg->in;
-    struct vfu_caps client;
+    struct vfu_client_caps client;
     int bad = -1;
 
     vfu_caps_defaults(&client);
@@ -212,7 +212,7 @@ vfu_handle_version(vfu_ctx_t *ctx, struct vfu_msg *msg)
     }
 
     /* What we agree to: the smaller of each bound, our features only. */
-    struct vfu_caps *c = &ctx->caps;
+    struct vfu_client_caps *c = &ctx->caps;
     vfu_caps_defaults(c);
     c->major = 0;
     c->minor = 0;
@@ -234,7 +234,7 @@ vfu_handle_version(vfu_ctx_t *ctx, struct vfu_msg *msg)
     c->twin_socket = false;
 
     /* Reply caps: the bounds the client must respect when sending to us. */
-    struct vfu_caps ours = *c;
+    struct vfu_client_caps ours = *c;
     ours.max_msg_fds = VFU_DEFAULT_MAX_FDS;
     ours.max_data_xfer_size = VFU_DEFAULT_MAX_DATA_XFER;
     ours.max_dma_maps = c->max_dma_maps;

@@ -392,14 +392,14 @@ advance(struct msghdr *mh, size_t n)
     }
 }
 
-static int
-wait_writable(int fd)
+int
+vfu_wait_fd(int fd, short events, int timeout_ms)
 {
-    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    struct pollfd p = { .fd = fd, .events = events };
     int rc;
 
     do {
-        rc = poll(&p, 1, VFU_CALL_TIMEOUT_MS);
+        rc = poll(&p, 1, timeout_ms);
     } while (rc < 0 && errno == EINTR);
     if (rc == 0) {
         errno = ETIMEDOUT;
@@ -461,7 +461,7 @@ vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,
                 continue;
             }
             if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
-                wait_writable(c->fd) == 0) {
+                vfu_wait_fd(c->fd, POLLOUT, VFU_CALL_TIMEOUT_MS) == 0) {
                 continue;
             }
             rc = -1;

@@ -136,6 +136,13 @@ void vfu_msg_close_fds(struct vfu_msg *msg);
 /* Add a piece to msg's reply. Returns -1/E2BIG when out of slots. */
 int vfu_msg_reply_add(struct vfu_msg *msg, const void *data, size_t size);
 
+/*
+ * Wait up to timeout_ms (-1: forever) for events (POLLIN, POLLOUT) on fd,
+ * retrying EINTR. Returns 0 once poll reports the fd, or -1 with errno
+ * (ETIMEDOUT when the time ran out).
+ */
+int vfu_wait_fd(int fd, short events, int timeout_ms);
+
 /* Send one message: header fields are taken from hdr except msg_size,
  * which is computed. Retries partial sends and EINTR. */
 int vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,

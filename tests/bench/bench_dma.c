@@ -20,7 +20,6 @@
 
 #include <errno.h>
 #include <malloc.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,27 +27,15 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "libvfio-user.h"
-#include "vfu-client.h"
+#include "bench_util.h"
 #include "dma_internal.h"
 
 #define PG 4096ull
 #define RW (VFIO_USER_F_DMA_REGION_READ | VFIO_USER_F_DMA_REGION_WRITE)
-#define MAX_RUNS 100
 #define LOG_SPAN (64ull << 30)
 #define LOG_BASE (1ull << 40)
-
-static double
-now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
 
 static void
 die(const char *what)
@@ -57,30 +44,12 @@ die(const char *what)
     exit(1);
 }
 
-static void
-pin_cpu0(void)
-{
-    cpu_set_t set;
-
-    CPU_ZERO(&set);
-    CPU_SET(0, &set);
-    sched_setaffinity(0, sizeof(set), &set);
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return x < y ? -1 : x > y;
-}
-
 /* One line of the table: samples in ns, shown in unit. */
 struct figure {
     const char *name;
     const char *unit;           /* "us", "ns" or "ms" */
-    double s[MAX_RUNS];
-    double median, min, max;
+    double s[BENCH_MAX_RUNS];
+    struct bench_stats st;
     int floor;                  /* index of the floor figure, or -1 */
     const char *target;         /* what the issue asks, or NULL */
     double limit;               /* ratio (if floor) or ns the target allows */
@@ -190,7 +159,7 @@ floor_run(size_t req, size_t rep, bool with_fd, int iters, bool pin)
     if (pid == 0) {
         close(sv[0]);
         if (pin) {
-            pin_cpu0();
+            bench_pin_cpu0();
         }
         while (recv_all(sv[1], buf, req) == 0 && send_all(sv[1], buf, rep, -1) == 0) {
         }
@@ -200,13 +169,13 @@ floor_run(size_t req, size_t rep, bool with_fd, int iters, bool pin)
     if (with_fd && (memfd = memfd_create("floor", 0)) < 0) {
         die("memfd_create");
     }
-    t0 = now_ns();
+    t0 = bench_now_ns();
     for (int i = 0; i < iters; i++) {
         if (send_all(sv[0], buf, req, memfd) < 0 || recv_all(sv[0], buf, rep) < 0) {
             die("ping-pong");
         }
     }
-    t = (now_ns() - t0) / iters;
+    t = (bench_now_ns() - t0) / iters;
     close(sv[0]);
     waitpid(pid, NULL, 0);
     if (memfd >= 0) {
@@ -243,7 +212,7 @@ start_server(const char *path, bool pin)
         return pid;
     }
     if (pin) {
-        pin_cpu0();
+        bench_pin_cpu0();
     }
     ctx = vfu_create_ctx(VFU_TRANS_SOCK, path, 0, NULL, VFU_DEV_TYPE_PCI);
     if (ctx == NULL || vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0) < 0 ||
@@ -252,37 +221,14 @@ start_server(const char *path, bool pin)
         perror("server set-up");
         _exit(1);
     }
-    for (;;) {
-        if (vfu_attach_ctx(ctx) < 0) {
-            _exit(1);
-        }
-        while (vfu_run_ctx(ctx) >= 0) {
-        }
-    }
-}
-
-static vfu_client_t *
-connect_retry(const char *path)
-{
-    for (int i = 0; i < 500; i++) {
-        vfu_client_t *c = vfu_client_connect(path);
-
-        if (c != NULL) {
-            if (vfu_client_negotiate(c, NULL, NULL) == 0) {
-                return c;
-            }
-            vfu_client_close(c);
-        }
-        usleep(10000);
-    }
-    return NULL;
+    bench_serve_forever(ctx);
 }
 
 /* Map nmaps pages of fd at every other page of IOVA, then unmap them. */
 static void
 map_run(vfu_client_t *c, int fd, uint32_t nmaps, double *tmap, double *tunmap)
 {
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
 
     for (uint32_t i = 0; i < nmaps; i++) {
         if (vfu_client_dma_map(c, i * 2 * PG, PG, RW, fd, i * PG, NULL) < 0) {
@@ -290,14 +236,14 @@ map_run(vfu_client_t *c, int fd, uint32_t nmaps, double *tmap, double *tunmap)
             die("vfu_client_dma_map");
         }
     }
-    *tmap = (now_ns() - t0) / nmaps;
-    t0 = now_ns();
+    *tmap = (bench_now_ns() - t0) / nmaps;
+    t0 = bench_now_ns();
     for (uint32_t i = 0; i < nmaps; i++) {
         if (vfu_client_dma_unmap(c, i * 2 * PG, PG, 0) < 0) {
             die("vfu_client_dma_unmap");
         }
     }
-    *tunmap = (now_ns() - t0) / nmaps;
+    *tunmap = (bench_now_ns() - t0) / nmaps;
 }
 
 /* ns per DMA_LOGGING_REPORT of the whole 64 GiB, all clean. */
@@ -305,14 +251,14 @@ static double
 report_run(vfu_client_t *c, uint64_t *bm, size_t bytes)
 {
     const int reps = 20;
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
 
     for (int i = 0; i < reps; i++) {
         if (vfu_client_dma_logging_report(c, LOG_BASE, LOG_SPAN, PG, bm, bytes) < 0) {
             die("DMA_LOGGING_REPORT");
         }
     }
-    return (now_ns() - t0) / reps;
+    return (bench_now_ns() - t0) / reps;
 }
 
 /* ---- in process: scatter/gather and the scale figures ---- */
@@ -333,7 +279,7 @@ sgl_run(vfu_ctx_t *ctx, uint32_t nmaps, bool random, int n)
     dma_sg_t *sg = calloc(1, dma_sg_size());
     uint64_t s = 88172645463325252ull;
     struct iovec iov;
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
 
     for (int i = 0; i < n; i++) {
         uint64_t k = random ? rnd(&s) % nmaps : 7 % nmaps;
@@ -346,7 +292,7 @@ sgl_run(vfu_ctx_t *ctx, uint32_t nmaps, bool random, int n)
         vfu_sgl_put(ctx, sg, &iov, 1);
     }
     free(sg);
-    return (now_ns() - t0) / n;
+    return (bench_now_ns() - t0) / n;
 }
 
 static size_t
@@ -380,15 +326,6 @@ local_ctx(uint32_t nmaps, int fd, size_t *heap)
 }
 
 static void
-summarize(struct figure *f, int runs)
-{
-    qsort(f->s, runs, sizeof(double), cmp_double);
-    f->median = f->s[runs / 2];
-    f->min = f->s[0];
-    f->max = f->s[runs - 1];
-}
-
-static void
 print_table(int runs, bool pin)
 {
     printf("# bench_dma: %d runs, %s\n", runs, pin ? "pinned to CPU 0" : "not pinned");
@@ -399,15 +336,15 @@ print_table(int runs, bool pin)
         double d = unit_div(f->unit);
         bool met;
 
-        printf("%-44s %4s %9.2f %9.2f %9.2f", f->name, f->unit, f->median / d,
-               f->min / d, f->max / d);
+        printf("%-44s %4s %9.2f %9.2f %9.2f", f->name, f->unit, f->st.median / d,
+               f->st.min / d, f->st.max / d);
         if (f->floor >= 0) {
-            double ratio = f->median / fig[f->floor].median;
+            double ratio = f->st.median / fig[f->floor].st.median;
             printf(" %7.2f", ratio);
             met = ratio < f->limit;
         } else {
             printf(" %7s", "");
-            met = f->median < f->limit;
+            met = f->st.median < f->limit;
         }
         if (f->target != NULL) {
             printf(" %7s %s", f->target, met ? "ok" : "MISSED");
@@ -422,30 +359,20 @@ main(int argc, char **argv)
     size_t bytes = LOG_SPAN / PG / 8, heap_maps, heap_log;
     uint64_t *bm = malloc(bytes);
     bool pin = false;
-    int runs = 5, memfd;
+    int runs, memfd;
     char path[64];
     vfu_client_t *c;
     vfu_ctx_t *lctx;
     pid_t srv;
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--pin") == 0) {
-            pin = true;
-        } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
-            runs = atoi(argv[++i]);
-        } else {
-            fprintf(stderr, "usage: %s [--pin] [--runs N]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (runs < 1 || runs > MAX_RUNS) {
-        runs = 5;
+    if (bench_parse_args(argc, argv, &pin, &runs, 5) < 0) {
+        return 2;
     }
     if (bm == NULL) {
         die("malloc");
     }
     if (pin) {
-        pin_cpu0();
+        bench_pin_cpu0();
     }
     memfd = memfd_create("bench-dma", 0);
     if (memfd < 0 || ftruncate(memfd, (off_t)(65535 * PG)) < 0) {
@@ -453,7 +380,7 @@ main(int argc, char **argv)
     }
     snprintf(path, sizeof(path), "/tmp/vfu-bench-dma-%d.sock", (int)getpid());
     srv = start_server(path, pin);
-    c = connect_retry(path);
+    c = bench_connect(path, NULL, 500);
     if (c == NULL) {
         fprintf(stderr, "cannot reach the server\n");
         kill(srv, SIGTERM);
@@ -502,9 +429,9 @@ main(int argc, char **argv)
             die("dirty_bits_new");
         }
         for (int r = 0; r < runs; r++) {
-            double t0 = now_ns();
+            double t0 = bench_now_ns();
             dirty_bits_report(log, LOG_BASE, LOG_SPAN, PG, bm);
-            fig[F_REPORT_LOCAL].s[r] = now_ns() - t0;
+            fig[F_REPORT_LOCAL].s[r] = bench_now_ns() - t0;
         }
         dirty_bits_free(log);
         req.length = 1ull << 40;
@@ -519,7 +446,7 @@ main(int argc, char **argv)
     close(memfd);
 
     for (int i = 0; i < F_COUNT; i++) {
-        summarize(&fig[i], runs);
+        fig[i].st = bench_summarize(fig[i].s, runs);
     }
     print_table(runs, pin);
     printf("heap for 65,535 maps: %.1f MiB (%.0f bytes a map); "

@@ -16,18 +16,15 @@
  */
 
 #include <errno.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "libvfio-user.h"
+#include "bench_util.h"
 #include "lvfu.h"
-#include "vfu-client.h"
 
 #define REGS 4096
 
@@ -41,43 +38,10 @@ static const char lua_device[] =
     "    read = function(off, size) return regs[off] or 0 end,\n"
     "    write = function(off, size, v) regs[off] = v end } } }\n";
 
-static double
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-static void
-pin_cpu0(void)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(0, &set);
-    sched_setaffinity(0, sizeof(set), &set);
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 struct figure {
     const char *name;
-    double median, min, max;
+    struct bench_stats st;
 };
-
-static void
-summarize(struct figure *f, double *samples, int runs)
-{
-    qsort(samples, runs, sizeof(double), cmp_double);
-    f->median = samples[runs / 2];
-    f->min = samples[0];
-    f->max = samples[runs - 1];
-}
 
 /* ---- the C server ---- */
 
@@ -107,13 +71,7 @@ serve_c(const char *path)
         perror("C server");
         _exit(1);
     }
-    for (;;) {
-        if (vfu_attach_ctx(ctx) < 0) {
-            _exit(1);
-        }
-        while (vfu_run_ctx(ctx) >= 0) {
-        }
-    }
+    bench_serve_forever(ctx);
 }
 
 /* ---- the Lua server ---- */
@@ -153,28 +111,10 @@ start_server(void (*serve)(const char *), const char *path, bool pin)
         return pid;
     }
     if (pin) {
-        pin_cpu0();
+        bench_pin_cpu0();
     }
     serve(path);
     _exit(0);
-}
-
-static vfu_client_t *
-connect_retry(const char *path)
-{
-    for (int i = 0; i < 500; i++) {
-        vfu_client_t *c = vfu_client_connect(path);
-        if (c != NULL) {
-            struct vfu_client_caps caps;
-            vfu_client_default_caps(&caps);
-            if (vfu_client_negotiate(c, &caps, NULL) == 0) {
-                return c;
-            }
-            vfu_client_close(c);
-        }
-        usleep(10000);
-    }
-    return NULL;
 }
 
 /* ns per 4-byte write + read; checks the value comes back. */
@@ -182,7 +122,7 @@ static double
 round_trips(vfu_client_t *c, int iters)
 {
     uint32_t v, back = 0;
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
 
     for (int i = 0; i < iters; i++) {
         v = (uint32_t)i;
@@ -192,46 +132,36 @@ round_trips(vfu_client_t *c, int iters)
             exit(1);
         }
     }
-    return (now_ns() - t0) / iters;
+    return (bench_now_ns() - t0) / iters;
 }
 
 int
 main(int argc, char **argv)
 {
     bool pin = false;
-    int runs = 5;
+    int runs;
     const int iters = 20000;
     char path_c[64], path_lua[64];
     pid_t srv_c, srv_lua;
     vfu_client_t *cc, *cl;
-    double s[2][100];
+    double s[2][BENCH_MAX_RUNS];
     struct figure f[2] = {
         { .name = "REGION_WRITE+READ 4 B, C handler" },
         { .name = "REGION_WRITE+READ 4 B, Lua handler" },
     };
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--pin") == 0) {
-            pin = true;
-        } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
-            runs = atoi(argv[++i]);
-        } else {
-            fprintf(stderr, "usage: %s [--pin] [--runs N]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (runs < 1 || runs > 100) {
-        runs = 5;
+    if (bench_parse_args(argc, argv, &pin, &runs, 5) < 0) {
+        return 2;
     }
     if (pin) {
-        pin_cpu0();
+        bench_pin_cpu0();
     }
     snprintf(path_c, sizeof(path_c), "/tmp/vfu-bench-c-%d.sock", getpid());
     snprintf(path_lua, sizeof(path_lua), "/tmp/vfu-bench-lua-%d.sock", getpid());
     srv_c = start_server(serve_c, path_c, pin);
     srv_lua = start_server(serve_lua, path_lua, pin);
-    cc = connect_retry(path_c);
-    cl = connect_retry(path_lua);
+    cc = bench_connect(path_c, NULL, 500);
+    cl = bench_connect(path_lua, NULL, 500);
     if (cc == NULL || cl == NULL) {
         fprintf(stderr, "cannot reach the servers\n");
         kill(srv_c, SIGTERM);
@@ -248,20 +178,21 @@ main(int argc, char **argv)
         s[1][r] = round_trips(cl, iters);
     }
     for (int i = 0; i < 2; i++) {
-        summarize(&f[i], s[i], runs);
+        f[i].st = bench_summarize(s[i], runs);
     }
 
     printf("# bench_lua: %d runs of %d round trips, %s\n", runs, iters,
            pin ? "pinned to CPU 0" : "not pinned");
-    printf("%-40s %10s %10s %10s\n", "figure", "median us", "min us", "max us");
+    bench_print_header(40, " us");
+    printf("\n");
     for (int i = 0; i < 2; i++) {
-        printf("%-40s %10.2f %10.2f %10.2f\n", f[i].name, f[i].median / 1e3,
-               f[i].min / 1e3, f[i].max / 1e3);
+        bench_print_stats(40, f[i].name, &f[i].st, 1e3);
+        printf("\n");
     }
     printf("%-40s %10.0f\n", "Lua overhead per access, ns",
-           (f[1].median - f[0].median) / 2);
+           (f[1].st.median - f[0].st.median) / 2);
     printf("%-40s %10.2f\n", "Lua round trip / C round trip",
-           f[1].median / f[0].median);
+           f[1].st.median / f[0].st.median);
 
     vfu_client_close(cc);
     vfu_client_close(cl);

@@ -31,12 +31,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "libvfio-user.h"
+#include "bench_util.h"
 #include "vfu-client-migration.h"
-#include "vfu-client.h"
 
 #define STATE_SIZE  (1ull << 30)
 #define MEM_SIZE    (4ull << 30)
@@ -168,33 +166,10 @@ start_server(const char *path)
         perror("bench server");
         _exit(1);
     }
-    for (;;) {
-        if (vfu_attach_ctx(ctx) < 0) {
-            _exit(1);
-        }
-        while (vfu_run_ctx(ctx) >= 0) {
-        }
-    }
+    bench_serve_forever(ctx);
 }
 
 /* ---- the client ---- */
-
-static double
-now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return x < y ? -1 : x > y;
-}
 
 static vfu_client_t *
 connect_retry(const char *path, uint64_t xfer)
@@ -203,18 +178,7 @@ connect_retry(const char *path, uint64_t xfer)
 
     vfu_client_default_caps(&caps);
     caps.max_data_xfer_size = xfer;
-    for (int i = 0; i < 1000; i++) {
-        vfu_client_t *c = vfu_client_connect(path);
-
-        if (c != NULL) {
-            if (vfu_client_negotiate(c, &caps, NULL) == 0) {
-                return c;
-            }
-            vfu_client_close(c);
-        }
-        usleep(10000);
-    }
-    return NULL;
+    return bench_connect(path, &caps, 1000);
 }
 
 struct guest {
@@ -256,9 +220,9 @@ throughput_run(vfu_client_t *src, vfu_client_t *dst)
 
     TRY(vfu_client_mig_set_state(dst, VFIO_USER_DEVICE_STATE_RESUMING));
     TRY(vfu_client_mig_set_state(src, VFIO_USER_DEVICE_STATE_STOP_COPY));
-    t0 = now_ns();
+    t0 = bench_now_ns();
     n = vfu_client_mig_read_all(src, to_dst, dst);
-    t = (now_ns() - t0) / 1e9;
+    t = (bench_now_ns() - t0) / 1e9;
     if (n != (ssize_t)STATE_SIZE) {
         fprintf(stderr, "moved %zd bytes instead of %llu\n", n,
                 (unsigned long long)STATE_SIZE);
@@ -291,7 +255,7 @@ downtime_run(vfu_client_t *src, vfu_client_t *dst, struct guest *g,
     TRY(vfu_client_region_write(src, 0, REG_DIRTY, &v, sizeof(v)));
     g->pages = 0;
 
-    t0 = now_ns();
+    t0 = bench_now_ns();
     TRY(vfu_client_mig_set_state(src, VFIO_USER_DEVICE_STATE_STOP_COPY));
     n = vfu_client_mig_read_all(src, to_dst, dst);
     TRY(n);
@@ -299,7 +263,7 @@ downtime_run(vfu_client_t *src, vfu_client_t *dst, struct guest *g,
     TRY(vfu_client_dma_logging_stop(src));
     TRY(vfu_client_mig_set_state(src, VFIO_USER_DEVICE_STATE_STOP));
     TRY(vfu_client_mig_set_state(dst, VFIO_USER_DEVICE_STATE_RUNNING));
-    t = now_ns() - t0;
+    t = bench_now_ns() - t0;
 
     TRY(vfu_client_mig_set_state(src, VFIO_USER_DEVICE_STATE_RUNNING));
     if (g->pages != (MEM_SIZE / PAGE + DIRTY_EVERY - 1) / DIRTY_EVERY) {
@@ -314,21 +278,22 @@ downtime_run(vfu_client_t *src, vfu_client_t *dst, struct guest *g,
 struct figure {
     const char *name;
     const char *unit;
-    double s[100];
+    double s[BENCH_MAX_RUNS];
 };
 
 static void
 print_row(struct figure *f, int runs)
 {
-    qsort(f->s, (size_t)runs, sizeof(double), cmp_double);
-    printf("%-52s %10.2f %10.2f %10.2f  %s\n", f->name, f->s[runs / 2],
-           f->s[0], f->s[runs - 1], f->unit);
+    struct bench_stats st = bench_summarize(f->s, runs);
+
+    bench_print_stats(52, f->name, &st, 1);
+    printf("  %s\n", f->unit);
 }
 
 int
 main(int argc, char **argv)
 {
-    int runs = 3;
+    int runs;
     char src_path[64], dst_path[64];
     struct guest g = { 0 };
     uint64_t stop_bytes[2] = { 0 };
@@ -342,18 +307,8 @@ main(int argc, char **argv)
         { "downtime, after pre-copy, 4 GiB 5% dirty", "ms", { 0 } },
     };
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--pin") == 0) {
-            continue;
-        } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
-            runs = atoi(argv[++i]);
-        } else {
-            fprintf(stderr, "usage: %s [--pin] [--runs N]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (runs < 1 || runs > 100) {
-        runs = 3;
+    if (bench_parse_args(argc, argv, NULL, &runs, 3) < 0) {
+        return 2;
     }
     signal(SIGPIPE, SIG_IGN);
     snprintf(src_path, sizeof(src_path), "/tmp/vfu-bench-mig-%d-s.sock",
@@ -413,7 +368,8 @@ main(int argc, char **argv)
            "%llu; stop-copy bytes %llu / %llu\n", runs,
            (unsigned long long)g.pages, (unsigned long long)stop_bytes[0],
            (unsigned long long)stop_bytes[1]);
-    printf("%-52s %10s %10s %10s\n", "figure", "median", "min", "max");
+    bench_print_header(52, "");
+    printf("\n");
     for (int i = 0; i < 4; i++) {
         print_row(&f[i], runs);
     }

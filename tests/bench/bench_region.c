@@ -14,61 +14,25 @@
  */
 
 #include <errno.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "libvfio-user.h"
-#include "vfu-client.h"
+#include "bench_util.h"
 
 #define BIG (64 * 1024)
 
 static char bar0[BIG];
 
-static double
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-static void
-pin_cpu0(void)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(0, &set);
-    sched_setaffinity(0, sizeof(set), &set);
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 struct figure {
     const char *name;
-    double median, min, max;
+    struct bench_stats st;
     double floor;  /* median of the matching floor, or 0 */
 };
-
-static void
-summarize(struct figure *f, double *samples, int runs)
-{
-    qsort(samples, runs, sizeof(double), cmp_double);
-    f->median = samples[runs / 2];
-    f->min = samples[0];
-    f->max = samples[runs - 1];
-}
 
 /* ---- the floor: a raw ping-pong ---- */
 
@@ -107,19 +71,19 @@ floor_run(size_t req, size_t rep, int iters, bool pin)
     if (pid == 0) {
         close(sv[0]);
         if (pin) {
-            pin_cpu0();
+            bench_pin_cpu0();
         }
         pong(sv[1], req, rep);
     }
     close(sv[1]);
     char *buf = calloc(1, req > rep ? req : rep);
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     for (int i = 0; i < iters; i++) {
         if (full_io(sv[0], buf, req, true) < 0 || full_io(sv[0], buf, rep, false) < 0) {
             break;
         }
     }
-    double t = (now_ns() - t0) / iters;
+    double t = (bench_now_ns() - t0) / iters;
     close(sv[0]);
     waitpid(pid, NULL, 0);
     free(buf);
@@ -147,7 +111,7 @@ start_server(const char *path, bool pin)
         return pid;
     }
     if (pin) {
-        pin_cpu0();
+        bench_pin_cpu0();
     }
     vfu_ctx_t *ctx = vfu_create_ctx(VFU_TRANS_SOCK, path, 0, NULL, VFU_DEV_TYPE_PCI);
     if (ctx == NULL || vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0) < 0 ||
@@ -157,31 +121,7 @@ start_server(const char *path, bool pin)
         perror("server");
         _exit(1);
     }
-    for (;;) {
-        if (vfu_attach_ctx(ctx) < 0) {
-            _exit(1);
-        }
-        while (vfu_run_ctx(ctx) >= 0) {
-        }
-    }
-}
-
-static vfu_client_t *
-connect_retry(const char *path)
-{
-    for (int i = 0; i < 500; i++) {
-        vfu_client_t *c = vfu_client_connect(path);
-        if (c != NULL) {
-            struct vfu_client_caps caps;
-            vfu_client_default_caps(&caps);
-            if (vfu_client_negotiate(c, &caps, NULL) == 0) {
-                return c;
-            }
-            vfu_client_close(c);
-        }
-        usleep(10000);
-    }
-    return NULL;
+    bench_serve_forever(ctx);
 }
 
 enum op { OP_RW4, OP_RW64K, OP_POSTED };
@@ -190,7 +130,7 @@ static double
 vfu_run(vfu_client_t *c, enum op op, int iters)
 {
     static char buf[BIG];
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
 
     for (int i = 0; i < iters; i++) {
         switch (op) {
@@ -210,35 +150,25 @@ vfu_run(vfu_client_t *c, enum op op, int iters)
     if (op == OP_POSTED) {
         vfu_client_region_read(c, 0, 0, buf, 4);  /* wait until all landed */
     }
-    return (now_ns() - t0) / iters;
+    return (bench_now_ns() - t0) / iters;
 }
 
 int
 main(int argc, char **argv)
 {
     bool pin = false;
-    int runs = 5;
+    int runs;
     char path[64];
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--pin") == 0) {
-            pin = true;
-        } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
-            runs = atoi(argv[++i]);
-        } else {
-            fprintf(stderr, "usage: %s [--pin] [--runs N]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (runs < 1 || runs > 100) {
-        runs = 5;
+    if (bench_parse_args(argc, argv, &pin, &runs, 5) < 0) {
+        return 2;
     }
     if (pin) {
-        pin_cpu0();
+        bench_pin_cpu0();
     }
     snprintf(path, sizeof(path), "/tmp/vfu-bench-%d.sock", getpid());
     pid_t srv = start_server(path, pin);
-    vfu_client_t *c = connect_retry(path);
+    vfu_client_t *c = bench_connect(path, NULL, 500);
     if (c == NULL) {
         fprintf(stderr, "cannot reach the server\n");
         kill(srv, SIGTERM);
@@ -248,7 +178,7 @@ main(int argc, char **argv)
     /* Sizes on the wire: header 16 + access 16 (+ data). */
     const size_t hdr = 32;
     const int n4 = 20000, n64 = 2000;
-    double s[7][100];
+    double s[7][BENCH_MAX_RUNS];
     for (int r = 0; r < runs; r++) {
         s[0][r] = floor_run(hdr + 4, hdr, n4, pin) +
                   floor_run(hdr, hdr + 4, n4, pin);
@@ -266,22 +196,22 @@ main(int argc, char **argv)
         { .name = "vfu: posted REGION_WRITE 4 B (per write)" },
     };
     for (int i = 0; i < 5; i++) {
-        summarize(&f[i], s[i], runs);
+        f[i].st = bench_summarize(s[i], runs);
     }
-    f[1].floor = f[0].median;
-    f[3].floor = f[2].median;
+    f[1].floor = f[0].st.median;
+    f[3].floor = f[2].st.median;
 
     printf("# bench_region: %d runs, %s\n", runs, pin ? "pinned to CPU 0" : "not pinned");
-    printf("%-46s %10s %10s %10s %8s\n", "figure", "median us", "min us", "max us", "x floor");
+    bench_print_header(46, " us");
+    printf(" %8s\n", "x floor");
     for (int i = 0; i < 5; i++) {
-        printf("%-46s %10.2f %10.2f %10.2f", f[i].name, f[i].median / 1e3,
-               f[i].min / 1e3, f[i].max / 1e3);
+        bench_print_stats(46, f[i].name, &f[i].st, 1e3);
         if (f[i].floor > 0) {
-            printf(" %8.2f", f[i].median / f[i].floor);
+            printf(" %8.2f", f[i].st.median / f[i].floor);
         }
         printf("\n");
     }
-    printf("%-46s %10.0f\n", "vfu: posted writes per second", 1e9 / f[4].median);
+    printf("%-46s %10.0f\n", "vfu: posted writes per second", 1e9 / f[4].st.median);
 
     vfu_client_close(c);
     kill(srv, SIGTERM);

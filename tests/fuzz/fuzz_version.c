@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct vfu_caps caps, again;
+    struct vfu_client_caps caps, again;
     char out[1024];
 
     vfu_caps_defaults(&caps);

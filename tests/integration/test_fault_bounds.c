@@ -24,14 +24,6 @@
 
 #define WAIT_MS 3000
 
-struct bfx {
-    struct harness_dev dev;
-    struct harness_server *srv;
-    vfu_client_t *c;
-    pid_t pid;
-    int base_fds;
-};
-
 /* A field of /proc/pid/status in KiB, or -1. */
 static long
 status_kib(pid_t pid, const char *field)
@@ -56,37 +48,18 @@ status_kib(pid_t pid, const char *field)
     return v;
 }
 
-static int
-call_err(vfu_client_t *c, uint16_t cmd, const void *p, size_t n,
-         const int *fds, uint32_t nr_fds)
-{
-    char reply[256];
-    size_t size = sizeof(reply);
-
-    errno = 0;
-    if (vfu_client_call(c, cmd, p, n, fds, nr_fds, reply, &size, NULL,
-                        NULL) == 0) {
-        return 0;
-    }
-    return errno;
-}
-
+/* The harness device in a child process, and a client allowed 100 maps. */
 static int
 setup(void **state)
 {
-    struct bfx *f = calloc(1, sizeof(*f));
+    struct harness_fixture *f;
     struct vfu_client_caps caps;
     static char warm[1 << 20];
 
-    if (f == NULL || harness_dev_init(&f->dev) < 0) {
+    if (harness_fixture_setup_process_noclient(state) < 0) {
         return -1;
     }
-    f->srv = harness_server_start_process(harness_dev_setup, &f->dev);
-    if (f->srv == NULL) {
-        return -1;
-    }
-    f->pid = harness_server_pid(f->srv);
-    f->base_fds = harness_fd_count(f->pid);
+    f = *state;
     f->c = vfu_client_connect(harness_server_path(f->srv));
     vfu_client_default_caps(&caps);
     caps.max_dma_maps = 100;
@@ -98,27 +71,13 @@ setup(void **state)
                                sizeof(warm)) < 0) {
         return -1;
     }
-    *state = f;
     return 0;
-}
-
-static int
-teardown(void **state)
-{
-    struct bfx *f = *state;
-    int rc;
-
-    vfu_client_close(f->c);
-    rc = harness_server_stop(f->srv);
-    harness_dev_fini(&f->dev);
-    free(f);
-    return rc;
 }
 
 static void
 test_hostile(void **state)
 {
-    struct bfx *f = *state;
+    struct harness_fixture *f = *state;
     long hwm0 = status_kib(f->pid, "VmHWM");
     long peak0 = status_kib(f->pid, "VmPeak");
 
@@ -127,23 +86,20 @@ test_hostile(void **state)
     /* A request declaring 64 MiB, and sending 8 MiB of it: E2BIG, and the
      * payload is dropped as it comes, not buffered. */
     {
-        size_t junk = 8u << 20;
+        size_t junk = 8u << 20, len;
         char *buf = calloc(1, sizeof(struct vfio_user_header) + junk);
-        struct vfio_user_header h = {
-            .msg_id = vfu_client_next_msg_id(f->c),
-            .cmd = VFIO_USER_REGION_WRITE,
-            .msg_size = (uint32_t)(sizeof(h) + junk),
-        }, rh;
+        uint16_t id = vfu_client_next_msg_id(f->c);
+        struct vfio_user_header rh;
         size_t rsize = 0;
 
         assert_non_null(buf);
-        memcpy(buf, &h, sizeof(h));
-        assert_int_equal(vfu_client_send_raw(f->c, buf, sizeof(h) + junk,
-                                             NULL, 0), 0);
+        /* The payload is the calloc's zeros. */
+        len = harness_msg(buf, id, VFIO_USER_REGION_WRITE, NULL, junk);
+        assert_int_equal(vfu_client_send_raw(f->c, buf, len, NULL, 0), 0);
         free(buf);
         assert_int_equal(vfu_client_recv_raw(f->c, &rh, NULL, &rsize, NULL,
                                              NULL, WAIT_MS), 0);
-        assert_int_equal(rh.msg_id, h.msg_id);
+        assert_int_equal(rh.msg_id, id);
         assert_true(rh.flags & VFIO_USER_F_ERROR);
         assert_int_equal(rh.error_no, E2BIG);
     }
@@ -152,18 +108,18 @@ test_hostile(void **state)
     {
         struct { uint64_t off; uint32_t region, count; } rd = {
             0, VFU_PCI_DEV_BAR2_REGION_IDX, 64u << 20 };
-        assert_int_equal(call_err(f->c, VFIO_USER_REGION_READ, &rd,
-                                  sizeof(rd), NULL, 0), EINVAL);
+        assert_int_equal(harness_call_errno(f->c, VFIO_USER_REGION_READ, &rd,
+                                            sizeof(rd), NULL, 0), EINVAL);
         rd.count = UINT32_MAX;
-        assert_int_equal(call_err(f->c, VFIO_USER_REGION_READ, &rd,
-                                  sizeof(rd), NULL, 0), EINVAL);
+        assert_int_equal(harness_call_errno(f->c, VFIO_USER_REGION_READ, &rd,
+                                            sizeof(rd), NULL, 0), EINVAL);
     }
 
     /* WRITE_MULTI claiming 2^60 entries. */
     {
         uint64_t wm[4] = { 1ull << 60, 0, 0, 0 };
-        assert_int_equal(call_err(f->c, VFIO_USER_REGION_WRITE_MULTI, wm,
-                                  sizeof(wm), NULL, 0), EINVAL);
+        assert_int_equal(harness_call_errno(f->c, VFIO_USER_REGION_WRITE_MULTI, wm,
+                                            sizeof(wm), NULL, 0), EINVAL);
     }
 
     /* DMA logging whose bitmaps would exceed 256 MiB: 2^50 bytes at 4 KiB
@@ -182,14 +138,11 @@ test_hostile(void **state)
         struct { uint32_t argsz, flags, index, start, count; } irq = {
             20, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
             VFU_DEV_MSIX_IRQ, 0, 40 };
-        for (int i = 0; i < 40; i++) {
-            fds[i] = harness_eventfd();
-        }
-        assert_int_equal(call_err(f->c, VFIO_USER_DEVICE_SET_IRQS, &irq,
-                                  sizeof(irq), fds, 40), EINVAL);
-        for (int i = 0; i < 40; i++) {
-            close(fds[i]);
-        }
+        assert_int_equal(harness_eventfds(fds, 40), 0);
+        assert_int_equal(harness_call_errno(f->c, VFIO_USER_DEVICE_SET_IRQS,
+                                            &irq, sizeof(irq), fds, 40),
+                         EINVAL);
+        harness_close_fds(fds, 40);
     }
 
     /* IRQ vectors past the device's count (MSI-X has 4), and an index past
@@ -198,16 +151,16 @@ test_hostile(void **state)
         struct { uint32_t argsz, flags, index, start, count; } irq = {
             20, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
             VFU_DEV_MSIX_IRQ, 2, 5 };
-        assert_int_equal(call_err(f->c, VFIO_USER_DEVICE_SET_IRQS, &irq,
-                                  sizeof(irq), NULL, 0), EINVAL);
+        assert_int_equal(harness_call_errno(f->c, VFIO_USER_DEVICE_SET_IRQS, &irq,
+                                            sizeof(irq), NULL, 0), EINVAL);
         irq.start = UINT32_MAX;
         irq.count = 2;
-        assert_int_equal(call_err(f->c, VFIO_USER_DEVICE_SET_IRQS, &irq,
-                                  sizeof(irq), NULL, 0), EINVAL);
+        assert_int_equal(harness_call_errno(f->c, VFIO_USER_DEVICE_SET_IRQS, &irq,
+                                            sizeof(irq), NULL, 0), EINVAL);
         irq.index = 1000;
         irq.start = 0;
-        assert_int_equal(call_err(f->c, VFIO_USER_DEVICE_SET_IRQS, &irq,
-                                  sizeof(irq), NULL, 0), EINVAL);
+        assert_int_equal(harness_call_errno(f->c, VFIO_USER_DEVICE_SET_IRQS, &irq,
+                                            sizeof(irq), NULL, 0), EINVAL);
     }
 
     /* DMA maps past the negotiated max_dma_maps (100): ENOSPC. */
@@ -244,7 +197,7 @@ test_hostile(void **state)
 static void
 test_big_version(void **state)
 {
-    struct bfx *f = *state;
+    struct harness_fixture *f = *state;
     size_t n = 1u << 20;
     char *doc = malloc(n);
     vfu_client_t *c;
@@ -264,8 +217,7 @@ test_big_version(void **state)
     assert_int_equal(errno, EINVAL);
     free(doc);
     vfu_client_close(c);
-    assert_int_equal(harness_fd_count_settle(f->pid, f->base_fds, WAIT_MS),
-                     f->base_fds);
+    harness_assert_fd_count(f->pid, f->base_fds, WAIT_MS);
     f->c = harness_connect(f->srv);
     hwm1 = status_kib(f->pid, "VmHWM");
     print_message("server VmHWM %ld -> %ld KiB\n", hwm0, hwm1);
@@ -275,7 +227,8 @@ test_big_version(void **state)
 int
 main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, \
+                                             harness_fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(test_hostile), T(test_big_version),
     };

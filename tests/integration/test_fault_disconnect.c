@@ -27,12 +27,6 @@
 #define WAIT_MS 3000
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-struct fx {
-    struct harness_dev dev;
-    struct harness_server *srv;
-    int base_fds;
-};
-
 /* One request of each command, valid for the harness device. */
 struct req {
     uint16_t cmd;
@@ -160,62 +154,17 @@ make_requests(struct req *r, size_t *n)
     *n = i;
 }
 
-static size_t
-frame(const struct req *r, uint16_t id, uint8_t *buf)
-{
-    struct vfio_user_header h = {
-        .msg_id = id,
-        .cmd = r->cmd,
-        .msg_size = (uint32_t)(sizeof(h) + r->len),
-    };
-
-    memcpy(buf, &h, sizeof(h));
-    memcpy(buf + sizeof(h), r->payload, r->len);
-    return sizeof(h) + r->len;
-}
-
-static int
-setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof(*f));
-
-    if (f == NULL || harness_dev_init(&f->dev) < 0) {
-        return -1;
-    }
-    f->srv = harness_server_start_process(harness_dev_setup, &f->dev);
-    if (f->srv == NULL) {
-        return -1;
-    }
-    f->base_fds = harness_fd_count(harness_server_pid(f->srv));
-    *state = f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-    int rc = harness_server_stop(f->srv);
-
-    harness_dev_fini(&f->dev);
-    free(f);
-    return rc;
-}
-
 static void
-assert_healthy(struct fx *f)
+assert_healthy(struct harness_fixture *f)
 {
-    pid_t pid = harness_server_pid(f->srv);
     vfu_client_t *c;
     uint32_t v;
 
-    assert_int_equal(harness_fd_count_settle(pid, f->base_fds, WAIT_MS),
-                     f->base_fds);
+    harness_assert_fd_count(f->pid, f->base_fds, WAIT_MS);
     c = harness_connect(f->srv);
     assert_int_equal(vfu_client_region_read(c, 0, 0, &v, 4), 0);
     vfu_client_close(c);
-    assert_int_equal(harness_fd_count_settle(pid, f->base_fds, WAIT_MS),
-                     f->base_fds);
+    harness_assert_fd_count(f->pid, f->base_fds, WAIT_MS);
 }
 
 static void
@@ -228,27 +177,20 @@ fds_for(const struct req *r, int *fds)
     }
 }
 
-static void
-close_fds(const struct req *r, int *fds)
-{
-    for (int i = 0; i < r->nr_fds; i++) {
-        close(fds[i]);
-    }
-}
-
 /* Cut every request after the header, in the middle of the payload (fds
  * already sent), and after the last byte. */
 static void
 test_cut_everywhere(void **state)
 {
-    struct fx *f = *state;
+    struct harness_fixture *f = *state;
     struct req reqs[16];
     size_t n;
 
     make_requests(reqs, &n);
     for (size_t i = 0; i < n; i++) {
         uint8_t buf[128];
-        size_t total = frame(&reqs[i], 7, buf);
+        size_t total = harness_msg(buf, 7, reqs[i].cmd, reqs[i].payload,
+                                   reqs[i].len);
         size_t cuts[] = { 1, sizeof(struct vfio_user_header),
                           sizeof(struct vfio_user_header) + reqs[i].len / 2,
                           total };
@@ -260,7 +202,7 @@ test_cut_everywhere(void **state)
             fds_for(&reqs[i], fds);
             assert_int_equal(vfu_client_send_raw(c, buf, cuts[k], fds,
                                                  (uint32_t)reqs[i].nr_fds), 0);
-            close_fds(&reqs[i], fds);
+            harness_close_fds(fds, reqs[i].nr_fds);
             vfu_client_close(c);
         }
         assert_healthy(f);
@@ -272,22 +214,24 @@ test_cut_everywhere(void **state)
 static void
 test_gone_before_reply(void **state)
 {
-    struct fx *f = *state;
+    struct harness_fixture *f = *state;
     struct req reqs[16];
     size_t n;
 
     make_requests(reqs, &n);
     for (size_t i = 0; i < n; i++) {
         uint8_t buf[256];
-        size_t len = frame(&reqs[i], 9, buf);
+        size_t len = harness_msg(buf, 9, reqs[i].cmd, reqs[i].payload,
+                                 reqs[i].len);
         vfu_client_t *c = harness_connect(f->srv);
         int fds[2];
 
-        len += frame(&reqs[i], 11, buf + len);
+        len += harness_msg(buf + len, 11, reqs[i].cmd, reqs[i].payload,
+                           reqs[i].len);
         fds_for(&reqs[i], fds);
         assert_int_equal(vfu_client_send_raw(c, buf, len, fds,
                                              (uint32_t)reqs[i].nr_fds), 0);
-        close_fds(&reqs[i], fds);
+        harness_close_fds(fds, reqs[i].nr_fds);
         shutdown(vfu_client_fd(c), SHUT_RDWR);
         vfu_client_close(c);
     }
@@ -298,7 +242,7 @@ test_gone_before_reply(void **state)
 static void
 test_byte_per_write(void **state)
 {
-    struct fx *f = *state;
+    struct harness_fixture *f = *state;
     vfu_client_t *c = harness_connect(f->srv);
     struct req reqs[16];
     size_t n;
@@ -307,7 +251,9 @@ test_byte_per_write(void **state)
     for (size_t i = 0; i < n; i++) {
         uint8_t buf[128], reply[4096];
         uint16_t id = vfu_client_next_msg_id(c);
-        size_t total = frame(&reqs[i], id, buf), size = sizeof(reply);
+        size_t total = harness_msg(buf, id, reqs[i].cmd, reqs[i].payload,
+                                   reqs[i].len);
+        size_t size = sizeof(reply);
         struct vfio_user_header h;
         int fds[2];
 
@@ -326,7 +272,7 @@ test_byte_per_write(void **state)
                 harness_sleep_ms(1);
             }
         }
-        close_fds(&reqs[i], fds);
+        harness_close_fds(fds, reqs[i].nr_fds);
         assert_int_equal(vfu_client_recv_raw(c, &h, reply, &size, NULL, NULL,
                                              WAIT_MS), 0);
         assert_int_equal(h.msg_id, id);
@@ -348,10 +294,10 @@ test_byte_per_write(void **state)
 int
 main(void)
 {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, \
+        harness_fixture_setup_process_noclient, harness_fixture_teardown)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_cut_everywhere, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gone_before_reply, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_byte_per_write, setup, teardown),
+        T(test_cut_everywhere), T(test_gone_before_reply), T(test_byte_per_write),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

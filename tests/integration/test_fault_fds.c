@@ -28,47 +28,9 @@
 #define WAIT_MS 3000
 #define RW (VFIO_USER_F_DMA_REGION_READ | VFIO_USER_F_DMA_REGION_WRITE)
 
-struct ffx {
-    struct harness_dev dev;
-    struct harness_server *srv;
-    vfu_client_t *c;
-    int base_fds;
-};
-
-static int
-setup(void **state)
-{
-    struct ffx *f = calloc(1, sizeof(*f));
-
-    if (f == NULL || harness_dev_init(&f->dev) < 0) {
-        return -1;
-    }
-    f->srv = harness_server_start_process(harness_dev_setup, &f->dev);
-    if (f->srv == NULL) {
-        return -1;
-    }
-    f->base_fds = harness_fd_count(harness_server_pid(f->srv));
-    f->c = harness_connect(f->srv);
-    *state = f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    struct ffx *f = *state;
-    int rc;
-
-    vfu_client_close(f->c);
-    rc = harness_server_stop(f->srv);
-    harness_dev_fini(&f->dev);
-    free(f);
-    return rc;
-}
-
 /* DMA_MAP [iova, +size) with fd; returns the reply's errno (0: success). */
 static int
-map_err(struct ffx *f, uint64_t iova, uint64_t size, uint32_t flags, int fd,
+map_err(struct harness_fixture *f, uint64_t iova, uint64_t size, uint32_t flags, int fd,
         uint64_t offset)
 {
     struct { uint32_t argsz, flags; uint64_t offset, addr, size; } m = {
@@ -81,21 +43,19 @@ map_err(struct ffx *f, uint64_t iova, uint64_t size, uint32_t flags, int fd,
 }
 
 static void
-assert_clean(struct ffx *f)
+assert_clean(struct harness_fixture *f)
 {
     uint32_t v;
-    pid_t pid = harness_server_pid(f->srv);
 
     assert_int_equal(vfu_client_region_read(f->c, 0, 0, &v, 4), 0);
     /* connected: base + the connection's socket */
-    assert_int_equal(harness_fd_count_settle(pid, f->base_fds + 1, WAIT_MS),
-                     f->base_fds + 1);
+    harness_assert_fd_count(f->pid, f->base_fds + 1, WAIT_MS);
 }
 
 static void
 test_dma_fds(void **state)
 {
-    struct ffx *f = *state;
+    struct harness_fixture *f = *state;
     int sv[2], pfd[2];
     char path[] = "/tmp/vfu-fds-XXXXXX";
     int efd = harness_eventfd(), mfd = harness_memfd(0x2000), ro;
@@ -152,7 +112,7 @@ test_dma_fds(void **state)
 static void
 test_stray_fds(void **state)
 {
-    struct ffx *f = *state;
+    struct harness_fixture *f = *state;
     int fds[3] = { harness_eventfd(), harness_memfd(4096), harness_eventfd() };
     struct { uint32_t argsz, flags, index, count; } info = { 16, 0, 0, 0 };
     struct { uint64_t off; uint32_t region, count; } rd = { 0, 0, 4 };
@@ -184,16 +144,15 @@ test_stray_fds(void **state)
                                          NULL), -1);
         assert_int_equal(errno, EINVAL);
     }
-    for (int i = 0; i < 3; i++) {
-        close(fds[i]);
-    }
+    harness_close_fds(fds, 3);
     assert_clean(f);
 }
 
 int
 main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, \
+        harness_fixture_setup_process, harness_fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(test_dma_fds), T(test_stray_fds),
     };

@@ -22,43 +22,9 @@
 
 #define WAIT_MS 2000
 
-struct rfx {
-    struct harness_dev dev;
-    struct harness_server *srv;
-    int base_fds;           /* server process fds with no client */
-};
-
-static int
-setup(void **state)
-{
-    struct rfx *f = calloc(1, sizeof(*f));
-
-    if (f == NULL || harness_dev_init(&f->dev) < 0) {
-        return -1;
-    }
-    f->srv = harness_server_start_process(harness_dev_setup, &f->dev);
-    if (f->srv == NULL) {
-        return -1;
-    }
-    f->base_fds = harness_fd_count(harness_server_pid(f->srv));
-    *state = f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    struct rfx *f = *state;
-    int rc = harness_server_stop(f->srv);
-
-    harness_dev_fini(&f->dev);
-    free(f);
-    return rc;
-}
-
 /* A fresh client is served, and the server is back to its fd baseline. */
 static void
-assert_server_healthy(struct rfx *f)
+assert_server_healthy(struct harness_fixture *f)
 {
     vfu_client_t *c = harness_connect(f->srv);
     struct vfio_user_device_info info;
@@ -67,31 +33,13 @@ assert_server_healthy(struct rfx *f)
     assert_int_equal(vfu_client_device_get_info(c, &info), 0);
     assert_int_equal(vfu_client_region_read(c, 0, 0, &v, 4), 0);
     vfu_client_close(c);
-    pid_t pid = harness_server_pid(f->srv);
-    assert_int_equal(harness_fd_count_settle(pid, f->base_fds, WAIT_MS),
-                     f->base_fds);
-}
-
-/* Send cmd with payload; return the errno of the reply (0 on success). */
-static int
-call_err(vfu_client_t *c, uint16_t cmd, const void *p, size_t n,
-         const int *fds, uint32_t nr_fds)
-{
-    char reply[4096];
-    size_t size = sizeof(reply);
-
-    errno = 0;
-    if (vfu_client_call(c, cmd, p, n, fds, nr_fds, reply, &size, NULL,
-                        NULL) == 0) {
-        return 0;
-    }
-    return errno;
+    harness_assert_fd_count(f->pid, f->base_fds, WAIT_MS);
 }
 
 static void
 test_truncated(void **state)
 {
-    struct rfx *f = *state;
+    struct harness_fixture *f = *state;
     vfu_client_t *c = harness_connect(f->srv);
     static const uint16_t cmds[] = {
         VFIO_USER_DMA_MAP, VFIO_USER_DMA_UNMAP, VFIO_USER_DEVICE_GET_INFO,
@@ -106,7 +54,7 @@ test_truncated(void **state)
 
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
-            int err = call_err(c, cmds[i], zero, sizes[k], NULL, 0);
+            int err = harness_call_errno(c, cmds[i], zero, sizes[k], NULL, 0);
             if (err != EINVAL) {
                 print_error("cmd %u with %zu bytes: errno %d\n", cmds[i],
                             sizes[k], err);
@@ -122,7 +70,7 @@ test_truncated(void **state)
 static void
 test_bad_argsz(void **state)
 {
-    struct rfx *f = *state;
+    struct harness_fixture *f = *state;
     vfu_client_t *c = harness_connect(f->srv);
     struct vfio_user_device_info di = { .argsz = 4 };
     struct vfio_region_info ri = { .argsz = 0, .index = 0 };
@@ -133,13 +81,13 @@ test_bad_argsz(void **state)
                              VFIO_DEVICE_FEATURE_MIGRATION,
     };
 
-    assert_int_equal(call_err(c, VFIO_USER_DEVICE_GET_INFO, &di, sizeof(di),
-                              NULL, 0), EINVAL);
-    assert_int_equal(call_err(c, VFIO_USER_DEVICE_GET_REGION_INFO, &ri,
-                              sizeof(ri), NULL, 0), EINVAL);
-    assert_int_equal(call_err(c, VFIO_USER_DMA_MAP, &dm, sizeof(dm), NULL, 0),
-                     EINVAL);
-    int err = call_err(c, VFIO_USER_DEVICE_FEATURE, &df, sizeof(df), NULL, 0);
+    assert_int_equal(harness_call_errno(c, VFIO_USER_DEVICE_GET_INFO, &di, sizeof(di),
+                                        NULL, 0), EINVAL);
+    assert_int_equal(harness_call_errno(c, VFIO_USER_DEVICE_GET_REGION_INFO, &ri,
+                                        sizeof(ri), NULL, 0), EINVAL);
+    assert_int_equal(harness_call_errno(c, VFIO_USER_DMA_MAP, &dm, sizeof(dm), NULL, 0),
+                               EINVAL);
+    int err = harness_call_errno(c, VFIO_USER_DEVICE_FEATURE, &df, sizeof(df), NULL, 0);
     assert_true(err == EINVAL || err == ENOTSUP);
     vfu_client_close(c);
     assert_server_healthy(f);
@@ -148,7 +96,7 @@ test_bad_argsz(void **state)
 static void
 test_ranges_and_wrap(void **state)
 {
-    struct rfx *f = *state;
+    struct harness_fixture *f = *state;
     vfu_client_t *c = harness_connect(f->srv);
     struct vfio_user_region_access ra = {
         .offset = UINT64_MAX - 1, .region = 0, .count = 4,
@@ -167,34 +115,34 @@ test_ranges_and_wrap(void **state)
     } __attribute__((packed)) wr = { .a = { .offset = 0, .region = 0,
                                             .count = 8 } };
 
-    assert_int_equal(call_err(c, VFIO_USER_REGION_READ, &ra, sizeof(ra),
-                              NULL, 0), EINVAL);
+    assert_int_equal(harness_call_errno(c, VFIO_USER_REGION_READ, &ra, sizeof(ra),
+                                        NULL, 0), EINVAL);
     ra.offset = 0;
     ra.count = UINT32_MAX;
-    int err = call_err(c, VFIO_USER_REGION_READ, &ra, sizeof(ra), NULL, 0);
+    int err = harness_call_errno(c, VFIO_USER_REGION_READ, &ra, sizeof(ra), NULL, 0);
     assert_true(err == EINVAL || err == E2BIG);
     ra.region = UINT32_MAX;
     ra.count = 4;
-    assert_int_equal(call_err(c, VFIO_USER_REGION_READ, &ra, sizeof(ra),
-                              NULL, 0), EINVAL);
+    assert_int_equal(harness_call_errno(c, VFIO_USER_REGION_READ, &ra, sizeof(ra),
+                                        NULL, 0), EINVAL);
     /* count says 8, 4 bytes follow. */
-    assert_int_equal(call_err(c, VFIO_USER_REGION_WRITE, &wr, sizeof(wr),
-                              NULL, 0), EINVAL);
-    assert_int_equal(call_err(c, VFIO_USER_DMA_MAP, &dm, sizeof(dm), NULL, 0),
-                     EINVAL);
+    assert_int_equal(harness_call_errno(c, VFIO_USER_REGION_WRITE, &wr, sizeof(wr),
+                                        NULL, 0), EINVAL);
+    assert_int_equal(harness_call_errno(c, VFIO_USER_DMA_MAP, &dm, sizeof(dm), NULL, 0),
+                               EINVAL);
     dm.addr = 0x10000;
     dm.size = 0;
-    assert_int_equal(call_err(c, VFIO_USER_DMA_MAP, &dm, sizeof(dm), NULL, 0),
-                     EINVAL);
-    assert_int_equal(call_err(c, VFIO_USER_DMA_UNMAP, &du, sizeof(du), NULL, 0),
-                     EINVAL);
+    assert_int_equal(harness_call_errno(c, VFIO_USER_DMA_MAP, &dm, sizeof(dm), NULL, 0),
+                               EINVAL);
+    assert_int_equal(harness_call_errno(c, VFIO_USER_DMA_UNMAP, &du, sizeof(du), NULL, 0),
+                               EINVAL);
     /* WRITE_MULTI: wr_cnt larger than the entries sent, and zero. */
     struct vfio_user_write_multi wm = { .wr_cnt = 5 };
-    assert_int_equal(call_err(c, VFIO_USER_REGION_WRITE_MULTI, &wm,
-                              sizeof(wm), NULL, 0), EINVAL);
+    assert_int_equal(harness_call_errno(c, VFIO_USER_REGION_WRITE_MULTI, &wm,
+                                        sizeof(wm), NULL, 0), EINVAL);
     wm.wr_cnt = 0;
-    assert_int_equal(call_err(c, VFIO_USER_REGION_WRITE_MULTI, &wm,
-                              sizeof(wm), NULL, 0), EINVAL);
+    assert_int_equal(harness_call_errno(c, VFIO_USER_REGION_WRITE_MULTI, &wm,
+                                        sizeof(wm), NULL, 0), EINVAL);
     vfu_client_close(c);
     assert_server_healthy(f);
 }
@@ -202,7 +150,7 @@ test_ranges_and_wrap(void **state)
 static void
 test_oversized(void **state)
 {
-    struct rfx *f = *state;
+    struct harness_fixture *f = *state;
     vfu_client_t *c = harness_connect(f->srv);
     size_t n = 5u << 20;            /* well past any max_data_xfer_size */
     uint8_t *big = calloc(1, n);
@@ -211,7 +159,7 @@ test_oversized(void **state)
     a->offset = 0;
     a->region = 2;
     a->count = (uint32_t)(n - sizeof(*a));
-    int err = call_err(c, VFIO_USER_REGION_WRITE, big, n, NULL, 0);
+    int err = harness_call_errno(c, VFIO_USER_REGION_WRITE, big, n, NULL, 0);
     assert_true(err == E2BIG || err == EINVAL);
     free(big);
     /* The same connection keeps working: the payload was skipped. */
@@ -224,14 +172,14 @@ test_oversized(void **state)
 static void
 test_unknown_commands(void **state)
 {
-    struct rfx *f = *state;
+    struct harness_fixture *f = *state;
     vfu_client_t *c = harness_connect(f->srv);
     uint16_t cmds[] = { 0, 14, VFIO_USER_MAX, 100, UINT16_MAX,
                         VFIO_USER_DMA_READ, VFIO_USER_DMA_WRITE };
     uint8_t payload[16] = { 0 };
 
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-        int err = call_err(c, cmds[i], payload, sizeof(payload), NULL, 0);
+        int err = harness_call_errno(c, cmds[i], payload, sizeof(payload), NULL, 0);
         if (err != ENOSYS && err != EINVAL) {
             fail_msg("cmd %u: errno %d", cmds[i], err);
         }
@@ -245,7 +193,7 @@ test_unknown_commands(void **state)
 static void
 test_reply_from_client(void **state)
 {
-    struct rfx *f = *state;
+    struct harness_fixture *f = *state;
     vfu_client_t *c = harness_connect(f->srv);
     struct vfio_user_header h = {
         .msg_id = 0x4242, .cmd = VFIO_USER_DMA_READ, .msg_size = 32,
@@ -270,35 +218,28 @@ test_reply_from_client(void **state)
 static void
 test_too_many_fds(void **state)
 {
-    struct rfx *f = *state;
+    struct harness_fixture *f = *state;
     vfu_client_t *c = harness_connect(f->srv);
     struct vfio_user_device_info di = { .argsz = sizeof(di) };
     int fds[40];
 
-    for (int i = 0; i < 40; i++) {
-        fds[i] = harness_eventfd();
-        assert_true(fds[i] >= 0);
-    }
+    assert_int_equal(harness_eventfds(fds, 40), 0);
     /* fds with a command that takes none, and more than max_msg_fds. */
-    int err = call_err(c, VFIO_USER_DEVICE_GET_INFO, &di, sizeof(di), fds, 2);
+    int err = harness_call_errno(c, VFIO_USER_DEVICE_GET_INFO, &di, sizeof(di), fds, 2);
     assert_true(err == 0 || err == EINVAL);
-    err = call_err(c, VFIO_USER_DEVICE_GET_INFO, &di, sizeof(di), fds, 40);
+    err = harness_call_errno(c, VFIO_USER_DEVICE_GET_INFO, &di, sizeof(di), fds, 40);
     assert_true(err == 0 || err == EINVAL);
     /* SET_IRQS with more eventfds than the server accepts in one message. */
     struct vfio_irq_set is = {
         .argsz = sizeof(is), .index = VFU_DEV_MSIX_IRQ, .start = 0, .count = 40,
         .flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
     };
-    assert_int_equal(call_err(c, VFIO_USER_DEVICE_SET_IRQS, &is, sizeof(is),
-                              fds, 40), EINVAL);
+    assert_int_equal(harness_call_errno(c, VFIO_USER_DEVICE_SET_IRQS, &is, sizeof(is),
+                                        fds, 40), EINVAL);
     /* The server holds none of them while the client is still connected:
      * its count is the baseline plus the connection. */
-    pid_t pid = harness_server_pid(f->srv);
-    assert_int_equal(harness_fd_count_settle(pid, f->base_fds + 1, WAIT_MS),
-                     f->base_fds + 1);
-    for (int i = 0; i < 40; i++) {
-        close(fds[i]);
-    }
+    harness_assert_fd_count(f->pid, f->base_fds + 1, WAIT_MS);
+    harness_close_fds(fds, 40);
     vfu_client_close(c);
     assert_server_healthy(f);
 }
@@ -306,7 +247,7 @@ test_too_many_fds(void **state)
 static void
 test_broken_stream(void **state)
 {
-    struct rfx *f = *state;
+    struct harness_fixture *f = *state;
     vfu_client_t *c = harness_connect(f->srv);
     struct vfio_user_header h = { .cmd = VFIO_USER_DEVICE_GET_INFO,
                                   .msg_size = 8 };
@@ -330,13 +271,12 @@ test_broken_stream(void **state)
 static void
 test_disconnect_mid_message(void **state)
 {
-    struct rfx *f = *state;
-    struct vfio_user_header h = { .cmd = VFIO_USER_REGION_WRITE,
-                                  .msg_size = 16 + 16 + 4096 };
+    struct harness_fixture *f = *state;
     uint8_t part[16 + 16 + 100] = { 0 };
     int efd = harness_eventfd();
 
-    memcpy(part, &h, sizeof(h));
+    /* The header announces 4 KiB of data; at most 100 bytes of it come. */
+    harness_msg(part, 0, VFIO_USER_REGION_WRITE, NULL, 16 + 4096);
     /* Half a header. */
     vfu_client_t *c = harness_connect(f->srv);
     assert_int_equal(vfu_client_send_raw(c, part, 7, NULL, 0), 0);
@@ -359,7 +299,7 @@ test_disconnect_mid_message(void **state)
 static void
 test_garbage_version(void **state)
 {
-    struct rfx *f = *state;
+    struct harness_fixture *f = *state;
     uint8_t junk[64];
 
     for (size_t i = 0; i < sizeof(junk); i++) {
@@ -372,7 +312,7 @@ test_garbage_version(void **state)
     /* A command with a bad header before VERSION. */
     c = vfu_client_connect(harness_server_path(f->srv));
     struct vfio_user_device_info di = { .argsz = sizeof(di) };
-    int err = call_err(c, VFIO_USER_DEVICE_GET_INFO, &di, sizeof(di), NULL, 0);
+    int err = harness_call_errno(c, VFIO_USER_DEVICE_GET_INFO, &di, sizeof(di), NULL, 0);
     assert_true(err == EINVAL || err == ENOTCONN);
     vfu_client_close(c);
     assert_server_healthy(f);
@@ -381,7 +321,8 @@ test_garbage_version(void **state)
 int
 main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, \
+        harness_fixture_setup_process_noclient, harness_fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(test_truncated),
         T(test_bad_argsz),
