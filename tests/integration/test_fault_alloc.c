@@ -64,7 +64,13 @@ spared(void *caller)
             strstr(info.dli_fname, "libc.so") != NULL);
 }
 
-static bool
+/*
+ * The hooks run before the sanitizer runtime is set up (its own start-up
+ * allocates): they must not be instrumented.
+ */
+#define HOOK __attribute__((no_sanitize_address, no_sanitize_undefined))
+
+static HOOK bool
 should_fail(void *caller)
 {
     if (fail_countdown > 0 && spared(caller)) {
@@ -81,7 +87,7 @@ void *malloc(size_t size);
 void *calloc(size_t n, size_t size);
 void *realloc(void *p, size_t size);
 
-void *
+HOOK void *
 malloc(size_t size)
 {
     if (should_fail(__builtin_return_address(0))) {
@@ -92,7 +98,7 @@ malloc(size_t size)
                                         : __libc_malloc(size);
 }
 
-void *
+HOOK void *
 calloc(size_t n, size_t size)
 {
     if (should_fail(__builtin_return_address(0))) {
@@ -103,7 +109,7 @@ calloc(size_t n, size_t size)
                                         : __libc_calloc(n, size);
 }
 
-void *
+HOOK void *
 realloc(void *p, size_t size)
 {
     if (should_fail(__builtin_return_address(0))) {
