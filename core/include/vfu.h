@@ -27,7 +27,7 @@ extern "C" {
  * @hdr:      the message header (for a reply: the reply's header).
  * @payload:  bytes after the header; NULL for an oversized request, whose
  *            payload is dropped unseen.
- * @size:     payload size.
+ * @size:     payload size (for an oversized request, the size it declared).
  * @is_reply: false for a request from the client, true for our reply.
  * @arg:      what vfu_setup_trace() was given.
  *

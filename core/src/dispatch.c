@@ -215,8 +215,9 @@ vfu_dispatch(vfu_ctx_t *ctx, struct vfu_msg *msg)
     int err;
 
     if (ctx->trace_fn != NULL) {
-        ctx->trace_fn(ctx, &msg->hdr, msg->in, msg->in != NULL ? msg->in_size : 0,
-                      false, ctx->trace_arg);
+        /* an oversized request: no payload, its declared size */
+        ctx->trace_fn(ctx, &msg->hdr, msg->in, msg->in_size, false,
+                      ctx->trace_arg);
     }
     /* A reply to one of our DMA requests, taken by the loop. */
     if ((msg->hdr.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY &&
