@@ -22,29 +22,11 @@
 
 #include "dma_internal.h"
 #include "fuzz_device.h"
+#include "fuzz_input.h"
 #include "private.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-struct in {
-    const uint8_t *p;
-    size_t left;
-};
-
-static uint64_t
-take(struct in *in, size_t n)
-{
-    uint64_t v = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        if (in->left > 0) {
-            v |= (uint64_t)*in->p << (8 * i);
-            in->p++;
-            in->left--;
-        }
-    }
-    return v;
-}
 
 /* Addresses mostly in a small window so that operations meet each other,
  * sometimes anywhere (wrap and edge cases). */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "migration_internal.h"
+#include "fuzz_input.h"
 #include "private.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -31,25 +32,6 @@ struct mig_dev {
     unsigned transitions;
 };
 
-struct in {
-    const uint8_t *p;
-    size_t left;
-};
-
-static uint64_t
-take(struct in *in, size_t n)
-{
-    uint64_t v = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        if (in->left > 0) {
-            v |= (uint64_t)*in->p << (8 * i);
-            in->p++;
-            in->left--;
-        }
-    }
-    return v;
-}
 
 static int
 transition(vfu_ctx_t *ctx, vfu_migr_state_t state)
