@@ -27,7 +27,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-
 /* Addresses mostly in a small window so that operations meet each other,
  * sometimes anywhere (wrap and edge cases). */
 static uint64_t

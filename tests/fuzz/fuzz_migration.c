@@ -32,7 +32,6 @@ struct mig_dev {
     unsigned transitions;
 };
 
-
 static int
 transition(vfu_ctx_t *ctx, vfu_migr_state_t state)
 {
