@@ -495,7 +495,8 @@ guest_main(void *arg)
         if (i % 16 == 0 && reg_write(d->src, REG_DOORBELL, i) < 0) {
             d->guest_errors++;
         }
-        d->guest_writes++;
+        /* read by the migrating thread for its progress lines */
+        __atomic_add_fetch(&d->guest_writes, 1, __ATOMIC_RELAXED);
     }
     return NULL;
 }
@@ -576,7 +577,8 @@ migrate(struct demo *d)
         total += (uint64_t)n;
         step("pre-copy round %u: %zd bytes of device state, %" PRIu64
              " guest pages copied so far, guest wrote %" PRIu64 " times",
-             round, n, d->dirty_pages, d->guest_writes);
+             round, n, d->dirty_pages,
+             __atomic_load_n(&d->guest_writes, __ATOMIC_RELAXED));
         if (round >= 2 && n < 64 * 1024) {
             break;
         }
