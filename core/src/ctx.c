@@ -206,9 +206,7 @@ vfu_conn_lost(vfu_ctx_t *ctx)
     vfu_dma_release(ctx);
     vfu_irqs_release(ctx);
     vfu_migration_reset(ctx);
-    if (ctx->pending_msg != NULL) {
-        ctx->pending_msg = NULL;
-    }
+    ctx->pending_msg = NULL;
     ctx->quiesce_pending = false;
     ctx->quiesced = false;
     /* Wait for device threads still inside a DMA message exchange. */

@@ -237,7 +237,6 @@ vfu_handle_version(vfu_ctx_t *ctx, struct vfu_msg *msg)
     struct vfu_client_caps ours = *c;
     ours.max_msg_fds = VFU_DEFAULT_MAX_FDS;
     ours.max_data_xfer_size = VFU_DEFAULT_MAX_DATA_XFER;
-    ours.max_dma_maps = c->max_dma_maps;
 
     struct vfio_user_version *out = (void *)ctx->version_reply;
     out->major = 0;
