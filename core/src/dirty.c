@@ -301,14 +301,10 @@ dirty_bits_report(struct dirty_bits *log, uint64_t iova, uint64_t len,
 /* ---- per context ---- */
 
 void
-dirty_mark(vfu_ctx_t *ctx, uint64_t iova, uint64_t len)
+dirty_mark_logged(struct dirty_log *d, uint64_t iova, uint64_t len)
 {
-    struct dirty_log *d = ctx->dirty;
     struct dirty_bits *b;
 
-    if (d == NULL || atomic_load_explicit(&d->bits, memory_order_relaxed) == NULL) {
-        return;     /* not logging: the cheap common case */
-    }
     atomic_fetch_add(&d->users, 1);
     b = atomic_load(&d->bits);
     if (b != NULL) {

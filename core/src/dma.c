@@ -527,41 +527,56 @@ dma_table_new(void)
     return calloc(1, sizeof(struct dma_table));
 }
 
+/* Grow the slot arrays to n entries; slots stay cache-line aligned. */
+static int
+slots_grow(struct dma_table *t, uint32_t n)
+{
+    struct dma_slot *h;
+    struct dma_map **s;
+    uint32_t *f;
+
+    s = realloc(t->maps, n * sizeof(*s));
+    if (s == NULL) {
+        return -1;
+    }
+    t->maps = s;
+    f = realloc(t->free_slots, n * sizeof(*f));
+    if (f == NULL) {
+        return -1;
+    }
+    t->free_slots = f;
+    h = aligned_alloc(64, n * sizeof(*h));
+    if (h == NULL) {
+        return -1;
+    }
+    if (t->nr_slots > 0) {
+        memcpy(h, t->slots, t->nr_slots * sizeof(*h));
+    }
+    free(t->slots);
+    t->slots = h;
+    /* Push high slots first so that low numbers are used first. */
+    for (uint32_t i = n; i > t->nr_slots; i--) {
+        t->maps[i - 1] = NULL;
+        t->slots[i - 1] = (struct dma_slot){ .iova = 1 };
+        t->free_slots[t->nr_free++] = i - 1;
+    }
+    t->nr_slots = n;
+    return 0;
+}
+
 static int
 slot_alloc(struct dma_table *t, struct dma_map *m)
 {
     if (t->nr_free == 0) {
         uint32_t n = t->nr_slots == 0 ? 64 : t->nr_slots * 2;
-        struct dma_slot *h;
-        struct dma_map **s;
-        uint32_t *f;
 
         if (n > INT32_MAX || n < t->nr_slots) {
             errno = ENOSPC;
             return -1;
         }
-        s = realloc(t->maps, n * sizeof(*s));
-        if (s == NULL) {
+        if (slots_grow(t, n) < 0) {
             return -1;
         }
-        t->maps = s;
-        h = realloc(t->slots, n * sizeof(*h));
-        if (h == NULL) {
-            return -1;
-        }
-        t->slots = h;
-        f = realloc(t->free_slots, n * sizeof(*f));
-        if (f == NULL) {
-            return -1;
-        }
-        t->free_slots = f;
-        /* Push high slots first so that low numbers are used first. */
-        for (uint32_t i = n; i > t->nr_slots; i--) {
-            t->maps[i - 1] = NULL;
-            t->slots[i - 1] = (struct dma_slot){ .iova = 1 };
-            t->free_slots[t->nr_free++] = i - 1;
-        }
-        t->nr_slots = n;
     }
     m->slot = t->free_slots[--t->nr_free];
     t->maps[m->slot] = m;
@@ -569,6 +584,36 @@ slot_alloc(struct dma_table *t, struct dma_map *m)
         .iova = m->iova, .last = m->last, .vaddr = m->info.vaddr, .prot = m->prot,
     };
     return 0;
+}
+
+/* ---- the translation cache ---- */
+
+#define TLB_MIN_BITS 10u
+#define TLB_MAX_BITS 18u     /* 1 MiB: room for 65,535 maps at 4 entries each */
+
+/*
+ * Size the cache for nr_maps maps: four entries a map, so that random
+ * lookups over all of them mostly hit. Failing to grow only costs speed.
+ */
+static void
+tlb_fit(struct dma_table *t, uint32_t nr_maps)
+{
+    uint32_t bits = TLB_MIN_BITS;
+    _Atomic uint32_t *tlb;
+
+    while (bits < TLB_MAX_BITS && (1ull << bits) < 4ull * nr_maps) {
+        bits++;
+    }
+    if (t->tlb != NULL && 64 - t->tlb_shift >= bits) {
+        return;
+    }
+    tlb = calloc(1ull << bits, sizeof(*tlb));
+    if (tlb == NULL) {
+        return;
+    }
+    free((void *)t->tlb);
+    t->tlb = tlb;
+    t->tlb_shift = 64 - bits;
 }
 
 struct dma_map *
@@ -645,6 +690,7 @@ dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
     t->root = avl_insert(t->root, m);
     idx_insert(t, iova, m->slot);
     t->nr_maps++;
+    tlb_fit(t, t->nr_maps);
     return m;
 }
 
@@ -684,22 +730,13 @@ dma_table_slot(struct dma_table *t, int slot)
 }
 
 struct dma_slot *
-dma_table_lookup_slot(struct dma_table *t, uint64_t addr)
+dma_table_lookup_index(struct dma_table *t, uint64_t addr)
 {
-    unsigned hint = atomic_load_explicit(&t->hint, memory_order_relaxed);
     const struct dma_block *b;
     struct dma_slot *s;
     uint32_t slot;
-    int i;
+    int i = idx_block(t, addr);
 
-    /* A free slot has iova 1 > last 0, so it never matches. */
-    if (hint < t->nr_slots) {
-        s = &t->slots[hint];
-        if (addr >= s->iova && addr <= s->last) {
-            return s;
-        }
-    }
-    i = idx_block(t, addr);
     if (i < 0) {
         return NULL;
     }
@@ -709,8 +746,9 @@ dma_table_lookup_slot(struct dma_table *t, uint64_t addr)
     if (addr > s->last) {
         return NULL;
     }
-    if (hint != slot) {
-        atomic_store_explicit(&t->hint, slot, memory_order_relaxed);
+    if (t->tlb != NULL) {
+        atomic_store_explicit(&t->tlb[dma_tlb_index(t, addr)], slot,
+                              memory_order_relaxed);
     }
     return s;
 }
@@ -741,7 +779,8 @@ dma_table_mem(const struct dma_table *t)
                                   sizeof(t->free_slots[0])) +
            (size_t)t->cap_blocks * (sizeof(t->top[0]) + sizeof(t->blocks[0])) +
            (size_t)(t->nr_blocks + (t->spare != NULL)) * sizeof(struct dma_block) +
-           (size_t)t->nr_files * sizeof(struct dma_file);
+           (size_t)t->nr_files * sizeof(struct dma_file) +
+           (t->tlb != NULL ? sizeof(t->tlb[0]) << (64 - t->tlb_shift) : 0);
 }
 
 void
@@ -759,6 +798,7 @@ dma_table_destroy(struct dma_table *t)
     free(t->top);
     free(t->blocks);
     free(t->spare);
+    free((void *)t->tlb);
     free(t);
 }
 
@@ -859,17 +899,8 @@ vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg)
 static void
 remove_map(vfu_ctx_t *ctx, struct dma_map *m)
 {
-    int users;
-
     if (ctx->dma_unregister_cb != NULL) {
         ctx->dma_unregister_cb(ctx, &m->info);
-    }
-    users = atomic_load(&ctx->dma->slots[m->slot].refcnt);
-
-    if (users != 0) {
-        vfu_log(ctx, LOG_ERR, "DMA region %#lx+%#lx still has %d users at unmap",
-                (unsigned long)m->iova, (unsigned long)(m->last - m->iova + 1),
-                users);
     }
     dma_table_del(ctx->dma, m);
 }

@@ -49,17 +49,19 @@ struct dma_map {
 };
 
 /*
- * What scatter/gather touches of a map, 32 bytes in an array indexed by
- * slot: with tens of thousands of maps, random lookups then stay in cache
- * instead of chasing the bigger dma_map structs.
+ * What scatter/gather touches of a map, 32 bytes in a cache-line aligned
+ * array indexed by slot: with tens of thousands of maps, random lookups
+ * then touch one line here instead of chasing the bigger dma_map structs.
+ * Read-only between DMA_MAP/UNMAPs, so lookups from any thread share it.
  */
 struct dma_slot {
     uint64_t iova;
     uint64_t last;
     char *vaddr;                /* NULL: reached through messages only */
     uint32_t prot;              /* 0: the slot is free */
-    atomic_int refcnt;          /* vfu_sgl_get() without vfu_sgl_put() */
+    uint32_t pad;
 };
+_Static_assert(sizeof(struct dma_slot) == 32, "two slots per cache line");
 
 /*
  * The lookup index: map start addresses sorted in blocks of up to
@@ -87,7 +89,16 @@ struct dma_table {
     struct dma_block **blocks;
     uint32_t nr_blocks, cap_blocks;
     struct dma_block *spare;    /* allocated ahead so that insertion can't fail */
-    atomic_uint hint;           /* slot of the last map looked up */
+    /*
+     * The translation cache: 4 KiB page of an address (hashed) -> the slot
+     * of the map it was last found in. Only a guess, checked against the
+     * slot on every use, so it needs no invalidation: a freed or reused
+     * slot simply fails the check, and an entry never written guesses slot
+     * 0. Written by any looking-up thread (relaxed atomics); resized only
+     * by DMA_MAP, while quiesced.
+     */
+    _Atomic uint32_t *tlb;
+    uint32_t tlb_shift;         /* 64 - log2(entries) */
     void *files;                /* tsearch(3) tree of shared dma_files */
     uint32_t nr_files;
 };
@@ -116,9 +127,37 @@ struct dma_map *dma_table_lookup(struct dma_table *t, uint64_t addr);
 struct dma_map *dma_table_any(struct dma_table *t);
 /* The live map in slot, or NULL. */
 struct dma_map *dma_table_slot(struct dma_table *t, int slot);
-/* The hot entry of the map containing addr, or NULL (the fast path of
- * dma_table_lookup). */
-struct dma_slot *dma_table_lookup_slot(struct dma_table *t, uint64_t addr);
+/* The translation cache entry for addr. */
+static inline uint32_t
+dma_tlb_index(const struct dma_table *t, uint64_t addr)
+{
+    /* Fibonacci hashing of the 4 KiB page number: neighbours spread out. */
+    return (uint32_t)(((addr >> 12) * 0x9e3779b97f4a7c15ull) >> t->tlb_shift);
+}
+
+/* dma_table_lookup_slot() past a miss in the translation cache. */
+struct dma_slot *dma_table_lookup_index(struct dma_table *t, uint64_t addr);
+
+/*
+ * The hot entry of the map containing addr, or NULL (the fast path of
+ * dma_table_lookup): inline, because scatter/gather calls it per access.
+ */
+static inline struct dma_slot *
+dma_table_lookup_slot(struct dma_table *t, uint64_t addr)
+{
+    if (t->tlb != NULL) {
+        uint32_t slot = atomic_load_explicit(&t->tlb[dma_tlb_index(t, addr)],
+                                             memory_order_relaxed);
+        /* A free slot has iova 1 > last 0, so it never matches. */
+        if (slot < t->nr_slots) {
+            struct dma_slot *s = &t->slots[slot];
+            if (addr >= s->iova && addr <= s->last) {
+                return s;
+            }
+        }
+    }
+    return dma_table_lookup_index(t, addr);
+}
 /* Bytes of heap the table uses (for the scale figures). */
 size_t dma_table_mem(const struct dma_table *t);
 
@@ -171,8 +210,20 @@ struct dirty_log {
     size_t reply_size;
 };
 
-/* Mark IOVA range dirty if logging (any thread). */
-void dirty_mark(vfu_ctx_t *ctx, uint64_t iova, uint64_t len);
+/* dirty_mark() once a log exists. */
+void dirty_mark_logged(struct dirty_log *d, uint64_t iova, uint64_t len);
+
+/* Mark IOVA range dirty if logging (any thread); inline for the common
+ * case of not logging. */
+static inline void
+dirty_mark(vfu_ctx_t *ctx, uint64_t iova, uint64_t len)
+{
+    struct dirty_log *d = ctx->dirty;
+
+    if (d != NULL && atomic_load_explicit(&d->bits, memory_order_relaxed) != NULL) {
+        dirty_mark_logged(d, iova, len);
+    }
+}
 /* Stop logging and free the log (loop thread). */
 void dirty_stop(vfu_ctx_t *ctx);
 /* Free all dirty state (ctx teardown). */

@@ -12,13 +12,15 @@
  *    which the loop handles only after the device's quiesce callback said
  *    the device no longer uses scatter/gather entries outside callbacks; so
  *    while device threads look maps up, nobody changes them;
- *  - references taken with vfu_sgl_get() are counted atomically, and the
- *    device drops them in its unregister callback before the map goes;
+ *  - a device drops what it got with vfu_sgl_get() by the time its
+ *    unregister callback returns, before the map goes (get and put are
+ *    plain reads: nothing is counted, so they cost no atomic operation);
  *  - dirty bits are set with atomic fetch-or and read with atomic
  *    fetch-and (see dirty.c), and logging may start or stop at any time;
  *  - message-based reads and writes go through vfu_conn_call(), which is
  *    thread-safe; the loop hands each reply to its caller.
- * The one shared word written on lookups, the last-hit hint, is atomic.
+ * The only shared memory written on lookups, the translation cache of the
+ * map table, is written with relaxed atomics and checked on every read.
  */
 
 #include <limits.h>
@@ -57,6 +59,18 @@ sg_map(vfu_ctx_t *ctx, const dma_sg_t *sg)
     return m;
 }
 
+/* Fill sg with [cur, cur + len) of slot m, which holds all of it. */
+static void
+sg_fill(vfu_ctx_t *ctx, dma_sg_t *sg, const struct dma_slot *m, uint64_t cur,
+        uint64_t len, int prot)
+{
+    sg->dma_addr = (vfu_dma_addr_t)(uintptr_t)m->iova;
+    sg->region = (int)(m - ctx->dma->slots);
+    sg->offset = cur - m->iova;
+    sg->length = len;
+    sg->writeable = (prot & PROT_WRITE) != 0;
+}
+
 int
 vfu_addr_to_sgl(vfu_ctx_t *ctx, vfu_dma_addr_t dma_addr, size_t len,
                 dma_sg_t *sgl, size_t max_nr_sgs, int prot)
@@ -88,12 +102,7 @@ vfu_addr_to_sgl(vfu_ctx_t *ctx, vfu_dma_addr_t dma_addr, size_t len,
         }
         chunk = left - 1 <= m->last - cur ? left : m->last - cur + 1;
         if (n < max_nr_sgs) {
-            dma_sg_t *sg = &sgl[n];
-            sg->dma_addr = (vfu_dma_addr_t)(uintptr_t)m->iova;
-            sg->region = (int)(m - ctx->dma->slots);
-            sg->offset = cur - m->iova;
-            sg->length = chunk;
-            sg->writeable = (prot & PROT_WRITE) != 0;
+            sg_fill(ctx, &sgl[n], m, cur, chunk, prot);
         }
         n++;
         cur += chunk;       /* may wrap to 0 exactly when left hits 0 */
@@ -119,9 +128,8 @@ vfu_sgl_get(vfu_ctx_t *ctx, dma_sg_t *sgl, struct iovec *iov, size_t cnt,
         errno = EINVAL;
         return -1;
     }
-    /* Check everything first so that a failure leaves no reference. */
     for (size_t i = 0; i < cnt; i++) {
-        struct dma_slot *m = sg_map(ctx, &sgl[i]);
+        const struct dma_slot *m = sg_map(ctx, &sgl[i]);
 
         if (m == NULL) {
             errno = EINVAL;
@@ -135,13 +143,8 @@ vfu_sgl_get(vfu_ctx_t *ctx, dma_sg_t *sgl, struct iovec *iov, size_t cnt,
             errno = EACCES;
             return -1;
         }
-    }
-    for (size_t i = 0; i < cnt; i++) {
-        struct dma_slot *m = sg_map(ctx, &sgl[i]);
-
         iov[i].iov_base = m->vaddr + sgl[i].offset;
         iov[i].iov_len = sgl[i].length;
-        atomic_fetch_add(&m->refcnt, 1);
     }
     return 0;
 }
@@ -182,10 +185,6 @@ vfu_sgl_put(vfu_ctx_t *ctx, dma_sg_t *sgl, struct iovec *iov, size_t cnt)
             continue;
         }
         mark_sg(ctx, &sgl[i]);
-        if (atomic_fetch_sub(&m->refcnt, 1) <= 0) {
-            atomic_fetch_add(&m->refcnt, 1);    /* put without get */
-            vfu_log(ctx, LOG_ERR, "vfu_sgl_put: entry %zu was not held", i);
-        }
     }
 }
 

@@ -299,6 +299,48 @@ test_many_maps(void **state)
     dma_table_destroy(t);
 }
 
+/*
+ * The translation cache only guesses: an entry left pointing at a slot
+ * that was freed, or reused by a map elsewhere, must not answer for it.
+ */
+static void
+test_translation_cache_stale(void **state)
+{
+    struct dma_table *t = dma_table_new();
+    struct dma_map *a, *b, *c;
+    uint32_t slot;
+
+    a = dma_table_add(t, 0x100000, PG, -1, 0, PROT_READ, 16);
+    assert_non_null(a);
+    slot = a->slot;
+    assert_ptr_equal(dma_table_lookup(t, 0x100010), a);    /* cached now */
+    assert_int_equal(t->tlb[dma_tlb_index(t, 0x100010)], slot);
+    dma_table_del(t, a);
+    assert_null(dma_table_lookup(t, 0x100010));
+
+    /* The freed slot goes to a map elsewhere: the old entry guesses it. */
+    b = dma_table_add(t, 0x900000, 2 * PG, -1, 0, PROT_READ, 16);
+    assert_non_null(b);
+    assert_int_equal(b->slot, slot);
+    assert_null(dma_table_lookup(t, 0x100010));
+    assert_ptr_equal(dma_table_lookup(t, 0x901000), b);
+
+    /* A new map at the old address is found through the index. */
+    c = dma_table_add(t, 0x100000, PG, -1, 0, PROT_WRITE, 16);
+    assert_non_null(c);
+    assert_ptr_equal(dma_table_lookup(t, 0x100010), c);
+    assert_ptr_equal(dma_table_lookup(t, 0x100fff), c);
+    assert_null(dma_table_lookup(t, 0x101000));
+
+    /* Every entry may guess anything: fill the cache with one slot. */
+    for (uint32_t i = 0; i < 1u << (64 - t->tlb_shift); i++) {
+        t->tlb[i] = b->slot;
+    }
+    assert_ptr_equal(dma_table_lookup(t, 0x100010), c);
+    assert_null(dma_table_lookup(t, 0x500000));
+    dma_table_destroy(t);
+}
+
 int
 main(void)
 {
@@ -308,6 +350,7 @@ main(void)
         cmocka_unit_test(test_file_maps_shared),
         cmocka_unit_test(test_bad_fds),
         cmocka_unit_test(test_many_maps),
+        cmocka_unit_test(test_translation_cache_stale),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
