@@ -279,7 +279,8 @@ vfu_run_ctx(vfu_ctx_t *ctx)
         }
     }
     pthread_mutex_lock(&c->rx_lock);
-    c->loop_thread = pthread_self();
+    /* Atomic: callers glance at it without a lock (see may_read()). */
+    __atomic_store_n(&c->loop_thread, pthread_self(), __ATOMIC_RELAXED);
     __atomic_store_n(&c->loop_reading, true, __ATOMIC_RELEASE);
     for (;;) {
         rc = drain(ctx, &count, &lost);

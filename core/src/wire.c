@@ -525,6 +525,27 @@ scatter(const struct iovec *iov, int iovcnt, const void *data, size_t size)
     }
 }
 
+/* Store a reply's outcome in k: its errno, or its payload. */
+static void
+complete(struct vfu_call *k, const struct vfio_user_header *h,
+         const void *payload, size_t size)
+{
+    if (h->flags & VFIO_USER_F_ERROR) {
+        k->error = h->error_no != 0 ? (int)h->error_no : EIO;
+    } else if (size > k->reply_cap) {
+        k->error = EMSGSIZE;
+    } else {
+        scatter(k->reply, k->reply_iovcnt, payload, size);
+        k->reply_size = size;
+    }
+    k->done = true;
+}
+
+/*
+ * Hand a reply to the call waiting for it, if any. A call is completed
+ * only by the thread holding the read side (here, or its owner reading its
+ * own reply), so call_lock is only for the list and the wake-up.
+ */
 static bool
 deliver(struct vfu_conn *c, const struct vfio_user_header *h,
         const void *payload, size_t size)
@@ -534,15 +555,7 @@ deliver(struct vfu_conn *c, const struct vfio_user_header *h,
     pthread_mutex_lock(&c->call_lock);
     k = find_call(c, h->msg_id);
     if (k != NULL) {
-        if (h->flags & VFIO_USER_F_ERROR) {
-            k->error = h->error_no != 0 ? (int)h->error_no : EIO;
-        } else if (size > k->reply_cap) {
-            k->error = EMSGSIZE;
-        } else {
-            scatter(k->reply, k->reply_iovcnt, payload, size);
-            k->reply_size = size;
-        }
-        k->done = true;
+        complete(k, h, payload, size);
         if (c->nr_waiting > 0) {
             pthread_cond_broadcast(&c->call_cond);
         }
@@ -562,12 +575,7 @@ vfu_conn_fail_calls(struct vfu_conn *c, int err)
 {
     pthread_mutex_lock(&c->call_lock);
     c->closing = true;
-    for (struct vfu_call *k = c->calls; k != NULL; k = k->next) {
-        if (!k->done) {
-            k->done = true;
-            k->error = err;
-        }
-    }
+    c->close_err = err;
     pthread_cond_broadcast(&c->call_cond);
     pthread_mutex_unlock(&c->call_lock);
 }
@@ -595,14 +603,30 @@ excise(struct vfu_conn *c, size_t off, size_t len)
 }
 
 /*
+ * Drop the handled message at rx offset p: the head simply moves on, one
+ * further in is cut out. Returns where the next message starts.
+ */
+static size_t
+consume(struct vfu_conn *c, size_t p, size_t len)
+{
+    if (p == c->rx_head) {
+        claim_fds(c, 0, c->rx_pos + p + len, NULL);
+        c->rx_head += len;
+        return c->rx_head;
+    }
+    excise(c, p, len);
+    return p;
+}
+
+/*
  * Look through buffered messages beyond the one in use: hand replies to
  * their callers and requests to on_request; leave other requests queued.
  * *stop is where the first message not handled here starts (SIZE_MAX while
  * an oversized message is being dropped).
  */
 static int
-scan(struct vfu_conn *c, vfu_conn_request_fn_t *on_request, void *opaque,
-     size_t *stop)
+scan(struct vfu_conn *c, struct vfu_call *mine,
+     vfu_conn_request_fn_t *on_request, void *opaque, size_t *stop)
 {
     size_t p = c->rx_head;
 
@@ -621,8 +645,13 @@ scan(struct vfu_conn *c, vfu_conn_request_fn_t *on_request, void *opaque,
             break;  /* the loop deals with it, or take_direct */
         }
         if ((h.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY) {
-            deliver(c, &h, c->rx + p + VFU_HDR_SIZE, h.msg_size - VFU_HDR_SIZE);
-            excise(c, p, h.msg_size);
+            const void *payload = c->rx + p + VFU_HDR_SIZE;
+            if (h.msg_id == mine->msg_id && !mine->done) {
+                complete(mine, &h, payload, h.msg_size - VFU_HDR_SIZE);
+            } else {
+                deliver(c, &h, payload, h.msg_size - VFU_HDR_SIZE);
+            }
+            p = consume(c, p, h.msg_size);
         } else if (on_request != NULL) {
             struct vfu_msg m;
             uint64_t start = c->rx_pos + p;
@@ -745,12 +774,8 @@ take_direct(struct vfu_conn *c, struct vfu_call *mine, size_t p)
             return -1;
         }
     }
-    pthread_mutex_lock(&c->call_lock);
-    if (!mine->done) {
-        mine->done = true;
-        mine->reply_size = len;
-    }
-    pthread_mutex_unlock(&c->call_lock);
+    mine->done = true;
+    mine->reply_size = len;
     return 1;
 }
 
@@ -784,8 +809,8 @@ read_for_replies(struct vfu_conn *c, struct vfu_call *mine,
         }
         return -1;
     }
-    rc = scan(c, on_request, opaque, &stop);
-    if (rc == 0 && take_direct(c, mine, stop) < 0) {
+    rc = scan(c, mine, on_request, opaque, &stop);
+    if (rc == 0 && !mine->done && take_direct(c, mine, stop) < 0) {
         rc = -1;
     }
     return rc;
@@ -818,6 +843,47 @@ vfu_conn_call(struct vfu_conn *c, uint16_t cmd,
                           reply_size, on_request, opaque);
 }
 
+/*
+ * One turn at the read side: what is buffered, then one read. Returns with
+ * call_lock held, having woken the waiters (one may take over reading).
+ */
+static void
+read_turn(struct vfu_conn *c, struct vfu_call *call,
+          vfu_conn_request_fn_t *on_request, void *opaque)
+{
+    size_t stop;
+    int rc = scan(c, call, on_request, opaque, &stop);
+
+    if (rc == 0 && !call->done) {
+        rc = read_for_replies(c, call, on_request, opaque, stop);
+    }
+    int err = errno;
+    bool left = c->rx_tail > c->rx_head;
+    pthread_mutex_unlock(&c->rx_lock);
+    /* Requests we read for the loop must not wait for a poll wake-up. */
+    if (left && c->serve_mode && c->kick != NULL) {
+        c->kick(c->kick_arg);
+    }
+    pthread_mutex_lock(&c->call_lock);
+    if (rc < 0 && !call->done) {
+        call->done = true;
+        call->error = err;
+    }
+    if (c->nr_waiting > 0) {
+        pthread_cond_broadcast(&c->call_cond);
+    }
+}
+
+/* May this thread read replies itself, rather than wait for the loop? */
+static bool
+may_read(struct vfu_conn *c)
+{
+    return !c->serve_mode ||
+           !__atomic_load_n(&c->loop_reading, __ATOMIC_ACQUIRE) ||
+           pthread_equal(__atomic_load_n(&c->loop_thread, __ATOMIC_RELAXED),
+                         pthread_self());
+}
+
 int
 vfu_conn_callv(struct vfu_conn *c, uint16_t cmd,
                const struct iovec *iov, int iovcnt,
@@ -831,7 +897,6 @@ vfu_conn_callv(struct vfu_conn *c, uint16_t cmd,
         .reply_iovcnt = reply_iovcnt,
     };
     struct vfio_user_header h = { .cmd = cmd, .flags = VFIO_USER_F_TYPE_COMMAND };
-    bool self_read;
 
     if (reply_iovcnt < 0 || reply_iovcnt > VFU_MSG_MAX_IOV) {
         errno = EINVAL;
@@ -864,36 +929,25 @@ vfu_conn_callv(struct vfu_conn *c, uint16_t cmd,
     /*
      * Whoever gets the read side reads: a client, the loop's own thread (a
      * callback doing DMA), or any thread while no loop is reading. Others
-     * wait for the reader to hand them their reply.
+     * wait for the reader to hand them their reply. The usual case, nobody
+     * else reading, takes the read side straight away.
      */
-    pthread_mutex_lock(&c->call_lock);
+    if (may_read(c) && pthread_mutex_trylock(&c->rx_lock) == 0) {
+        read_turn(c, &call, on_request, opaque);
+    } else {
+        pthread_mutex_lock(&c->call_lock);
+    }
     while (!call.done) {
-        self_read = !c->serve_mode ||
-                    !__atomic_load_n(&c->loop_reading, __ATOMIC_ACQUIRE) ||
-                    pthread_equal(c->loop_thread, pthread_self());
+        bool self_read = may_read(c);
+
+        if (c->closing) {
+            call.done = true;
+            call.error = c->close_err;
+            break;
+        }
         if (self_read && pthread_mutex_trylock(&c->rx_lock) == 0) {
-            size_t stop;
             pthread_mutex_unlock(&c->call_lock);
-            int rc = scan(c, on_request, opaque, &stop);
-            if (rc == 0 && !call.done) {
-                rc = read_for_replies(c, &call, on_request, opaque, stop);
-            }
-            int err = errno;
-            bool left = c->rx_tail > c->rx_head;
-            pthread_mutex_unlock(&c->rx_lock);
-            /* Requests we read for the loop must not wait for a poll wake-up. */
-            if (left && c->serve_mode && c->kick != NULL) {
-                c->kick(c->kick_arg);
-            }
-            pthread_mutex_lock(&c->call_lock);
-            if (rc < 0 && !call.done) {
-                call.done = true;
-                call.error = err;
-            }
-            /* Another waiter may take over reading now. */
-            if (c->nr_waiting > 0) {
-                pthread_cond_broadcast(&c->call_cond);
-            }
+            read_turn(c, &call, on_request, opaque);
             continue;
         }
         struct timespec ts;

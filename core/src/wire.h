@@ -96,6 +96,7 @@ struct vfu_conn {
     uint32_t nr_waiting;            /* threads in call_cond: worth a signal */
     struct vfu_call *calls;         /* requests of ours awaiting a reply */
     bool closing;                   /* no new calls: the connection is going */
+    int close_err;                  /* what waiting calls fail with then */
     /* Called when a call read requests it left buffered for the loop. */
     void (*kick)(void *arg);
     void *kick_arg;
@@ -127,7 +128,8 @@ int vfu_conn_take(struct vfu_conn *c, struct vfu_msg *msg);
 /* The loop is done with the last message taken: the buffer may move. */
 void vfu_conn_unpin(struct vfu_conn *c);
 
-/* Fail every waiting vfu_conn_call with err (connection lost). */
+/* Fail every waiting vfu_conn_call with err (connection lost), and any
+ * new one. */
 void vfu_conn_fail_calls(struct vfu_conn *c, int err);
 
 /* Close fds of msg that no handler claimed. */
