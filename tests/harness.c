@@ -634,6 +634,9 @@ dev_reset(vfu_ctx_t *ctx, vfu_reset_type_t type)
     struct harness_dev *d = dev_of(ctx);
 
     __atomic_store_n(&d->last_reset_type, (int)type, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&d->quiesce_calls_at_reset,
+                     __atomic_load_n(&d->quiesce_calls, __ATOMIC_SEQ_CST),
+                     __ATOMIC_SEQ_CST);
     __atomic_add_fetch(&d->reset_calls, 1, __ATOMIC_SEQ_CST);
     int err = __atomic_load_n(&d->reset_errno, __ATOMIC_SEQ_CST);
     if (err != 0) {
@@ -687,17 +690,24 @@ harness_dev_fini(struct harness_dev *d)
     d->bar1_fd = -1;
 }
 
-int
-harness_dev_setup(vfu_ctx_t *ctx, void *arg)
+static int
+dev_setup(vfu_ctx_t *ctx, struct harness_dev *d, bool express)
 {
     struct iovec sparse[2] = {
         { .iov_base = (void *)0x1000, .iov_len = 0x1000 },
         { .iov_base = (void *)0x3000, .iov_len = 0x1000 },
     };
-    struct harness_dev *d = arg;
 
-    if (vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0) < 0) {
+    if (vfu_pci_init(ctx, express ? VFU_PCI_TYPE_EXPRESS
+                                  : VFU_PCI_TYPE_CONVENTIONAL, 0, 0) < 0) {
         return -1;
+    }
+    if (express) {
+        struct pxcap px = { .hdr.id = PCI_CAP_ID_EXP, .pxcaps.ver = 2,
+                            .pxdcap.flrc = 1 };
+        if (vfu_pci_add_capability(ctx, 0, 0, &px) < 0) {
+            return -1;
+        }
     }
     vfu_pci_set_id(ctx, 0x1234, 0x5678, 0x1234, 0x0001);
     vfu_pci_set_class(ctx, 0x02, 0x00, 0x00);
@@ -721,6 +731,18 @@ harness_dev_setup(vfu_ctx_t *ctx, void *arg)
     }
     vfu_setup_device_quiesce_cb(ctx, dev_quiesce);
     return vfu_setup_device_dma(ctx, dev_dma_register, dev_dma_unregister);
+}
+
+int
+harness_dev_setup(vfu_ctx_t *ctx, void *dev)
+{
+    return dev_setup(ctx, dev, false);
+}
+
+int
+harness_dev_setup_express(vfu_ctx_t *ctx, void *dev)
+{
+    return dev_setup(ctx, dev, true);
 }
 
 /* ---- cmocka fixtures ---- */

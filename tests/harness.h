@@ -187,6 +187,7 @@ struct harness_dev {
     int reset_errno;                /* reset callback fails with this */
     unsigned quiesce_calls;
     unsigned reset_calls;
+    unsigned quiesce_calls_at_reset;    /* quiesce_calls when reset ran */
     int last_reset_type;
     unsigned bar0_writes;
     unsigned dma_registers, dma_unregisters;
@@ -201,6 +202,10 @@ harness_dev_fini(struct harness_dev *dev);
 /* Set-up function for harness_server_start(..., dev). */
 int
 harness_dev_setup(vfu_ctx_t *ctx, void *dev);
+/* The same device as PCI Express, with a PCIe capability (FLR capable)
+ * at 0x40. */
+int
+harness_dev_setup_express(vfu_ctx_t *ctx, void *dev);
 
 /*
  * cmocka fixtures (*state points to a struct harness_fixture), all undone

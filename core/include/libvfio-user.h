@@ -338,8 +338,9 @@ typedef enum vfu_reset_type {
  * @vfu_ctx: the context.
  *
  * Called from vfu_run_ctx() before an operation that needs the device idle
- * (DMA map/unmap, reset, migration state change).  A quiesced device must not
- * call vfu_addr_to_sgl() or vfu_sgl_*() except from within a device callback.
+ * (DMA map/unmap, reset or FLR, migration state change).  A quiesced device
+ * must not call vfu_addr_to_sgl() or vfu_sgl_*() except from within a device
+ * callback.
  *
  * Return 0 if the device is now quiesced; vfu treats it as quiesced until
  * that one operation is done, and calls the callback again before the next

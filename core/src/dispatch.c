@@ -99,13 +99,21 @@ vfu_cmd_name(uint16_t cmd)
 
 /* Commands that change what the device may touch wait for it to quiesce. */
 static bool
-needs_quiesce(const struct vfu_msg *msg)
+needs_quiesce(vfu_ctx_t *ctx, const struct vfu_msg *msg)
 {
     switch (msg->hdr.cmd) {
     case VFIO_USER_DMA_MAP:
     case VFIO_USER_DMA_UNMAP:
     case VFIO_USER_DEVICE_RESET:
         return true;
+    case VFIO_USER_REGION_WRITE: {
+        /* Initiate-FLR in the PCIe capability resets like DEVICE_RESET. */
+        const struct vfio_user_region_access *a = msg->in;
+        return msg->in_size >= sizeof(*a) &&
+               a->region == VFU_PCI_DEV_CFG_REGION_IDX &&
+               a->count <= msg->in_size - sizeof(*a) &&
+               vfu_pci_write_starts_flr(ctx, a->offset, a->data, a->count);
+    }
     case VFIO_USER_DEVICE_FEATURE: {
         const struct vfio_user_device_feature *f = msg->in;
         return msg->in_size >= sizeof(*f) &&
@@ -229,7 +237,7 @@ vfu_dispatch(vfu_ctx_t *ctx, struct vfu_msg *msg)
     if (err != 0) {
         return finish(ctx, msg, err);
     }
-    if (needs_quiesce(msg) && ctx->quiesce_cb != NULL && !ctx->quiesced) {
+    if (needs_quiesce(ctx, msg) && ctx->quiesce_cb != NULL && !ctx->quiesced) {
         errno = 0;
         if (ctx->quiesce_cb(ctx) < 0) {
             if (errno == EBUSY) {

@@ -228,6 +228,31 @@ pci_cap_written(vfu_ctx_t *ctx, const struct pci_cap *cap,
     return 0;
 }
 
+bool
+vfu_pci_write_starts_flr(vfu_ctx_t *ctx, uint64_t offset, const uint8_t *data,
+                         size_t count)
+{
+    const struct vfu_region *r = ctx->nr_regions > VFU_PCI_DEV_CFG_REGION_IDX ?
+                                 &ctx->regions[VFU_PCI_DEV_CFG_REGION_IDX] : NULL;
+    const struct vfu_pci *pci = ctx->pci;
+
+    if (pci == NULL || (r != NULL && r->cb != NULL &&
+                        (r->flags & VFU_REGION_FLAG_ALWAYS_CB))) {
+        return false;   /* the device handles config space itself */
+    }
+    for (size_t i = 0; i < pci->nr_caps; i++) {
+        const struct pci_cap *cap = &pci->caps[i];
+        uint64_t flr = cap->off + PCI_EXP_DEVCTL + 1;
+
+        if (!cap_is_ext(cap) && cap->id == PCI_CAP_ID_EXP &&
+            !(cap->flags & VFU_CAP_FLAG_CALLBACK)) {
+            return flr >= offset && flr - offset < count &&
+                   (data[flr - offset] & (PCI_EXP_DEVCTL_BCR_FLR >> 8));
+        }
+    }
+    return false;
+}
+
 /*
  * How many bytes the capability in data occupies, and how many of them the
  * caller supplied. Returns 0, or -1 with errno (EINVAL/ENOTSUP).

@@ -201,6 +201,10 @@ int vfu_pci_realize(vfu_ctx_t *ctx);
 void vfu_pci_reset(vfu_ctx_t *ctx);
 void vfu_pci_free(vfu_ctx_t *ctx);
 size_t vfu_pci_config_size(const vfu_ctx_t *ctx);
+/* Would this config space write make the library start a function level
+ * reset (so that the device must be quiesced first)? */
+bool vfu_pci_write_starts_flr(vfu_ctx_t *ctx, uint64_t offset,
+                              const uint8_t *data, size_t count);
 
 /* dma.c / dirty.c */
 int vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg);

@@ -305,6 +305,75 @@ test_quiesce_async(void **state)
     assert_int_equal(vfu_client_region_read(f->c, 0, 0, &v, 4), 0);
 }
 
+/*
+ * Initiate-FLR written through config space resets the device, and like
+ * DEVICE_RESET it waits for the device to quiesce first.
+ */
+static void
+test_flr_quiesces(void **state)
+{
+    struct harness_dev *dev = calloc(1, sizeof(*dev));
+    struct harness_server *srv;
+    vfu_client_t *c;
+    uint16_t devctl = 0x2010, flr = 0x8000;
+    struct {
+        struct vfio_user_header h;
+        struct vfio_user_region_access a;
+        uint16_t v;
+    } __attribute__((packed)) m = {
+        .h = { .cmd = VFIO_USER_REGION_WRITE, .msg_size = sizeof(m) },
+        .a = { .offset = 0x48, .region = VFU_PCI_DEV_CFG_REGION_IDX, .count = 2 },
+        .v = 0x8000,
+    };
+    struct vfio_user_header h;
+    size_t size = 0;
+    int rc = -1;
+
+    (void)state;
+    assert_non_null(dev);
+    assert_int_equal(harness_dev_init(dev), 0);
+    srv = harness_server_start(harness_dev_setup_express, dev);
+    assert_non_null(srv);
+    c = harness_connect(srv);
+
+    /* Device control without Initiate-FLR: neither quiesce nor reset. */
+    assert_int_equal(vfu_client_region_write(c, VFU_PCI_DEV_CFG_REGION_IDX,
+                                             0x48, &devctl, 2), 0);
+    assert_int_equal(__atomic_load_n(&dev->quiesce_calls, __ATOMIC_SEQ_CST), 0);
+    assert_int_equal(__atomic_load_n(&dev->reset_calls, __ATOMIC_SEQ_CST), 0);
+
+    assert_int_equal(vfu_client_region_write(c, VFU_PCI_DEV_CFG_REGION_IDX,
+                                             0x48, &flr, 2), 0);
+    assert_int_equal(__atomic_load_n(&dev->reset_calls, __ATOMIC_SEQ_CST), 1);
+    assert_int_equal(__atomic_load_n(&dev->last_reset_type, __ATOMIC_SEQ_CST),
+                     VFU_RESET_PCI_FLR);
+    assert_int_equal(__atomic_load_n(&dev->quiesce_calls_at_reset,
+                                     __ATOMIC_SEQ_CST), 1);
+
+    /* A device that is busy holds the FLR until it says it has quiesced. */
+    __atomic_store_n(&dev->quiesce_busy, 1, __ATOMIC_SEQ_CST);
+    m.h.msg_id = vfu_client_next_msg_id(c);
+    assert_int_equal(vfu_client_send_raw(c, &m, sizeof(m), NULL, 0), 0);
+    errno = 0;
+    assert_int_equal(vfu_client_recv_raw(c, &h, NULL, &size, NULL, NULL, 200), -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    assert_int_equal(__atomic_load_n(&dev->reset_calls, __ATOMIC_SEQ_CST), 1);
+    assert_int_equal(harness_server_exec(srv, complete_quiesce, &rc), 0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(vfu_client_recv_raw(c, &h, NULL, &size, NULL, NULL,
+                                         WAIT_MS), 0);
+    assert_int_equal(h.msg_id, m.h.msg_id);
+    assert_false(h.flags & VFIO_USER_F_ERROR);
+    assert_int_equal(__atomic_load_n(&dev->reset_calls, __ATOMIC_SEQ_CST), 2);
+    assert_int_equal(__atomic_load_n(&dev->quiesce_calls_at_reset,
+                                     __ATOMIC_SEQ_CST), 2);
+
+    vfu_client_close(c);
+    assert_int_equal(harness_server_stop(srv), 0);
+    harness_dev_fini(dev);
+    free(dev);
+}
+
 static void
 test_reconnect_keeps_state(void **state)
 {
@@ -420,6 +489,7 @@ main(void)
         T(test_threads),
         T(test_reset),
         T(test_quiesce_async),
+        cmocka_unit_test(test_flr_quiesces),
         T(test_reconnect_keeps_state),
         cmocka_unit_test(test_io_fds),
     };
