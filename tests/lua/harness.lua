@@ -10,6 +10,14 @@ assert(H.runner and H.src and H.tmp, "usage: vfu-lua --unsafe TEST RUNNER SRCDIR
 
 local function sh(cmd) return os.execute(cmd) end
 
+-- Servers started and not yet stopped. A failing test ends with an error,
+-- and the runner closes the Lua state: this reaper then kills what is
+-- left, so that no server outlives its test.
+local running = {}
+H.reaper = setmetatable({}, { __gc = function()
+  for pid in pairs(running) do sh("kill -KILL " .. pid .. " 2>/dev/null") end
+end })
+
 -- Write a file (for device scripts made up by a test).
 function H.write(name, text)
   local path = H.tmp .. "/" .. name
@@ -29,6 +37,7 @@ function H.start(script, opts, name)
     H.runner, opts or "", script, sock, log)))
   local pid = assert(tonumber(p:read("l")))
   p:close()
+  running[pid] = true
   local s = { pid = pid, sock = sock, log = log }
   for _ = 1, 200 do
     if sh("test -S " .. sock) then return s end
@@ -53,10 +62,14 @@ end
 function H.stop(s)
   sh("kill -TERM " .. s.pid)
   for _ = 1, 200 do
-    if not sh("test -e " .. s.sock) then return H.read(s.log) end
+    if not sh("test -e " .. s.sock) then
+      running[s.pid] = nil
+      return H.read(s.log)
+    end
     vfu.sleep(25)
   end
   sh("kill -KILL " .. s.pid)
+  running[s.pid] = nil
   error("server did not stop cleanly:\n" .. H.read(s.log))
 end
 
