@@ -5,9 +5,13 @@
  * What a Lua handler costs: 4-byte REGION_WRITE + REGION_READ round trips
  * against the same register file served by a C handler and by a Lua
  * handler (the vfu Lua module, as vfu-lua runs it: sandbox, protected
- * call, time budget), in one run. Prints median/min/max per round trip
- * over several runs, and the Lua overhead per access (a round trip is two
- * accesses) in ns and as a ratio of the C round trip.
+ * call, time budget), in one run, side by side with the floor (a bare
+ * socket ping-pong of the same message sizes): short blocks of floor, C
+ * and Lua alternate (bench_interleave). Prints median/min/max per round
+ * trip over several runs; the median over all blocks of each block's ratio
+ * to the floor around it; and, from the C and Lua blocks of each round,
+ * the Lua overhead per access (a round trip is two accesses) in ns and
+ * the Lua round trip as a ratio of the C one.
  *
  *   bench_lua [--pin] [--runs N]
  *
@@ -37,11 +41,6 @@ static const char lua_device[] =
     "  bars = { [0] = { size = 4096,\n"
     "    read = function(off, size) return regs[off] or 0 end,\n"
     "    write = function(off, size, v) regs[off] = v end } } }\n";
-
-struct figure {
-    const char *name;
-    struct bench_stats st;
-};
 
 /* ---- the C server ---- */
 
@@ -110,17 +109,16 @@ start_server(void (*serve)(const char *), const char *path, bool pin)
     if (pid != 0) {
         return pid;
     }
-    if (pin) {
-        bench_pin_cpu0();
-    }
+    bench_child_init(pin);
     serve(path);
     _exit(0);
 }
 
-/* ns per 4-byte write + read; checks the value comes back. */
+/* ns per 4-byte write + read over a block; checks the value comes back. */
 static double
-round_trips(vfu_client_t *c, int iters)
+round_trips(void *arg, int iters)
 {
+    vfu_client_t *c = arg;
     uint32_t v, back = 0;
     double t0 = bench_now_ns();
 
@@ -135,19 +133,29 @@ round_trips(vfu_client_t *c, int iters)
     return (bench_now_ns() - t0) / iters;
 }
 
+/* Blocks a run, and round trips a block: a few ms each. */
+#define BLOCKS 32
+#define ITERS 300
+
 int
 main(int argc, char **argv)
 {
     bool pin = false;
-    int runs;
-    const int iters = 20000;
+    int runs, nb;
     char path_c[64], path_lua[64];
     pid_t srv_c, srv_lua;
     vfu_client_t *cc, *cl;
-    double s[2][BENCH_MAX_RUNS];
-    struct figure f[2] = {
-        { .name = "REGION_WRITE+READ 4 B, C handler" },
-        { .name = "REGION_WRITE+READ 4 B, Lua handler" },
+    /* Sizes on the wire: header 16 + access 16 (+ data); write, then read. */
+    const size_t req[2] = { 32 + 4, 32 }, rep[2] = { 32, 32 + 4 };
+    struct bench_floor fl;
+    static struct bench_arm af, ac, al;
+    struct bench_arm *arms[2] = { &ac, &al };
+    static double diff[BENCH_MAX_BLOCKS], lua_c[BENCH_MAX_BLOCKS];
+    double s[3][BENCH_MAX_RUNS];
+    static const char *const names[3] = {
+        "floor: ping-pong, 4-byte write+read sizes",
+        "REGION_WRITE+READ 4 B, C handler",
+        "REGION_WRITE+READ 4 B, Lua handler",
     };
 
     if (bench_parse_args(argc, argv, &pin, &runs, 5) < 0) {
@@ -155,6 +163,10 @@ main(int argc, char **argv)
     }
     if (pin) {
         bench_pin_cpu0();
+    }
+    if (bench_floor_start(&fl, 2, req, rep, pin) < 0) {
+        perror("floor");
+        return 1;
     }
     snprintf(path_c, sizeof(path_c), "/tmp/vfu-bench-c-%d.sock", getpid());
     snprintf(path_lua, sizeof(path_lua), "/tmp/vfu-bench-lua-%d.sock", getpid());
@@ -168,31 +180,43 @@ main(int argc, char **argv)
         kill(srv_lua, SIGTERM);
         return 1;
     }
+    af = (struct bench_arm){ .fn = bench_floor_block, .arg = &fl, .iters = ITERS };
+    ac = (struct bench_arm){ .fn = round_trips, .arg = cc, .iters = ITERS };
+    al = (struct bench_arm){ .fn = round_trips, .arg = cl, .iters = ITERS };
 
-    /* warm up both (page faults, Lua's first table growth) */
+    /* warm up both servers beyond the first block (Lua's table growth) */
     round_trips(cc, 1000);
     round_trips(cl, 1000);
-    /* interleaved, so drift hits both alike */
     for (int r = 0; r < runs; r++) {
-        s[0][r] = round_trips(cc, iters);
-        s[1][r] = round_trips(cl, iters);
+        bench_interleave(&af, arms, 2, r * BLOCKS, BLOCKS);
+        s[0][r] = bench_blocks_mean(af.blk, r * BLOCKS, BLOCKS);
+        s[1][r] = bench_blocks_mean(ac.blk, r * BLOCKS, BLOCKS);
+        s[2][r] = bench_blocks_mean(al.blk, r * BLOCKS, BLOCKS);
     }
-    for (int i = 0; i < 2; i++) {
-        f[i].st = bench_summarize(s[i], runs);
+    nb = runs * BLOCKS;
+    for (int j = 0; j < nb; j++) {
+        diff[j] = (al.blk[j] - ac.blk[j]) / 2;
+        lua_c[j] = al.blk[j] / ac.blk[j];
     }
 
-    printf("# bench_lua: %d runs of %d round trips, %s\n", runs, iters,
-           pin ? "pinned to CPU 0" : "not pinned");
-    bench_print_header(40, " us");
-    printf("\n");
-    for (int i = 0; i < 2; i++) {
-        bench_print_stats(40, f[i].name, &f[i].st, 1e3);
-        printf("\n");
+    printf("# bench_lua: %d runs of %d blocks of %d round trips, %s\n", runs,
+           BLOCKS, ITERS, pin ? "pinned to CPU 0" : "not pinned");
+    bench_print_header(41, " us");
+    printf(" %8s %7s\n", "x floor", "target");
+    for (int i = 0; i < 3; i++) {
+        struct bench_stats st = bench_summarize(s[i], runs);
+
+        bench_print_stats(41, names[i], &st, 1e3);
+        if (i == 0) {
+            printf("\n");
+        } else if (i == 1) {
+            bench_print_ratio(bench_median(ac.ratio, nb), NULL, 0);
+        } else {
+            bench_print_ratio(bench_median(al.ratio, nb), "<1.15x", 1.15);
+        }
     }
-    printf("%-40s %10.0f\n", "Lua overhead per access, ns",
-           (f[1].st.median - f[0].st.median) / 2);
-    printf("%-40s %10.2f\n", "Lua round trip / C round trip",
-           f[1].st.median / f[0].st.median);
+    printf("%-41s %10.0f\n", "Lua overhead per access, ns", bench_median(diff, nb));
+    printf("%-41s %10.2f\n", "Lua round trip / C round trip", bench_median(lua_c, nb));
 
     vfu_client_close(cc);
     vfu_client_close(cl);
@@ -202,5 +226,6 @@ main(int argc, char **argv)
     waitpid(srv_lua, NULL, 0);
     unlink(path_c);
     unlink(path_lua);
+    bench_floor_stop(&fl);
     return 0;
 }

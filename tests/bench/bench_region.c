@@ -3,9 +3,10 @@
 
 /*
  * Region access round trips through vfu against the floor: a bare UNIX
- * socket ping-pong between two processes with the same message sizes.
- * Prints median/min/max per operation over several runs and the ratio of
- * each median to its floor.
+ * socket ping-pong between two processes with the same message sizes,
+ * measured in short blocks alternating with vfu's (bench_interleave).
+ * Prints median/min/max per round trip over several runs, and the median
+ * over all blocks of each vfu block's ratio to the floor around it.
  *
  *   bench_region [--pin] [--runs N]
  *
@@ -18,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,68 +27,6 @@
 #define BIG (64 * 1024)
 
 static char bar0[BIG];
-
-struct figure {
-    const char *name;
-    struct bench_stats st;
-    double floor;  /* median of the matching floor, or 0 */
-};
-
-/* ---- the floor: a raw ping-pong ---- */
-
-static int
-full_io(int fd, void *buf, size_t len, bool wr)
-{
-    char *p = buf;
-    while (len > 0) {
-        ssize_t n = wr ? write(fd, p, len) : read(fd, p, len);
-        if (n <= 0) {
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* Echo server: read req bytes, answer rep bytes, until EOF. */
-static void
-pong(int fd, size_t req, size_t rep)
-{
-    char *buf = calloc(1, req > rep ? req : rep);
-    while (full_io(fd, buf, req, false) == 0 && full_io(fd, buf, rep, true) == 0) {
-    }
-    free(buf);
-    _exit(0);
-}
-
-static double
-floor_run(size_t req, size_t rep, int iters, bool pin)
-{
-    int sv[2];
-    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(sv[0]);
-        if (pin) {
-            bench_pin_cpu0();
-        }
-        pong(sv[1], req, rep);
-    }
-    close(sv[1]);
-    char *buf = calloc(1, req > rep ? req : rep);
-    double t0 = bench_now_ns();
-    for (int i = 0; i < iters; i++) {
-        if (full_io(sv[0], buf, req, true) < 0 || full_io(sv[0], buf, rep, false) < 0) {
-            break;
-        }
-    }
-    double t = (bench_now_ns() - t0) / iters;
-    close(sv[0]);
-    waitpid(pid, NULL, 0);
-    free(buf);
-    return t;
-}
 
 /* ---- vfu ---- */
 
@@ -110,9 +48,7 @@ start_server(const char *path, bool pin)
     if (pid != 0) {
         return pid;
     }
-    if (pin) {
-        bench_pin_cpu0();
-    }
+    bench_child_init(pin);
     vfu_ctx_t *ctx = vfu_create_ctx(VFU_TRANS_SOCK, path, 0, NULL, VFU_DEV_TYPE_PCI);
     if (ctx == NULL || vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0) < 0 ||
         vfu_setup_region(ctx, 0, BIG, bar0_access,
@@ -126,32 +62,45 @@ start_server(const char *path, bool pin)
 
 enum op { OP_RW4, OP_RW64K, OP_POSTED };
 
+struct vfu_block {
+    vfu_client_t *c;
+    enum op op;
+};
+
+/* ns per operation over a block of iters. */
 static double
-vfu_run(vfu_client_t *c, enum op op, int iters)
+vfu_block(void *arg, int iters)
 {
+    struct vfu_block *b = arg;
     static char buf[BIG];
     double t0 = bench_now_ns();
 
     for (int i = 0; i < iters; i++) {
-        switch (op) {
+        switch (b->op) {
         case OP_RW4:
-            vfu_client_region_write(c, 0, 0, buf, 4);
-            vfu_client_region_read(c, 0, 0, buf, 4);
+            vfu_client_region_write(b->c, 0, 0, buf, 4);
+            vfu_client_region_read(b->c, 0, 0, buf, 4);
             break;
         case OP_RW64K:
-            vfu_client_region_write(c, 0, 0, buf, BIG);
-            vfu_client_region_read(c, 0, 0, buf, BIG);
+            vfu_client_region_write(b->c, 0, 0, buf, BIG);
+            vfu_client_region_read(b->c, 0, 0, buf, BIG);
             break;
         case OP_POSTED:
-            vfu_client_region_write_posted(c, 0, 0, buf, 4);
+            vfu_client_region_write_posted(b->c, 0, 0, buf, 4);
             break;
         }
     }
-    if (op == OP_POSTED) {
-        vfu_client_region_read(c, 0, 0, buf, 4);  /* wait until all landed */
+    if (b->op == OP_POSTED) {
+        vfu_client_region_read(b->c, 0, 0, buf, 4);  /* wait until all landed */
     }
     return (bench_now_ns() - t0) / iters;
 }
+
+/* Blocks a run, and round trips a block: a few ms each. */
+#define BLOCKS 32
+#define N4 300
+#define N64K 100
+#define NPOSTED 100000
 
 int
 main(int argc, char **argv)
@@ -159,12 +108,26 @@ main(int argc, char **argv)
     bool pin = false;
     int runs;
     char path[64];
+    /* Sizes on the wire: header 16 + access 16 (+ data); write, then read. */
+    const size_t hdr = 32;
+    const size_t req4[2] = { hdr + 4, hdr }, rep4[2] = { hdr, hdr + 4 };
+    const size_t req64[2] = { hdr + BIG, hdr }, rep64[2] = { hdr, hdr + BIG };
+    struct bench_floor fl4, fl64;
+    static struct bench_arm f4, v4, f64, v64;
+    struct bench_arm *a4 = &v4, *a64 = &v64;
+    struct vfu_block b4, b64, bposted;
+    double s[5][BENCH_MAX_RUNS];
 
     if (bench_parse_args(argc, argv, &pin, &runs, 5) < 0) {
         return 2;
     }
     if (pin) {
         bench_pin_cpu0();
+    }
+    if (bench_floor_start(&fl4, 2, req4, rep4, pin) < 0 ||
+        bench_floor_start(&fl64, 2, req64, rep64, pin) < 0) {
+        perror("floor");
+        return 1;
     }
     snprintf(path, sizeof(path), "/tmp/vfu-bench-%d.sock", getpid());
     pid_t srv = start_server(path, pin);
@@ -174,48 +137,61 @@ main(int argc, char **argv)
         kill(srv, SIGTERM);
         return 1;
     }
+    b4 = (struct vfu_block){ c, OP_RW4 };
+    b64 = (struct vfu_block){ c, OP_RW64K };
+    bposted = (struct vfu_block){ c, OP_POSTED };
+    f4.fn = f64.fn = bench_floor_block;
+    v4.fn = v64.fn = vfu_block;
+    f4.arg = &fl4;
+    f64.arg = &fl64;
+    v4.arg = &b4;
+    v64.arg = &b64;
+    f4.iters = v4.iters = N4;
+    f64.iters = v64.iters = N64K;
 
-    /* Sizes on the wire: header 16 + access 16 (+ data). */
-    const size_t hdr = 32;
-    const int n4 = 20000, n64 = 2000;
-    double s[7][BENCH_MAX_RUNS];
     for (int r = 0; r < runs; r++) {
-        s[0][r] = floor_run(hdr + 4, hdr, n4, pin) +
-                  floor_run(hdr, hdr + 4, n4, pin);
-        s[1][r] = vfu_run(c, OP_RW4, n4);
-        s[2][r] = floor_run(hdr + BIG, hdr, n64, pin) +
-                  floor_run(hdr, hdr + BIG, n64, pin);
-        s[3][r] = vfu_run(c, OP_RW64K, n64);
-        s[4][r] = vfu_run(c, OP_POSTED, n4 * 5);
+        bench_interleave(&f4, &a4, 1, r * BLOCKS, BLOCKS);
+        bench_interleave(&f64, &a64, 1, r * BLOCKS, BLOCKS);
+        s[0][r] = bench_blocks_mean(f4.blk, r * BLOCKS, BLOCKS);
+        s[1][r] = bench_blocks_mean(v4.blk, r * BLOCKS, BLOCKS);
+        s[2][r] = bench_blocks_mean(f64.blk, r * BLOCKS, BLOCKS);
+        s[3][r] = bench_blocks_mean(v64.blk, r * BLOCKS, BLOCKS);
+        s[4][r] = vfu_block(&bposted, NPOSTED);
     }
-    struct figure f[5] = {
-        { .name = "floor: ping-pong, 4-byte write+read sizes" },
-        { .name = "vfu: REGION_WRITE+READ 4 B, C handler" },
-        { .name = "floor: ping-pong, 64 KiB write+read sizes" },
-        { .name = "vfu: REGION_WRITE+READ 64 KiB, C handler" },
-        { .name = "vfu: posted REGION_WRITE 4 B (per write)" },
-    };
-    for (int i = 0; i < 5; i++) {
-        f[i].st = bench_summarize(s[i], runs);
-    }
-    f[1].floor = f[0].st.median;
-    f[3].floor = f[2].st.median;
 
-    printf("# bench_region: %d runs, %s\n", runs, pin ? "pinned to CPU 0" : "not pinned");
+    printf("# bench_region: %d runs of %d blocks (%d / %d round trips), %s\n",
+           runs, BLOCKS, N4, N64K, pin ? "pinned to CPU 0" : "not pinned");
     bench_print_header(46, " us");
-    printf(" %8s\n", "x floor");
-    for (int i = 0; i < 5; i++) {
-        bench_print_stats(46, f[i].name, &f[i].st, 1e3);
-        if (f[i].floor > 0) {
-            printf(" %8.2f", f[i].st.median / f[i].floor);
+    printf(" %8s %7s\n", "x floor", "target");
+    {
+        static const char *const names[5] = {
+            "floor: ping-pong, 4-byte write+read sizes",
+            "vfu: REGION_WRITE+READ 4 B, C handler",
+            "floor: ping-pong, 64 KiB write+read sizes",
+            "vfu: REGION_WRITE+READ 64 KiB, C handler",
+            "vfu: posted REGION_WRITE 4 B (per write)",
+        };
+        struct bench_stats st[5];
+
+        for (int i = 0; i < 5; i++) {
+            st[i] = bench_summarize(s[i], runs);
+            bench_print_stats(46, names[i], &st[i], 1e3);
+            if (i == 1) {
+                bench_print_ratio(bench_median(v4.ratio, runs * BLOCKS), "<1.08x", 1.08);
+            } else if (i == 3) {
+                bench_print_ratio(bench_median(v64.ratio, runs * BLOCKS), NULL, 0);
+            } else {
+                printf("\n");
+            }
         }
-        printf("\n");
+        printf("%-46s %10.0f\n", "vfu: posted writes per second", 1e9 / st[4].median);
     }
-    printf("%-46s %10.0f\n", "vfu: posted writes per second", 1e9 / f[4].st.median);
 
     vfu_client_close(c);
     kill(srv, SIGTERM);
     waitpid(srv, NULL, 0);
     unlink(path);
+    bench_floor_stop(&fl4);
+    bench_floor_stop(&fl64);
     return 0;
 }
