@@ -46,6 +46,8 @@ struct lvfu_rt {
     unsigned budget_ms;
     bool in_handler;
     bool budget_hit;
+    unsigned call_budget_ms;    /* of the outermost call running */
+    bool deadline_set;          /* the hook has started its clock */
     struct timespec deadline;
 
     int verbose;                /* 0 errors, 1 info, 2 debug */
@@ -78,6 +80,7 @@ struct lvfu_cap {
 struct lvfu_dev {
     bool closed;
     lua_State *L;               /* thread that runs the loop; callbacks use it */
+    struct lvfu_rt *rt;         /* lvfu_rt() of L, looked up once */
     vfu_ctx_t *ctx;
     char *sock_path;
     int self_ref;               /* keeps the device alive while served */
@@ -132,6 +135,13 @@ int lvfu_pcall(lua_State *L, struct lvfu_dev *dev, int nargs, int nres,
 /* The same with an explicit budget (0: none), leaving the traceback on the
  * stack on error. */
 int lvfu_pcall_budget(lua_State *L, int nargs, int nres, unsigned budget_ms);
+/* The hot path's protected call: the caller pushed lvfu_traceback at msgh
+ * below the function; returns lua_pcall's status, the message on top on
+ * error (lvfu_errmsg() reads it). */
+int lvfu_pcall_msgh(lua_State *L, struct lvfu_rt *rt, int nargs, int nres,
+                    int msgh);
+int lvfu_traceback(lua_State *L);
+const char *lvfu_errmsg(lua_State *L, int status);
 void lvfu_errorf(struct lvfu_dev *dev, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int lvfu_fail(lua_State *L, int err, const char *what);

@@ -126,6 +126,11 @@ trace_access(lua_State *L, int idx, loff_t off, size_t count, bool is_write,
     lvfu_trace_end(L, o);
 }
 
+/*
+ * The hot path: one call per 4-byte register access, so nothing here
+ * formats, allocates or looks anything up by name unless something fails
+ * or tracing is on.
+ */
 static ssize_t
 region_access(vfu_ctx_t *ctx, int idx, char *buf, size_t count, loff_t off,
               bool is_write)
@@ -134,8 +139,8 @@ region_access(vfu_ctx_t *ctx, int idx, char *buf, size_t count, loff_t off,
     struct lvfu_region *r = &dev->regions[idx];
     int ref = is_write ? r->write_ref : r->read_ref;
     lua_State *L = cb_state(dev);
-    char what[32];
-    int top;
+    const char *rw = is_write ? "write" : "read";
+    int top, status;
 
     if (off < 0 || (uint64_t)off > r->size || count > r->size - (uint64_t)off) {
         errno = EINVAL;
@@ -158,32 +163,40 @@ region_access(vfu_ctx_t *ctx, int idx, char *buf, size_t count, loff_t off,
         return -1;
     }
     top = lua_gettop(L);
-    snprintf(what, sizeof(what), "%s %s", lvfu_region_name(idx),
-             is_write ? "write" : "read");
+    /* the traceback handler goes first: no stack shuffling around the call */
+    lua_pushcfunction(L, lvfu_traceback);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     lua_pushinteger(L, off);
     lua_pushinteger(L, (lua_Integer)count);
     if (is_write) {
         push_value(L, buf, count);
     }
-    if (lvfu_pcall(L, dev, is_write ? 3 : 2, 1, what) < 0) {
-        trace_access(L, idx, off, count, is_write, buf, EIO);
-        lua_settop(L, top);
-        errno = EIO;
-        return -1;
+    status = lvfu_pcall_msgh(L, dev->rt, is_write ? 3 : 2, 1, top + 1);
+    if (status != LUA_OK) {
+        lvfu_errorf(dev, "%s %s handler failed: %s", lvfu_region_name(idx), rw,
+                    lvfu_errmsg(L, status));
+        goto fail;
     }
     if (!is_write && store_value(L, -1, buf, count) < 0) {
-        lvfu_errorf(dev, "%s handler returned %s for a %zu-byte access "
-                    "(integer, %zu-byte string or nil expected)", what,
-                    luaL_typename(L, -1), count, count);
-        trace_access(L, idx, off, count, is_write, buf, EIO);
-        lua_settop(L, top);
-        errno = EIO;
-        return -1;
+        lvfu_errorf(dev, "%s %s handler returned %s for a %zu-byte access "
+                    "(integer, %zu-byte string or nil expected)",
+                    lvfu_region_name(idx), rw, luaL_typename(L, -1), count,
+                    count);
+        goto fail;
     }
-    trace_access(L, idx, off, count, is_write, buf, 0);
+    if (dev->rt->trace != NULL) {
+        trace_access(L, idx, off, count, is_write, buf, 0);
+    }
     lua_settop(L, top);
     return (ssize_t)count;
+
+fail:
+    if (dev->rt->trace != NULL) {
+        trace_access(L, idx, off, count, is_write, buf, EIO);
+    }
+    lua_settop(L, top);
+    errno = EIO;
+    return -1;
 }
 
 #define REGION_TRAMPOLINE(n)                                                \
@@ -512,6 +525,7 @@ lvfu_device_new(lua_State *L)
     dev = lua_newuserdatauv(L, sizeof(*dev), 0);
     memset(dev, 0, sizeof(*dev));
     dev->closed = true;
+    dev->rt = lvfu_rt(L);
     dev->self_ref = LUA_NOREF;
     dev->reset_ref = dev->quiesce_ref = LUA_NOREF;
     dev->dma_map_ref = dev->dma_unmap_ref = LUA_NOREF;

@@ -133,15 +133,38 @@ past(const struct timespec *t)
 }
 
 static void
+set_deadline(struct lvfu_rt *rt)
+{
+    clock_gettime(CLOCK_MONOTONIC, &rt->deadline);
+    rt->deadline.tv_sec += rt->call_budget_ms / 1000;
+    rt->deadline.tv_nsec += (long)(rt->call_budget_ms % 1000) * 1000000L;
+    if (rt->deadline.tv_nsec >= 1000000000L) {
+        rt->deadline.tv_sec++;
+        rt->deadline.tv_nsec -= 1000000000L;
+    }
+    rt->deadline_set = true;
+}
+
+/*
+ * The clock starts at the hook's first run inside a handler, at most
+ * HOOK_COUNT instructions after its start: short handlers, the common case,
+ * never read the clock at all.
+ */
+static void
 budget_hook(lua_State *L, lua_Debug *ar)
 {
     struct lvfu_rt *rt = lvfu_rt(L);
 
-    if (rt->in_handler && past(&rt->deadline)) {
+    if (!rt->in_handler) {
+        return;
+    }
+    if (!rt->deadline_set) {
+        set_deadline(rt);
+    } else if (past(&rt->deadline)) {
         /* Sticky: the sandbox's pcall rethrows once the budget is gone. */
         rt->budget_hit = true;
         luaL_error(L, "handler exceeded its time budget of %d ms",
-                   (int)rt->budget_ms);
+                   (int)rt->call_budget_ms);
     }
 }
 
@@ -153,8 +176,8 @@ lvfu_budget_hook_install(lua_State *L)
     }
 }
 
-static int
-traceback(lua_State *L)
+int
+lvfu_traceback(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
 
@@ -185,54 +208,75 @@ lvfu_errorf(struct lvfu_dev *dev, const char *fmt, ...)
     }
 }
 
+/* The protected call itself, msgh being the traceback handler's index. */
 static int
-pcall_deadline(lua_State *L, int nargs, int nres, unsigned budget_ms,
-               const char **errmsg)
+call_budget(lua_State *L, struct lvfu_rt *rt, int nargs, int nres,
+            unsigned budget_ms, int msgh)
 {
-    struct lvfu_rt *rt = lvfu_rt(L);
-    int base = lua_gettop(L) - nargs;
     /* budget 0: unbudgeted (trusted top-level code) */
     bool outer = !rt->in_handler && budget_ms != 0;
     int status;
 
-    lua_pushcfunction(L, traceback);
-    lua_insert(L, base);
     if (outer) {
-        clock_gettime(CLOCK_MONOTONIC, &rt->deadline);
-        rt->deadline.tv_sec += budget_ms / 1000;
-        rt->deadline.tv_nsec += (long)(budget_ms % 1000) * 1000000L;
-        if (rt->deadline.tv_nsec >= 1000000000L) {
-            rt->deadline.tv_sec++;
-            rt->deadline.tv_nsec -= 1000000000L;
-        }
+        rt->call_budget_ms = budget_ms;
+        rt->deadline_set = false;
         rt->in_handler = true;
         rt->budget_hit = false;
     }
     lvfu_budget_hook_install(L);
-    status = lua_pcall(L, nargs, nres, base);
+    status = lua_pcall(L, nargs, nres, msgh);
     if (outer) {
         rt->in_handler = false;
         rt->budget_hit = false;
     }
+    return status;
+}
+
+static int
+pcall_deadline(lua_State *L, struct lvfu_rt *rt, int nargs, int nres,
+               unsigned budget_ms, const char **errmsg)
+{
+    int base = lua_gettop(L) - nargs;
+    int status;
+
+    lua_pushcfunction(L, lvfu_traceback);
+    lua_insert(L, base);
+    status = call_budget(L, rt, nargs, nres, budget_ms, base);
     lua_remove(L, base);
     if (status != LUA_OK) {
-        *errmsg = lua_tostring(L, -1);
-        if (*errmsg == NULL) {
-            *errmsg = status == LUA_ERRMEM ? "not enough memory"
-                                           : "(error object is not a string)";
-        }
+        *errmsg = lvfu_errmsg(L, status);
         return -1;
     }
     return 0;
+}
+
+const char *
+lvfu_errmsg(lua_State *L, int status)
+{
+    const char *msg = lua_tostring(L, -1);
+
+    if (msg == NULL) {
+        msg = status == LUA_ERRMEM ? "not enough memory"
+                                   : "(error object is not a string)";
+    }
+    return msg;
+}
+
+int
+lvfu_pcall_msgh(lua_State *L, struct lvfu_rt *rt, int nargs, int nres,
+                int msgh)
+{
+    return call_budget(L, rt, nargs, nres, rt->budget_ms, msgh);
 }
 
 int
 lvfu_pcall(lua_State *L, struct lvfu_dev *dev, int nargs, int nres,
            const char *what)
 {
+    struct lvfu_rt *rt = lvfu_rt(L);
     const char *msg;
 
-    if (pcall_deadline(L, nargs, nres, lvfu_rt(L)->budget_ms, &msg) < 0) {
+    if (pcall_deadline(L, rt, nargs, nres, rt->budget_ms, &msg) < 0) {
         lvfu_errorf(dev, "%s handler failed: %s", what, msg);
         lua_pop(L, 1);
         errno = EIO;
@@ -247,7 +291,8 @@ lvfu_pcall_budget(lua_State *L, int nargs, int nres, unsigned budget_ms)
 {
     const char *msg;
 
-    return pcall_deadline(L, nargs, nres, budget_ms, &msg) < 0 ? -1 : 0;
+    return pcall_deadline(L, lvfu_rt(L), nargs, nres, budget_ms, &msg) < 0
+           ? -1 : 0;
 }
 
 int
