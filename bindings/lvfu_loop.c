@@ -2,8 +2,9 @@
 /* Copyright (c) 2026 the vfu authors. */
 
 /*
- * One poll loop per device: the vfu socket (listening or connected), the
- * armed timers, and an optional stop descriptor (the runner's signalfd).
+ * One poll loop per device: the vfu socket (listening or connected) and
+ * its kick eventfd, the armed timers, and an optional stop descriptor (the
+ * runner's signalfd).
  * A client leaving is not an error: the device keeps its state and waits
  * for the next one.
  */
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "lvfu.h"
+#include "vfu.h"
 
 #define MAX_TIMERS 64
 
@@ -208,7 +210,7 @@ int
 lvfu_loop_run(lua_State *L, struct lvfu_dev *dev, int stop_fd)
 {
     struct lvfu_rt *rt = lvfu_rt(L);
-    struct pollfd fds[MAX_TIMERS + 2];
+    struct pollfd fds[MAX_TIMERS + 3];
     struct lvfu_timer *ts[MAX_TIMERS];
 
     if (dev->ctx == NULL) {
@@ -227,22 +229,27 @@ lvfu_loop_run(lua_State *L, struct lvfu_dev *dev, int stop_fd)
             fds[n].revents = 0;
             n++;
         }
-        fds[n].fd = vfu_get_poll_fd(dev->ctx);
-        fds[n].events = POLLIN;
-        fds[n].revents = 0;
-        fds[n + 1].fd = stop_fd;
-        fds[n + 1].events = POLLIN;
-        fds[n + 1].revents = 0;
-        if (poll(fds, (nfds_t)n + 2, -1) < 0) {
+        /* The socket and the kick eventfd themselves: cheaper per
+         * message than the epoll set of vfu_get_poll_fd(). */
+        int vfd[2];
+        if (vfu_get_poll_fds(dev->ctx, vfd) < 0) {
+            return -1;
+        }
+        for (int k = 0; k < 3; k++) {
+            fds[n + k].fd = k < 2 ? vfd[k] : stop_fd;
+            fds[n + k].events = POLLIN;
+            fds[n + k].revents = 0;
+        }
+        if (poll(fds, (nfds_t)n + 3, -1) < 0) {
             if (errno == EINTR) {
                 continue;
             }
             return -1;
         }
-        if (fds[n + 1].revents != 0) {
+        if (fds[n + 2].revents != 0) {
             break;
         }
-        if (fds[n].revents != 0) {
+        if (fds[n].revents != 0 || fds[n + 1].revents != 0) {
             serve_client(dev);
         }
         fire_timers(L, dev, fds, ts, n);

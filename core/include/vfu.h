@@ -59,6 +59,26 @@ int
 vfu_setup_socket_mode(vfu_ctx_t *ctx, mode_t mode);
 
 /*
+ * vfu_get_poll_fds() - the descriptors behind vfu_get_poll_fd(), for a loop
+ * that polls other things as well (timers, a stop descriptor).
+ *
+ * @fds: filled with two descriptors to poll for POLLIN: the client's socket
+ *       (the listening socket while no client is attached), and an eventfd
+ *       that says requests wait in the context's buffer (read from the
+ *       socket by a device thread waiting for a DMA reply).
+ *
+ * When either is readable, call vfu_attach_ctx() (no client yet) or
+ * vfu_run_ctx(). Polling these directly costs less per message than polling
+ * the epoll set vfu_get_poll_fd() returns: a socket watched by an epoll set
+ * pays for a callback on every message. The socket changes when a client
+ * comes or goes, so ask again after vfu_attach_ctx() or a lost client.
+ *
+ * Returns 0, or -1 with errno EINVAL (NULL context or fds).
+ */
+int
+vfu_get_poll_fds(vfu_ctx_t *ctx, int fds[2]);
+
+/*
  * vfu_cmd_name() - the protocol's name of a command ("REGION_READ", ...),
  * or "unknown". The string is static.
  */

@@ -19,7 +19,9 @@
 #define VFU_MAX_MSG_SIZE (VFU_DEFAULT_MAX_DATA_XFER + 4096)
 
 /*
- * The poll fd is an epoll set of the listening socket or the connection,
+ * The poll fd is an epoll set of the listening socket or the connection
+ * (the latter only once someone asked for the poll fd: a blocking loop
+ * reads the socket directly, and membership costs every message),
  * plus an eventfd that a device thread kicks when it read requests the loop
  * has yet to handle: they are in our buffer, where no poll would see them.
  */
@@ -154,7 +156,7 @@ vfu_attach_fd(vfu_ctx_t *ctx, int fd)
     ctx->conn->serve_mode = true;
     ctx->conn->kick = kick_loop;
     ctx->conn->kick_arg = ctx;
-    poll_swap(ctx, ctx->listen_fd, fd);
+    poll_swap(ctx, ctx->listen_fd, ctx->poll_used ? fd : -1);
     ctx->negotiated = false;
     vfu_caps_defaults(&ctx->caps);
     vfu_log(ctx, LOG_INFO, "client connected");
@@ -184,7 +186,29 @@ vfu_attach_ctx(vfu_ctx_t *ctx)
 int
 vfu_get_poll_fd(vfu_ctx_t *ctx)
 {
+    if (ctx == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!ctx->poll_used) {
+        ctx->poll_used = true;
+        if (ctx->conn != NULL) {
+            poll_swap(ctx, -1, ctx->conn->fd);
+        }
+    }
     return ctx->poll_fd;
+}
+
+int
+vfu_get_poll_fds(vfu_ctx_t *ctx, int fds[2])
+{
+    if (ctx == NULL || fds == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    fds[0] = ctx->conn != NULL ? ctx->conn->fd : ctx->listen_fd;
+    fds[1] = ctx->kick_fd;
+    return 0;
 }
 
 /*
@@ -214,7 +238,7 @@ vfu_conn_lost(vfu_ctx_t *ctx)
     pthread_rwlock_wrlock(&ctx->conn_lock);
     ctx->conn = NULL;
     pthread_rwlock_unlock(&ctx->conn_lock);
-    poll_swap(ctx, c->fd, ctx->listen_fd);
+    poll_swap(ctx, ctx->poll_used ? c->fd : -1, ctx->listen_fd);
     vfu_conn_fini(c);
     free(c);
     ctx->negotiated = false;
@@ -272,7 +296,9 @@ vfu_run_ctx(vfu_ctx_t *ctx)
     }
     block = !(ctx->flags & LIBVFIO_USER_FLAG_ATTACH_NB);
     c = ctx->conn;
-    if (__atomic_exchange_n(&ctx->kicked, false, __ATOMIC_ACQ_REL)) {
+    /* A plain load first: the exchange is a locked instruction. */
+    if (__atomic_load_n(&ctx->kicked, __ATOMIC_ACQUIRE) &&
+        __atomic_exchange_n(&ctx->kicked, false, __ATOMIC_ACQ_REL)) {
         uint64_t n;
         if (read(ctx->kick_fd, &n, sizeof(n)) < 0) {
             /* EAGAIN: nothing to clear */
@@ -305,19 +331,31 @@ vfu_run_ctx(vfu_ctx_t *ctx)
             }
             break;
         }
+        /*
+         * Non-blocking, a read that left room in the buffer emptied the
+         * socket: handle what came and let the caller's poll tell us about
+         * more, rather than spend a read on learning there is none.
+         */
+        if (!block && c->rx_tail < c->rx_cap) {
+            rc = drain(ctx, &count, &lost);
+            err = errno;
+            break;
+        }
     }
-    __atomic_store_n(&c->loop_reading, false, __ATOMIC_RELEASE);
+    /* seq_cst with the nr_calls load below, as callv's increment is with
+     * its loop_reading load: one of the two sides sees the other. */
+    __atomic_store_n(&c->loop_reading, false, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&c->rx_lock);
     /*
      * Device threads waiting for the loop to hand them a DMA reply must
      * now read it themselves: the loop may not run again before they time
      * out (a quiesce it waits for may depend on them).
      */
-    pthread_mutex_lock(&c->call_lock);
-    if (c->calls != NULL) {
+    if (__atomic_load_n(&c->nr_calls, __ATOMIC_SEQ_CST) > 0) {
+        pthread_mutex_lock(&c->call_lock);
         pthread_cond_broadcast(&c->call_cond);
+        pthread_mutex_unlock(&c->call_lock);
     }
-    pthread_mutex_unlock(&c->call_lock);
     if (lost) {
         if (err != ENOTCONN) {
             vfu_log_errno(ctx, LOG_ERR, err, "dropping client");

@@ -116,6 +116,9 @@ struct vfu_ctx {
     int listen_fd;
     int poll_fd;                    /* epoll: listen_fd or the conn, kick_fd */
     int kick_fd;                    /* eventfd: requests wait in our buffer */
+    bool poll_used;                 /* vfu_get_poll_fd() was asked: the conn
+                                     * is in the set (a socket in an epoll
+                                     * set costs every message a callback) */
     bool kicked;
     struct vfu_conn *conn;          /* NULL when no client */
     /* Device threads doing message-based DMA hold it for reading, so the

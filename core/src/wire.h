@@ -82,6 +82,7 @@ struct vfu_conn {
     size_t pinned;                  /* rx offset that must not move, or SIZE_MAX */
     uint64_t skip;                  /* bytes of an oversized message to drop */
     bool eof;
+    bool rcvtimeo;                  /* blocking reads time out by themselves */
 
     struct vfu_fd_batch batches[VFU_FD_BATCHES];
     uint32_t nr_batches;
@@ -95,6 +96,7 @@ struct vfu_conn {
     pthread_cond_t call_cond;
     uint32_t nr_waiting;            /* threads in call_cond: worth a signal */
     struct vfu_call *calls;         /* requests of ours awaiting a reply */
+    uint32_t nr_calls;              /* their number; atomic reads allowed */
     bool closing;                   /* no new calls: the connection is going */
     int close_err;                  /* what waiting calls fail with then */
     /* Called when a call read requests it left buffered for the loop. */
@@ -105,6 +107,13 @@ struct vfu_conn {
 
 int vfu_conn_init(struct vfu_conn *c, int fd, size_t max_msg_size,
                   uint32_t max_fds);
+/*
+ * Make every blocking read give up after the call timeout (SO_RCVTIMEO),
+ * for a side that waits for replies on nearly every read (the client).
+ * Without it, a call waiting for a reply polls with the timeout first;
+ * a blocking read that times out this way costs a kernel timer per read.
+ */
+void vfu_conn_set_read_timeout(struct vfu_conn *c);
 /* Close the socket and any fds still buffered; the conn can be reused. */
 void vfu_conn_fini(struct vfu_conn *c);
 

@@ -163,11 +163,62 @@ test_request_read_by_device_thread_wakes_poll(void **state)
     rmdir(path);
 }
 
+/*
+ * The connection joins the poll set only once someone asks for the poll
+ * fd (a blocking loop never needs it). Asking after the client is already
+ * attached, with its request already waiting, must still show it.
+ */
+static void
+test_poll_fd_asked_after_attach(void **state)
+{
+    char path[] = "/tmp/vfu-kick-XXXXXX";
+    char sock[64];
+    struct vfio_user_header h = { .cmd = VFIO_USER_VERSION, .msg_size = 16 };
+    vfu_client_t *c;
+    vfu_ctx_t *ctx;
+
+    assert_non_null(mkdtemp(path));
+    snprintf(sock, sizeof(sock), "%s/s", path);
+    ctx = vfu_create_ctx(VFU_TRANS_SOCK, sock, LIBVFIO_USER_FLAG_ATTACH_NB,
+                         NULL, VFU_DEV_TYPE_PCI);
+    assert_non_null(ctx);
+    assert_int_equal(vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0), 0);
+    assert_int_equal(vfu_realize_ctx(ctx), 0);
+    c = vfu_client_connect(sock);      /* queued in the listen backlog */
+    assert_non_null(c);
+    assert_int_equal(vfu_attach_ctx(ctx), 0);
+    assert_int_equal(vfu_client_send_raw(c, &h, sizeof(h), NULL, 0), 0);
+
+    struct pollfd p = { .fd = vfu_get_poll_fd(ctx), .events = POLLIN };
+    assert_int_equal(poll(&p, 1, 1000), 1);
+    /* A VERSION without its JSON: answered with an error, client kept. */
+    assert_int_equal(vfu_run_ctx(ctx), 1);
+    assert_int_equal(poll(&p, 1, 0), 0);
+
+    /* The next client is watched too (the conn fd was swapped out). */
+    vfu_client_close(c);
+    assert_int_equal(poll(&p, 1, 1000), 1);
+    assert_int_equal(vfu_run_ctx(ctx), -1);
+    assert_int_equal(errno, ENOTCONN);
+    c = vfu_client_connect(sock);
+    assert_non_null(c);
+    assert_int_equal(poll(&p, 1, 1000), 1);        /* the listen socket */
+    assert_int_equal(vfu_attach_ctx(ctx), 0);
+    assert_int_equal(vfu_client_send_raw(c, &h, sizeof(h), NULL, 0), 0);
+    assert_int_equal(poll(&p, 1, 1000), 1);
+    assert_int_equal(vfu_run_ctx(ctx), 1);
+
+    vfu_client_close(c);
+    vfu_destroy_ctx(ctx);
+    rmdir(path);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_read_by_device_thread_wakes_poll),
+        cmocka_unit_test(test_poll_fd_asked_after_attach),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
