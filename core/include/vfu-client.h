@@ -56,8 +56,14 @@ struct vfu_client_caps {
  *
  * Nothing is sent: call vfu_client_negotiate() (or _raw) next.
  *
+ * Every call waits at most 10 s for its reply. A server that stays silent
+ * longer is given up on: the call fails with ETIMEDOUT, the connection is
+ * shut down and later calls fail with ENOTCONN. (A watchdog thread per
+ * client, waking once a second, keeps that time; blocking reads then need
+ * no kernel timer each.)
+ *
  * Returns the client, or NULL with errno set (from socket(2)/connect(2),
- * ENAMETOOLONG, ENOMEM).
+ * pthread_create(3), ENAMETOOLONG, ENOMEM).
  */
 vfu_client_t *
 vfu_client_connect(const char *path);

@@ -104,7 +104,13 @@ vfu_client_connect(const char *path)
         goto fail_fd;
     }
     c->conn.serve_mode = false;
-    vfu_conn_set_read_timeout(&c->conn);
+    if (vfu_conn_watchdog_start(&c->conn) < 0) {
+        err = errno;
+        vfu_conn_fini(&c->conn);    /* closes fd */
+        free(c);
+        errno = err;
+        return NULL;
+    }
     pthread_mutex_init(&c->dma_lock, NULL);
     spec_defaults(&c->caps);
     c->our_max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;

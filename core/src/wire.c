@@ -17,7 +17,6 @@
 _Static_assert(sizeof(struct vfio_user_header) == 16, "wire header is 16 bytes");
 
 /* How long a vfu_conn_call waits for the peer before giving up. */
-#define VFU_CALL_TIMEOUT_MS 10000
 /* The socket buffer size we ask for (the kernel doubles it). */
 #define VFU_SOCK_BUF_MAX (4 << 20)
 /*
@@ -71,15 +70,6 @@ vfu_conn_init(struct vfu_conn *c, int fd, size_t max_msg_size, uint32_t max_fds)
     return 0;
 }
 
-void
-vfu_conn_set_read_timeout(struct vfu_conn *c)
-{
-    struct timeval tv = { .tv_sec = VFU_CALL_TIMEOUT_MS / 1000 };
-
-    c->rcvtimeo = setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
-                             sizeof(tv)) == 0;
-}
-
 static void
 close_batch(struct vfu_fd_batch *b)
 {
@@ -103,6 +93,7 @@ vfu_conn_fini(struct vfu_conn *c)
     if (c->rx == NULL) {
         return;
     }
+    vfu_conn_watchdog_stop(c);
     vfu_conn_fail_calls(c, ENOTCONN);
     for (uint32_t i = 0; i < c->nr_batches; i++) {
         close_batch(&c->batches[i]);
@@ -745,7 +736,7 @@ recv_into(struct vfu_conn *c, const struct vfu_call *k, size_t off,
     }
     mh.msg_iovlen = cnt;
     while (left > 0) {
-        if (!c->rcvtimeo && vfu_wait_fd(c->fd, POLLIN, VFU_CALL_TIMEOUT_MS) < 0) {
+        if (!c->guarded && vfu_wait_fd(c->fd, POLLIN, VFU_CALL_TIMEOUT_MS) < 0) {
             c->eof = true;
             return -1;
         }
@@ -834,7 +825,7 @@ read_for_replies(struct vfu_conn *c, struct vfu_call *mine,
         limit = VFU_HDR_SIZE - (c->rx_tail - stop);
     }
     /* A peer that never answers must not hang the call. */
-    if (!c->rcvtimeo && vfu_wait_fd(c->fd, POLLIN, VFU_CALL_TIMEOUT_MS) < 0) {
+    if (!c->guarded && vfu_wait_fd(c->fd, POLLIN, VFU_CALL_TIMEOUT_MS) < 0) {
         return -1;
     }
     /* Only a server's loop gets fds: replies to calls carry none. */
@@ -906,7 +897,7 @@ read_turn(struct vfu_conn *c, struct vfu_call *call,
     pthread_mutex_lock(&c->call_lock);
     if (rc < 0 && !call->done) {
         call->done = true;
-        call->error = err;
+        call->error = err == ENOTCONN && c->timed_out ? ETIMEDOUT : err;
     }
     if (c->nr_waiting > 0) {
         pthread_cond_broadcast(&c->call_cond);
@@ -951,6 +942,7 @@ vfu_conn_callv(struct vfu_conn *c, uint16_t cmd,
         return -1;
     }
     call.msg_id = c->next_msg_id++;
+    call.started_ms = vfu_coarse_ms();
     call.next = c->calls;
     c->calls = &call;
     __atomic_add_fetch(&c->nr_calls, 1, __ATOMIC_SEQ_CST);

@@ -28,6 +28,7 @@
 #include "vfio-user.h"
 
 #define VFU_HDR_SIZE        sizeof(struct vfio_user_header)
+#define VFU_CALL_TIMEOUT_MS 10000   /* a peer silent this long is gone */
 #define VFU_MAX_RX_FDS      64   /* a cmsg buffer bigger than any max_msg_fds */
 #define VFU_MSG_MAX_IOV     8
 #define VFU_FD_BATCHES      8
@@ -60,6 +61,7 @@ struct vfu_msg {
 struct vfu_call {
     struct vfu_call *next;
     uint16_t msg_id;
+    uint64_t started_ms;            /* coarse monotonic, for the watchdog */
     bool done;
     int error;                      /* errno from the reply, or ours */
     const struct iovec *reply;      /* payload destination, in pieces */
@@ -82,7 +84,6 @@ struct vfu_conn {
     size_t pinned;                  /* rx offset that must not move, or SIZE_MAX */
     uint64_t skip;                  /* bytes of an oversized message to drop */
     bool eof;
-    bool rcvtimeo;                  /* blocking reads time out by themselves */
 
     struct vfu_fd_batch batches[VFU_FD_BATCHES];
     uint32_t nr_batches;
@@ -99,6 +100,13 @@ struct vfu_conn {
     uint32_t nr_calls;              /* their number; atomic reads allowed */
     bool closing;                   /* no new calls: the connection is going */
     int close_err;                  /* what waiting calls fail with then */
+
+    /* The call watchdog (call_watchdog.c), guarded by call_lock. */
+    bool guarded;                   /* it bounds blocking reads: no poll first */
+    bool wd_stop;
+    bool timed_out;                 /* it gave up on the connection */
+    pthread_t wd_thread;
+    pthread_cond_t wd_cond;
     /* Called when a call read requests it left buffered for the loop. */
     void (*kick)(void *arg);
     void *kick_arg;
@@ -108,12 +116,18 @@ struct vfu_conn {
 int vfu_conn_init(struct vfu_conn *c, int fd, size_t max_msg_size,
                   uint32_t max_fds);
 /*
- * Make every blocking read give up after the call timeout (SO_RCVTIMEO),
- * for a side that waits for replies on nearly every read (the client).
- * Without it, a call waiting for a reply polls with the timeout first;
- * a blocking read that times out this way costs a kernel timer per read.
+ * Bound every call by the call timeout with a watchdog thread, for a side
+ * that waits for replies on nearly every read (the client): its blocking
+ * reads then need neither SO_RCVTIMEO (a kernel timer per read) nor a
+ * poll() first. A call unanswered for VFU_CALL_TIMEOUT_MS makes the
+ * watchdog shut the socket down: that call fails with ETIMEDOUT, later
+ * ones with ENOTCONN. Stopped by vfu_conn_fini(). Returns 0 or -1/errno.
  */
-void vfu_conn_set_read_timeout(struct vfu_conn *c);
+int vfu_conn_watchdog_start(struct vfu_conn *c);
+void vfu_conn_watchdog_stop(struct vfu_conn *c);
+
+/* Milliseconds of a coarse monotonic clock (no system call). */
+uint64_t vfu_coarse_ms(void);
 /* Close the socket and any fds still buffered; the conn can be reused. */
 void vfu_conn_fini(struct vfu_conn *c);
 

@@ -21,6 +21,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -34,6 +35,7 @@ enum answer {
     SHORT,          /* the data cut short */
     STRAY_ID,       /* a reply to another id first, then the proper one */
     ERROR_REPLY,    /* an error reply with ENODEV */
+    SILENT,         /* no reply at all */
     END,
 };
 
@@ -142,6 +144,8 @@ answer_read(int fd, const struct vfio_user_header *req,
         full(fd, &rep, sizeof(rep), true);
         rep.h.msg_id = req->msg_id;
         break;
+    case SILENT:
+        return;
     case ERROR_REPLY:
         rep.h.msg_size = sizeof(rep.h);
         rep.h.flags |= VFIO_USER_F_ERROR;
@@ -170,7 +174,8 @@ fake_main(void *arg)
         struct vfio_user_version asked;
         memcpy(&asked, body, sizeof(asked));
         answer_version(fd, &h, &asked);
-        for (const enum answer *s = f->script; *s != END; s++) {
+        const enum answer *s;
+        for (s = f->script; *s != END; s++) {
             struct vfio_user_region_access a;
             if (read_request(fd, &h, body, sizeof(body)) < 0 ||
                 h.cmd != VFIO_USER_REGION_READ) {
@@ -178,6 +183,10 @@ fake_main(void *arg)
             }
             memcpy(&a, body, sizeof(a));
             answer_read(fd, &h, &a, *s);
+        }
+        /* Silent to the end: keep the line open until the client goes. */
+        while (*s == END && s > f->script && s[-1] == SILENT &&
+               read_request(fd, &h, body, sizeof(body)) == 0) {
         }
     }
     close(fd);
@@ -270,11 +279,43 @@ test_hostile_replies(void **state)
     fake_stop(&f);
 }
 
+/*
+ * A server that never answers: the call gives up after the call timeout
+ * (10 s) with ETIMEDOUT, and the connection is abandoned.
+ */
+static void
+test_silent_server(void **state)
+{
+    static const enum answer script[] = { GOOD, SILENT, END };
+    struct timespec t0, t1;
+    struct fake f;
+    uint32_t v;
+
+    (void)state;
+    fake_start(&f, script);
+    vfu_client_t *c = vfu_client_connect(f.path);
+    assert_non_null(c);
+    assert_int_equal(vfu_client_negotiate(c, NULL, NULL), 0);
+    assert_int_equal(vfu_client_region_read(c, 0, 0, &v, 4), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    errno = 0;
+    assert_int_equal(vfu_client_region_read(c, 0, 0, &v, 4), -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_in_range(t1.tv_sec - t0.tv_sec, 9, 13);
+    errno = 0;
+    assert_int_equal(vfu_client_region_read(c, 0, 0, &v, 4), -1);
+    assert_int_equal(errno, ENOTCONN);
+    vfu_client_close(c);
+    fake_stop(&f);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hostile_replies),
+        cmocka_unit_test(test_silent_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
