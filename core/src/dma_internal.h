@@ -91,13 +91,14 @@ struct dma_table {
     struct dma_block *spare;    /* allocated ahead so that insertion can't fail */
     /*
      * The translation cache: 4 KiB page of an address (hashed) -> the slot
-     * of the map it was last found in. Only a guess, checked against the
+     * of the map it was last found in (slots past 65,535 are not cached).
+     * Only a guess, checked against the
      * slot on every use, so it needs no invalidation: a freed or reused
      * slot simply fails the check, and an entry never written guesses slot
      * 0. Written by any looking-up thread (relaxed atomics); resized only
      * by DMA_MAP, while quiesced.
      */
-    _Atomic uint32_t *tlb;
+    _Atomic uint16_t *tlb;      /* 16 bits: 512 KiB for 65,535 maps, in L2 */
     uint32_t tlb_shift;         /* 64 - log2(entries) */
     void *files;                /* tsearch(3) tree of shared dma_files */
     uint32_t nr_files;
