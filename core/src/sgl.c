@@ -88,6 +88,16 @@ vfu_addr_to_sgl(vfu_ctx_t *ctx, vfu_dma_addr_t dma_addr, size_t len,
         errno = ENOENT;     /* runs past the top of the address space */
         return -1;
     }
+    /* The usual case first: all of it inside one map. */
+    if (max_nr_sgs > 0) {
+        const struct dma_slot *m = dma_table_lookup_slot(ctx->dma, cur);
+
+        if (m != NULL && (prot & ~(int)m->prot) == 0 &&
+            left - 1 <= m->last - cur) {
+            sg_fill(ctx, sgl, m, cur, left, prot);
+            return 1;
+        }
+    }
     while (left > 0) {
         struct dma_slot *m = dma_table_lookup_slot(ctx->dma, cur);
         uint64_t chunk;
