@@ -22,7 +22,8 @@ static bool
 socket_is_live(const char *path)
 {
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking: a server whose backlog is full must not hang us. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     bool live;
 
     if (fd < 0) {

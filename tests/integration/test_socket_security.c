@@ -206,6 +206,42 @@ test_live_socket(void **state)
     vfu_destroy_ctx(first);
 }
 
+/*
+ * A server that stopped accepting, its backlog full: still live, and
+ * asking must not block (a blocking connect would wait for it forever).
+ */
+static void
+test_live_socket_full_backlog(void **state)
+{
+    struct sfx *f = *state;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int queued[16], n = 0;
+
+    assert_true(lfd >= 0);
+    strcpy(sa.sun_path, f->path);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    /* Fill the backlog until a non-blocking connect is refused. */
+    while (n < 16) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        assert_true(fd >= 0);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            assert_int_equal(errno, EAGAIN);
+            close(fd);
+            break;
+        }
+        queued[n++] = fd;
+    }
+    assert_true(n < 16);
+    assert_null(create(f->path));
+    assert_int_equal(errno, EADDRINUSE);
+    for (int i = 0; i < n; i++) {
+        close(queued[i]);
+    }
+    close(lfd);
+}
+
 /* Too long a path: ENAMETOOLONG, nothing created. */
 static void
 test_long_path(void **state)
@@ -225,7 +261,8 @@ main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_default_mode), T(test_setup_mode), T(test_not_a_socket),
-        T(test_stale_socket), T(test_live_socket), T(test_long_path),
+        T(test_stale_socket), T(test_live_socket),
+        T(test_live_socket_full_backlog), T(test_long_path),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
