@@ -663,8 +663,10 @@ check_cfg(lua_State *L, struct lvfu_dev *dev, lua_Integer off, lua_Integer size)
 
     luaL_argcheck(L, size == 1 || size == 2 || size == 4, 3,
                   "size must be 1, 2 or 4");
-    if (dev->ctx == NULL || (cs = vfu_pci_get_config_space(dev->ctx)) == NULL) {
+    cs = dev->ctx != NULL ? vfu_pci_get_config_space(dev->ctx) : NULL;
+    if (cs == NULL) {
         luaL_error(L, "config space exists once the device listens");
+        return NULL;    /* not reached: luaL_error does not return */
     }
     max = (dev->pci_type == VFU_PCI_TYPE_EXPRESS ||
            dev->pci_type == VFU_PCI_TYPE_PCI_X_2) ? 4096 : 256;
