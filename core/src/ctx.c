@@ -57,6 +57,21 @@ poll_swap(vfu_ctx_t *ctx, int old, int fd)
     }
 }
 
+/* Take back a kick: the loop is about to look at its buffer anyway. */
+static void
+clear_kick(vfu_ctx_t *ctx)
+{
+    uint64_t n;
+
+    /* A plain load first: the exchange is a locked instruction. */
+    if (__atomic_load_n(&ctx->kicked, __ATOMIC_ACQUIRE) &&
+        __atomic_exchange_n(&ctx->kicked, false, __ATOMIC_ACQ_REL)) {
+        if (read(ctx->kick_fd, &n, sizeof(n)) < 0) {
+            /* EAGAIN: nothing to clear */
+        }
+    }
+}
+
 static void
 kick_loop(void *arg)
 {
@@ -239,6 +254,8 @@ vfu_conn_lost(vfu_ctx_t *ctx)
     ctx->conn = NULL;
     pthread_rwlock_unlock(&ctx->conn_lock);
     poll_swap(ctx, ctx->poll_used ? c->fd : -1, ctx->listen_fd);
+    /* A kick for requests of the lost client must not keep polls awake. */
+    clear_kick(ctx);
     vfu_conn_fini(c);
     free(c);
     ctx->negotiated = false;
@@ -296,14 +313,7 @@ vfu_run_ctx(vfu_ctx_t *ctx)
     }
     block = !(ctx->flags & LIBVFIO_USER_FLAG_ATTACH_NB);
     c = ctx->conn;
-    /* A plain load first: the exchange is a locked instruction. */
-    if (__atomic_load_n(&ctx->kicked, __ATOMIC_ACQUIRE) &&
-        __atomic_exchange_n(&ctx->kicked, false, __ATOMIC_ACQ_REL)) {
-        uint64_t n;
-        if (read(ctx->kick_fd, &n, sizeof(n)) < 0) {
-            /* EAGAIN: nothing to clear */
-        }
-    }
+    clear_kick(ctx);
     pthread_mutex_lock(&c->rx_lock);
     /* Atomic: callers glance at it without a lock (see may_read()). */
     __atomic_store_n(&c->loop_thread, pthread_self(), __ATOMIC_RELAXED);
