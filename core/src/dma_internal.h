@@ -2,9 +2,10 @@
 /* Copyright (c) 2026 the vfu authors. */
 
 /*
- * What dma.c (the map table), sgl.c (scatter/gather) and dirty.c (dirty
- * page logging) share. The table and the log are usable on their own so
- * that the unit tests can drive them without a socket.
+ * What dma_table.c (the map table), dma.c (DMA_MAP/UNMAP), sgl.c
+ * (scatter/gather) and dirty.c (dirty page logging) share. The table and
+ * the log are usable on their own so that the unit tests can drive them
+ * without a socket.
  */
 #ifndef VFU_DMA_INTERNAL_H
 #define VFU_DMA_INTERNAL_H
@@ -104,7 +105,7 @@ struct dma_table {
     uint32_t nr_files;
 };
 
-/* dma.c: the table on its own. */
+/* dma_table.c: the table on its own. */
 struct dma_table *dma_table_new(void);
 /* Unmap and free everything, without callbacks. */
 void dma_table_destroy(struct dma_table *t);
@@ -124,6 +125,8 @@ struct dma_map *dma_table_find(struct dma_table *t, uint64_t iova,
 void dma_table_del(struct dma_table *t, struct dma_map *m);
 /* The map containing addr, or NULL. Lock-free: see sgl.c. */
 struct dma_map *dma_table_lookup(struct dma_table *t, uint64_t addr);
+/* Does a map overlap [iova, last]? */
+bool dma_table_overlaps(struct dma_table *t, uint64_t iova, uint64_t last);
 /* Any map (the root), or NULL when empty: for tearing everything down. */
 struct dma_map *dma_table_any(struct dma_table *t);
 /* The live map in slot, or NULL. */

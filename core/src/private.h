@@ -4,7 +4,9 @@
 /*
  * What the core's files share: the context, the message being handled, and
  * each concern's entry points. One concern per file:
- *   wire.c      framing, exact reads, fds, one sendmsg per message
+ *   wire.c      framing, exact reads, fds, one send per message
+ *   wire_call.c requests that wait for their reply, from any thread
+ *   call_watchdog.c  the client's bound on how long a call waits
  *   tran_sock.c the listening socket and the connection
  *   version.c   VERSION negotiation (json-c)
  *   ctx.c       context life cycle, attach, run loop, logging
@@ -12,7 +14,8 @@
  *   region.c    regions, REGION_READ/WRITE/WRITE_MULTI, region info, ioeventfds
  *   irq.c       IRQ info, SET_IRQS, vfu_irq_trigger
  *   pci.c       config space header and BARs; pci_caps.c capabilities
- *   dma.c       DMA map table; sgl.c scatter-gather; dirty.c dirty logging
+ *   dma.c       DMA_MAP/UNMAP; dma_table.c the map table; sgl.c scatter-
+ *               gather; dirty.c dirty logging
  *   migration.c VFIO migration v2
  *   client.c    the client side of the protocol
  */

@@ -1,0 +1,867 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Copyright (c) 2026 the vfu authors. */
+
+/*
+ * The DMA map table: client IOVA ranges in an AVL tree keyed by IOVA (so
+ * map, unmap and lookup are O(log n) for any number of maps), each map in a
+ * numbered slot that scatter/gather entries refer to, a sorted index and a
+ * translation cache for lookups. Backing files are mmap()ed once, whole,
+ * and shared by every map into them: QEMU sends the same memfd with each
+ * map, at that map's offset. The protocol around it is dma.c.
+ */
+
+#include <fcntl.h>
+#include <search.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dma_internal.h"
+
+static uint64_t
+host_page_size(void)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+
+    return pg > 0 ? (uint64_t)pg : 4096;
+}
+
+/* ---- backing files ---- */
+
+static int
+file_cmp(const void *a, const void *b)
+{
+    const struct dma_file *x = a, *y = b;
+
+    if (x->dev != y->dev) {
+        return x->dev < y->dev ? -1 : 1;
+    }
+    if (x->ino != y->ino) {
+        return x->ino < y->ino ? -1 : 1;
+    }
+    return x->prot - y->prot;
+}
+
+static void
+file_put(struct dma_table *t, struct dma_file *f)
+{
+    if (--f->refcnt > 0) {
+        return;
+    }
+    if (f->shared) {
+        tdelete(f, &t->files, file_cmp);
+        t->nr_files--;
+    }
+    munmap(f->base, f->size);
+    free(f);
+}
+
+static struct dma_file *
+file_map(int fd, uint64_t off, uint64_t len, int prot, const struct stat *st)
+{
+    struct dma_file *f = calloc(1, sizeof(*f));
+    void *p;
+
+    if (f == NULL) {
+        return NULL;
+    }
+    p = mmap(NULL, len, prot, MAP_SHARED, fd, (off_t)off);
+    if (p == MAP_FAILED) {
+        int saved = errno;
+        free(f);
+        errno = saved;
+        return NULL;
+    }
+    f->dev = st->st_dev;
+    f->ino = st->st_ino;
+    f->prot = prot;
+    f->base = p;
+    f->size = len;
+    f->page_size = host_page_size();
+    /* Huge page backed files report their page size here. */
+    if (st->st_blksize > 0 && ((uint64_t)st->st_blksize & (st->st_blksize - 1)) == 0 &&
+        (uint64_t)st->st_blksize > f->page_size) {
+        f->page_size = st->st_blksize;
+    }
+    f->refcnt = 1;
+    return f;
+}
+
+/*
+ * Find or make the mapping that holds [off, off + len) of fd. *base_off is
+ * set to the file offset of the mapping's first byte.
+ */
+static struct dma_file *
+file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
+         uint64_t *base_off)
+{
+    struct dma_file key, *f, **slot;
+    struct stat st;
+    uint64_t pg = host_page_size(), start, end;
+
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl < 0 || fstat(fd, &st) < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        errno = EINVAL;         /* pipes, sockets, directories */
+        return NULL;
+    }
+    /* mmap() would check this, but a shared mapping may already exist. */
+    if ((fl & O_ACCMODE) == O_WRONLY ||
+        ((prot & PROT_WRITE) && (fl & O_ACCMODE) != O_RDWR)) {
+        errno = EACCES;
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        /* A device has no useful size: map just the window, unshared. */
+        start = off & ~(pg - 1);
+        end = off + len;
+        if (end > UINT64_MAX - (pg - 1) || start > (uint64_t)INT64_MAX) {
+            errno = EINVAL;
+            return NULL;
+        }
+        end = (end + pg - 1) & ~(pg - 1);
+        f = file_map(fd, start, end - start, prot, &st);
+        *base_off = start;
+        return f;
+    }
+    if (st.st_size <= 0 || off > (uint64_t)st.st_size ||
+        len > (uint64_t)st.st_size - off) {
+        errno = EINVAL;         /* beyond the end of the file */
+        return NULL;
+    }
+    *base_off = 0;
+    key.dev = st.st_dev;
+    key.ino = st.st_ino;
+    key.prot = prot;
+    slot = tfind(&key, &t->files, file_cmp);
+    if (slot != NULL && off + len <= (*slot)->size) {
+        (*slot)->refcnt++;
+        return *slot;
+    }
+    f = file_map(fd, 0, st.st_size, prot, &st);
+    if (f == NULL) {
+        return NULL;
+    }
+    if (slot != NULL) {
+        /* The file grew: the old mapping lives on for its maps only. */
+        struct dma_file *old = *slot;
+        tdelete(old, &t->files, file_cmp);
+        old->shared = false;
+        t->nr_files--;
+    }
+    if (tsearch(f, &t->files, file_cmp) == NULL) {
+        munmap(f->base, f->size);
+        free(f);
+        errno = ENOMEM;
+        return NULL;
+    }
+    f->shared = true;
+    t->nr_files++;
+    return f;
+}
+
+/* ---- AVL tree ---- */
+
+static int
+height(const struct dma_map *m)
+{
+    return m != NULL ? m->height : 0;
+}
+
+static void
+fix_height(struct dma_map *m)
+{
+    int l = height(m->left), r = height(m->right);
+
+    m->height = (l > r ? l : r) + 1;
+}
+
+static struct dma_map *
+rotate_right(struct dma_map *m)
+{
+    struct dma_map *l = m->left;
+
+    m->left = l->right;
+    l->right = m;
+    fix_height(m);
+    fix_height(l);
+    return l;
+}
+
+static struct dma_map *
+rotate_left(struct dma_map *m)
+{
+    struct dma_map *r = m->right;
+
+    m->right = r->left;
+    r->left = m;
+    fix_height(m);
+    fix_height(r);
+    return r;
+}
+
+static struct dma_map *
+balance(struct dma_map *m)
+{
+    int bf;
+
+    fix_height(m);
+    bf = height(m->left) - height(m->right);
+    if (bf > 1) {
+        if (height(m->left->left) < height(m->left->right)) {
+            m->left = rotate_left(m->left);
+        }
+        return rotate_right(m);
+    }
+    if (bf < -1) {
+        if (height(m->right->right) < height(m->right->left)) {
+            m->right = rotate_right(m->right);
+        }
+        return rotate_left(m);
+    }
+    return m;
+}
+
+static struct dma_map *
+avl_insert(struct dma_map *root, struct dma_map *m)
+{
+    if (root == NULL) {
+        m->left = m->right = NULL;
+        m->height = 1;
+        return m;
+    }
+    if (m->iova < root->iova) {
+        root->left = avl_insert(root->left, m);
+    } else {
+        root->right = avl_insert(root->right, m);
+    }
+    return balance(root);
+}
+
+static struct dma_map *
+avl_remove_min(struct dma_map *root, struct dma_map **min)
+{
+    if (root->left == NULL) {
+        *min = root;
+        return root->right;
+    }
+    root->left = avl_remove_min(root->left, min);
+    return balance(root);
+}
+
+static struct dma_map *
+avl_remove(struct dma_map *root, uint64_t iova)
+{
+    struct dma_map *l, *r, *min;
+
+    if (root == NULL) {
+        return NULL;
+    }
+    if (iova < root->iova) {
+        root->left = avl_remove(root->left, iova);
+    } else if (iova > root->iova) {
+        root->right = avl_remove(root->right, iova);
+    } else {
+        l = root->left;
+        r = root->right;
+        if (r == NULL) {
+            return l;
+        }
+        r = avl_remove_min(r, &min);
+        min->left = l;
+        min->right = r;
+        return balance(min);
+    }
+    return balance(root);
+}
+
+/* The map with the greatest iova <= addr. */
+static struct dma_map *
+floor_map(struct dma_map *n, uint64_t addr)
+{
+    struct dma_map *best = NULL;
+
+    while (n != NULL) {
+        if (n->iova <= addr) {
+            best = n;
+            n = n->right;
+        } else {
+            n = n->left;
+        }
+    }
+    return best;
+}
+
+/* The map with the smallest iova > addr. */
+static struct dma_map *
+above_map(struct dma_map *n, uint64_t addr)
+{
+    struct dma_map *best = NULL;
+
+    while (n != NULL) {
+        if (n->iova > addr) {
+            best = n;
+            n = n->left;
+        } else {
+            n = n->right;
+        }
+    }
+    return best;
+}
+
+/* ---- the lookup index ---- */
+
+/* The last block whose first key is <= key, or -1. Branch-free halving:
+ * the path does not depend on the data, so nothing is mispredicted. */
+static int
+idx_block(const struct dma_table *t, uint64_t key)
+{
+    const uint64_t *base = t->top;
+    uint32_t n = t->nr_blocks;
+
+    if (n == 0 || key < base[0]) {
+        return -1;
+    }
+    while (n > 1) {
+        uint32_t half = n / 2;
+        base = base[half] <= key ? base + half : base;
+        n -= half;
+    }
+    return (int)(base - t->top);
+}
+
+/*
+ * Entries of b with key <= k. Unused keys are UINT64_MAX, so a fixed
+ * branch-free halving over all DMA_BLOCK keys works; it touches log2 of the
+ * block's cache lines. k == UINT64_MAX counts the padding too: clamp.
+ */
+static uint32_t
+block_count_le(const struct dma_block *b, uint64_t k)
+{
+    const uint64_t *base = b->key;
+    uint32_t n = DMA_BLOCK, c;
+
+    while (n > 1) {
+        uint32_t half = n / 2;
+        base = base[half] <= k ? base + half : base;
+        n -= half;
+    }
+    c = (uint32_t)(base - b->key) + (*base <= k);
+    return c < b->n ? c : b->n;
+}
+
+/* Keep the padding of b's unused keys. */
+static void
+block_pad(struct dma_block *b)
+{
+    for (uint32_t i = b->n; i < DMA_BLOCK; i++) {
+        b->key[i] = UINT64_MAX;
+    }
+}
+
+/* Make sure the next idx_insert() needs no memory. */
+static int
+idx_reserve(struct dma_table *t)
+{
+    if (t->nr_blocks + 1 > t->cap_blocks) {
+        uint32_t cap = t->cap_blocks == 0 ? 16 : t->cap_blocks * 2;
+        uint64_t *top = realloc(t->top, cap * sizeof(*top));
+        struct dma_block **b;
+
+        if (top == NULL) {
+            return -1;
+        }
+        t->top = top;
+        b = realloc(t->blocks, cap * sizeof(*b));
+        if (b == NULL) {
+            return -1;
+        }
+        t->blocks = b;
+        t->cap_blocks = cap;
+    }
+    if (t->spare == NULL) {
+        t->spare = malloc(sizeof(*t->spare));
+        if (t->spare == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void
+idx_open(struct dma_table *t, uint32_t at, struct dma_block *b)
+{
+    memmove(&t->top[at + 1], &t->top[at], (t->nr_blocks - at) * sizeof(t->top[0]));
+    memmove(&t->blocks[at + 1], &t->blocks[at],
+            (t->nr_blocks - at) * sizeof(t->blocks[0]));
+    t->blocks[at] = b;
+    t->top[at] = b->key[0];
+    t->nr_blocks++;
+}
+
+static void
+idx_close(struct dma_table *t, uint32_t at)
+{
+    free(t->blocks[at]);
+    t->nr_blocks--;
+    memmove(&t->top[at], &t->top[at + 1], (t->nr_blocks - at) * sizeof(t->top[0]));
+    memmove(&t->blocks[at], &t->blocks[at + 1],
+            (t->nr_blocks - at) * sizeof(t->blocks[0]));
+}
+
+/* Add key (not present); idx_reserve() succeeded before. */
+static void
+idx_insert(struct dma_table *t, uint64_t key, uint32_t slot)
+{
+    struct dma_block *b;
+    uint32_t pos;
+    int i;
+
+    if (t->nr_blocks == 0) {
+        b = t->spare;
+        t->spare = NULL;
+        b->n = 1;
+        b->key[0] = key;
+        b->slot[0] = slot;
+        block_pad(b);
+        idx_open(t, 0, b);
+        return;
+    }
+    i = idx_block(t, key);
+    if (i < 0) {
+        i = 0;                  /* below everything: the first block */
+    }
+    b = t->blocks[i];
+    if (b->n == DMA_BLOCK) {
+        /* Split: the upper half moves to a new block after this one. */
+        struct dma_block *nb = t->spare;
+        const uint32_t h = DMA_BLOCK / 2;
+
+        t->spare = NULL;
+        nb->n = DMA_BLOCK - h;
+        memcpy(nb->key, &b->key[h], nb->n * sizeof(b->key[0]));
+        memcpy(nb->slot, &b->slot[h], nb->n * sizeof(b->slot[0]));
+        b->n = h;
+        block_pad(b);
+        block_pad(nb);
+        idx_open(t, (uint32_t)i + 1, nb);
+        if (key >= nb->key[0]) {
+            b = nb;
+            i++;
+        }
+    }
+    pos = block_count_le(b, key);
+    memmove(&b->key[pos + 1], &b->key[pos], (b->n - pos) * sizeof(b->key[0]));
+    memmove(&b->slot[pos + 1], &b->slot[pos], (b->n - pos) * sizeof(b->slot[0]));
+    b->key[pos] = key;
+    b->slot[pos] = slot;
+    b->n++;
+    t->top[i] = b->key[0];
+}
+
+/* Append block at+1 to block at when both fit in half a block, so that
+ * unmapping leaves no trail of nearly empty blocks. */
+static void
+idx_merge(struct dma_table *t, uint32_t at)
+{
+    struct dma_block *a, *b;
+
+    if (at + 1 >= t->nr_blocks) {
+        return;
+    }
+    a = t->blocks[at];
+    b = t->blocks[at + 1];
+    if (a->n + b->n > DMA_BLOCK / 2) {
+        return;
+    }
+    memcpy(&a->key[a->n], b->key, b->n * sizeof(b->key[0]));
+    memcpy(&a->slot[a->n], b->slot, b->n * sizeof(b->slot[0]));
+    a->n += b->n;
+    block_pad(a);
+    idx_close(t, at + 1);
+}
+
+static void
+idx_remove(struct dma_table *t, uint64_t key)
+{
+    int i = idx_block(t, key);
+    struct dma_block *b;
+    uint32_t pos;
+
+    if (i < 0) {
+        return;
+    }
+    b = t->blocks[i];
+    pos = block_count_le(b, key);
+    if (pos == 0 || b->key[pos - 1] != key) {
+        return;
+    }
+    pos--;
+    b->n--;
+    memmove(&b->key[pos], &b->key[pos + 1], (b->n - pos) * sizeof(b->key[0]));
+    memmove(&b->slot[pos], &b->slot[pos + 1], (b->n - pos) * sizeof(b->slot[0]));
+    b->key[b->n] = UINT64_MAX;
+    if (b->n == 0) {
+        idx_close(t, (uint32_t)i);
+        return;
+    }
+    t->top[i] = b->key[0];
+    if (b->n < DMA_BLOCK / 4) {
+        idx_merge(t, (uint32_t)i);
+        if (i > 0) {
+            idx_merge(t, (uint32_t)i - 1);
+        }
+    }
+}
+
+/* ---- the table ---- */
+
+struct dma_table *
+dma_table_new(void)
+{
+    return calloc(1, sizeof(struct dma_table));
+}
+
+/*
+ * Memory that random lookups hit: cache-line aligned, and from 2 MiB on a
+ * fresh mapping in transparent huge pages where the kernel allows them
+ * (madvise mode), so that a lookup costs no page walk (a nested one, in a
+ * VM): random SG lookups over 65,535 maps take half the time. Fresh,
+ * because heap memory already touched stays in small pages.
+ */
+#define HOT_HUGE ((size_t)2 << 20)
+
+static size_t
+hot_size(size_t size)
+{
+    return size < HOT_HUGE ? (size + 63) & ~(size_t)63
+                           : (size + HOT_HUGE - 1) & ~(HOT_HUGE - 1);
+}
+
+static void *
+hot_alloc(size_t size)
+{
+    char *p, *aligned;
+    size_t len = hot_size(size);
+
+    if (len < HOT_HUGE) {
+        return aligned_alloc(64, len);
+    }
+    /* Map one huge page more than needed, then trim to the alignment. */
+    p = mmap(NULL, len + HOT_HUGE, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        return NULL;
+    }
+    aligned = (char *)(((uintptr_t)p + HOT_HUGE - 1) & ~(uintptr_t)(HOT_HUGE - 1));
+    if (aligned > p) {
+        munmap(p, (size_t)(aligned - p));
+    }
+    munmap(aligned + len, HOT_HUGE - (size_t)(aligned - p));
+    madvise(aligned, len, MADV_HUGEPAGE);   /* advice: failure is harmless */
+    return aligned;
+}
+
+static void
+hot_free(void *p, size_t size)
+{
+    size_t len = hot_size(size);
+
+    if (p == NULL) {
+        return;
+    }
+    if (len < HOT_HUGE) {
+        free(p);
+    } else {
+        munmap(p, len);
+    }
+}
+
+/* Grow the slot arrays to n entries; slots stay cache-line aligned. */
+static int
+slots_grow(struct dma_table *t, uint32_t n)
+{
+    struct dma_slot *h;
+    struct dma_map **s;
+    uint32_t *f;
+
+    s = realloc(t->maps, n * sizeof(*s));
+    if (s == NULL) {
+        return -1;
+    }
+    t->maps = s;
+    f = realloc(t->free_slots, n * sizeof(*f));
+    if (f == NULL) {
+        return -1;
+    }
+    t->free_slots = f;
+    h = hot_alloc(n * sizeof(*h));
+    if (h == NULL) {
+        return -1;
+    }
+    if (t->nr_slots > 0) {
+        memcpy(h, t->slots, t->nr_slots * sizeof(*h));
+    }
+    hot_free(t->slots, t->nr_slots * sizeof(*h));
+    t->slots = h;
+    /* Push high slots first so that low numbers are used first. */
+    for (uint32_t i = n; i > t->nr_slots; i--) {
+        t->maps[i - 1] = NULL;
+        t->slots[i - 1] = (struct dma_slot){ .iova = 1 };
+        t->free_slots[t->nr_free++] = i - 1;
+    }
+    t->nr_slots = n;
+    return 0;
+}
+
+static int
+slot_alloc(struct dma_table *t, struct dma_map *m)
+{
+    if (t->nr_free == 0) {
+        uint32_t n = t->nr_slots == 0 ? 64 : t->nr_slots * 2;
+
+        if (n > INT32_MAX || n < t->nr_slots) {
+            errno = ENOSPC;
+            return -1;
+        }
+        if (slots_grow(t, n) < 0) {
+            return -1;
+        }
+    }
+    m->slot = t->free_slots[--t->nr_free];
+    t->maps[m->slot] = m;
+    t->slots[m->slot] = (struct dma_slot){
+        .iova = m->iova, .last = m->last, .vaddr = m->info.vaddr, .prot = m->prot,
+    };
+    return 0;
+}
+
+/* ---- the translation cache ---- */
+
+#define TLB_MIN_BITS 10u
+#define TLB_MAX_BITS 18u     /* 512 KiB: room for 65,535 maps, 4 entries each */
+
+/*
+ * Size the cache for nr_maps maps: four entries a map, so that random
+ * lookups over all of them mostly hit. Failing to grow only costs speed.
+ */
+static void
+tlb_fit(struct dma_table *t, uint32_t nr_maps)
+{
+    uint32_t bits = TLB_MIN_BITS;
+    _Atomic uint16_t *tlb;
+
+    while (bits < TLB_MAX_BITS && (1ull << bits) < 4ull * nr_maps) {
+        bits++;
+    }
+    if (t->tlb != NULL && 64 - t->tlb_shift >= bits) {
+        return;
+    }
+    tlb = calloc(1ull << bits, sizeof(*tlb));
+    if (tlb == NULL) {
+        return;
+    }
+    free((void *)t->tlb);
+    t->tlb = tlb;
+    t->tlb_shift = 64 - bits;
+}
+
+struct dma_map *
+dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
+              uint64_t offset, uint32_t prot, uint32_t max_maps)
+{
+    struct dma_map *m, *n;
+    uint64_t last, base_off = 0;
+
+    if (size == 0 || size - 1 > UINT64_MAX - iova || prot == 0 ||
+        (prot & ~(uint32_t)(PROT_READ | PROT_WRITE)) != 0 ||
+        (fd >= 0 && (offset > UINT64_MAX - size || size > SIZE_MAX))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    last = iova + (size - 1);
+    n = floor_map(t->root, iova);
+    if ((n != NULL && n->last >= iova) ||
+        ((n = above_map(t->root, iova)) != NULL && n->iova <= last)) {
+        errno = EEXIST;
+        return NULL;
+    }
+    if (t->nr_maps >= max_maps) {
+        errno = ENOSPC;
+        return NULL;
+    }
+    if (idx_reserve(t) < 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        return NULL;
+    }
+    m->iova = iova;
+    m->last = last;
+    m->prot = prot;
+    m->info.iova.iov_base = (void *)(uintptr_t)iova;
+    m->info.iova.iov_len = size;
+    m->info.prot = prot;
+    if (fd >= 0) {
+        struct dma_file *f = file_get(t, fd, offset, size, (int)prot, &base_off);
+        char *lo, *hi, *start, *end;
+        uintptr_t pg;
+
+        if (f == NULL) {
+            int saved = errno;
+            free(m);
+            errno = saved;
+            return NULL;
+        }
+        m->file = f;
+        start = f->base + (offset - base_off);
+        m->info.vaddr = start;
+        m->info.page_size = f->page_size;
+        /* The part of the file mapping this map can use, page rounded. */
+        pg = f->page_size;
+        lo = (char *)((uintptr_t)start & ~(pg - 1));
+        hi = (char *)(((uintptr_t)start + size + pg - 1) & ~(pg - 1));
+        end = f->base + f->size;
+        m->info.mapping.iov_base = lo < f->base ? f->base : lo;
+        m->info.mapping.iov_len = (hi > end ? end : hi) -
+                                  (char *)m->info.mapping.iov_base;
+    }
+    if (slot_alloc(t, m) < 0) {
+        int saved = errno;
+        if (m->file != NULL) {
+            file_put(t, m->file);
+        }
+        free(m);
+        errno = saved;
+        return NULL;
+    }
+    t->root = avl_insert(t->root, m);
+    idx_insert(t, iova, m->slot);
+    t->nr_maps++;
+    tlb_fit(t, t->nr_maps);
+    return m;
+}
+
+struct dma_map *
+dma_table_find(struct dma_table *t, uint64_t iova, uint64_t size)
+{
+    struct dma_map *m = floor_map(t->root, iova);
+
+    if (m == NULL || m->iova != iova || size == 0 || m->last - m->iova != size - 1) {
+        return NULL;
+    }
+    return m;
+}
+
+void
+dma_table_del(struct dma_table *t, struct dma_map *m)
+{
+    t->root = avl_remove(t->root, m->iova);
+    idx_remove(t, m->iova);
+    t->maps[m->slot] = NULL;
+    t->slots[m->slot] = (struct dma_slot){ .iova = 1 };
+    t->free_slots[t->nr_free++] = m->slot;
+    t->nr_maps--;
+    if (m->file != NULL) {
+        file_put(t, m->file);
+    }
+    free(m);
+}
+
+struct dma_map *
+dma_table_slot(struct dma_table *t, int slot)
+{
+    if (t == NULL || slot < 0 || (uint32_t)slot >= t->nr_slots) {
+        return NULL;
+    }
+    return t->maps[slot];
+}
+
+struct dma_slot *
+dma_table_lookup_index(struct dma_table *t, uint64_t addr)
+{
+    const struct dma_block *b;
+    struct dma_slot *s;
+    uint32_t slot;
+    int i = idx_block(t, addr);
+
+    if (i < 0) {
+        return NULL;
+    }
+    b = t->blocks[i];
+    slot = b->slot[block_count_le(b, addr) - 1];
+    s = &t->slots[slot];
+    if (addr > s->last) {
+        return NULL;
+    }
+    if (t->tlb != NULL && slot <= UINT16_MAX) {
+        atomic_store_explicit(&t->tlb[dma_tlb_index(t, addr)], (uint16_t)slot,
+                              memory_order_relaxed);
+    }
+    return s;
+}
+
+struct dma_map *
+dma_table_lookup(struct dma_table *t, uint64_t addr)
+{
+    struct dma_slot *s = dma_table_lookup_slot(t, addr);
+
+    return s != NULL ? t->maps[s - t->slots] : NULL;
+}
+
+bool
+dma_table_overlaps(struct dma_table *t, uint64_t iova, uint64_t last)
+{
+    struct dma_map *n = floor_map(t->root, last);
+
+    return n != NULL && n->last >= iova;
+}
+
+struct dma_map *
+dma_table_any(struct dma_table *t)
+{
+    return t != NULL ? t->root : NULL;
+}
+
+size_t
+dma_table_mem(const struct dma_table *t)
+{
+    if (t == NULL) {
+        return 0;
+    }
+    return sizeof(*t) +
+           (size_t)t->nr_maps * sizeof(struct dma_map) +
+           (size_t)t->nr_slots * (sizeof(t->maps[0]) + sizeof(t->slots[0]) +
+                                  sizeof(t->free_slots[0])) +
+           (size_t)t->cap_blocks * (sizeof(t->top[0]) + sizeof(t->blocks[0])) +
+           (size_t)(t->nr_blocks + (t->spare != NULL)) * sizeof(struct dma_block) +
+           (size_t)t->nr_files * sizeof(struct dma_file) +
+           (t->tlb != NULL ? sizeof(t->tlb[0]) << (64 - t->tlb_shift) : 0);
+}
+
+void
+dma_table_destroy(struct dma_table *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    while (t->root != NULL) {
+        dma_table_del(t, t->root);
+    }
+    free(t->maps);
+    hot_free(t->slots, t->nr_slots * sizeof(t->slots[0]));
+    free(t->free_slots);
+    free(t->top);
+    free(t->blocks);
+    free(t->spare);
+    free((void *)t->tlb);
+    free(t);
+}
