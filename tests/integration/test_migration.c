@@ -91,13 +91,18 @@ csum_update(uint64_t *cs, uint64_t off, const uint8_t *buf, size_t n)
 
 /* ---- the test device ---- */
 
+/*
+ * The server thread runs the callbacks and the test thread reads and sets
+ * what they use between requests. The socket orders the two, but TSan
+ * cannot see that: what both touch is atomic.
+ */
 struct dev {
     /* what the device was told, in order */
-    vfu_migr_state_t log[MAX_LOG];
-    unsigned nlog;
+    _Atomic vfu_migr_state_t log[MAX_LOG];
+    _Atomic unsigned nlog;
     vfu_migr_state_t state;
-    int fail_into;                  /* state whose arc fails, or -1 */
-    int fail_errno;
+    _Atomic int fail_into;          /* state whose arc fails, or -1 */
+    _Atomic int fail_errno;
 
     /* saving side */
     uint64_t pre_len, total_len;    /* bytes offered in PRE_COPY, in all */
