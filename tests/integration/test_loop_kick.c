@@ -24,6 +24,7 @@
 
 #include "libvfio-user.h"
 #include "vfu-client.h"
+#include "vfu.h"
 
 #define IOVA 0x100000
 #define LEN 4096
@@ -213,12 +214,161 @@ test_poll_fd_asked_after_attach(void **state)
     rmdir(path);
 }
 
+/* ---- a kick set while the client goes ---- */
+
+/* BAR0 of the device below: each read fetches a byte of guest memory with
+ * a DMA_READ, as a device doing DMA from a register access would, and is
+ * slow about the rest. */
+static ssize_t
+bar0_dma(vfu_ctx_t *ctx, char *buf, size_t count, loff_t off, bool is_write)
+{
+    dma_sg_t *sg = calloc(1, dma_sg_size());
+    char byte = 0;
+
+    if (!is_write && sg != NULL &&
+        vfu_addr_to_sgl(ctx, (vfu_dma_addr_t)IOVA, 1, sg, 1, PROT_READ) == 1) {
+        vfu_sgl_read(ctx, sg, 1, &byte);
+        usleep(200 * 1000);     /* the client hangs up meanwhile */
+    }
+    free(sg);
+    memset(buf, byte, count);
+    return (ssize_t)count;
+}
+
+/*
+ * The client: asks for BAR0, and when the device's DMA_READ comes, first
+ * sends a posted write (which the device's thread reads, waiting for its
+ * DMA reply, and leaves to the loop with a kick), then the DMA reply, and
+ * hangs up without waiting for its register.
+ */
+static void *
+leaving_client_main(void *arg)
+{
+    struct client_side *cs = arg;
+    struct vfu_client_caps caps;
+    struct {
+        struct vfio_user_header h;
+        struct vfio_user_region_access a;
+        uint32_t v;
+    } __attribute__((packed)) rd = {
+        .h = { .cmd = VFIO_USER_REGION_READ, .msg_size = 32 },
+        .a = { .region = 0, .count = 4 },
+    }, wr = {
+        .h = { .cmd = VFIO_USER_REGION_WRITE, .msg_size = sizeof(wr),
+               .flags = VFIO_USER_F_NO_REPLY },
+        .a = { .region = 0, .count = 4 },
+    };
+    struct {
+        struct vfio_user_header h;
+        struct vfio_user_dma_region_access a;
+        char byte;
+    } __attribute__((packed)) dma_rep;
+    struct vfio_user_dma_region_access dma_req;
+    struct vfio_user_header h;
+    size_t size = sizeof(dma_req);
+
+    /* No cmocka asserts here: they may only fail on the test's thread. */
+    while ((cs->c = vfu_client_connect(cs->path)) == NULL) {
+        usleep(10000);
+    }
+    vfu_client_default_caps(&caps);
+    if (vfu_client_negotiate(cs->c, &caps, NULL) < 0 ||
+        vfu_client_dma_map(cs->c, IOVA, LEN, VFIO_USER_F_DMA_REGION_READ, -1,
+                           0, cs->guest) < 0) {
+        abort();
+    }
+    rd.h.msg_id = vfu_client_next_msg_id(cs->c);
+    wr.h.msg_id = vfu_client_next_msg_id(cs->c);
+    if (vfu_client_send_raw(cs->c, &rd, sizeof(rd.h) + sizeof(rd.a), NULL, 0) < 0 ||
+        vfu_client_recv_raw(cs->c, &h, &dma_req, &size, NULL, NULL, 5000) < 0 ||
+        h.cmd != VFIO_USER_DMA_READ) {
+        abort();
+    }
+    dma_rep.h = (struct vfio_user_header){
+        .msg_id = h.msg_id, .cmd = VFIO_USER_DMA_READ,
+        .msg_size = sizeof(dma_rep), .flags = VFIO_USER_F_TYPE_REPLY,
+    };
+    dma_rep.a = dma_req;
+    dma_rep.byte = 0x5a;
+    if (vfu_client_send_raw(cs->c, &wr, sizeof(wr), NULL, 0) < 0) {
+        abort();
+    }
+    usleep(50 * 1000);      /* the posted write arrives on its own */
+    if (vfu_client_send_raw(cs->c, &dma_rep, sizeof(dma_rep), NULL, 0) < 0) {
+        abort();
+    }
+    vfu_client_close(cs->c);
+    cs->c = NULL;
+    set_phase(cs, 2);
+    return NULL;
+}
+
+/*
+ * The device's thread (here: the loop's own, inside a callback) reads a
+ * request for the loop and kicks it; the client is gone before the loop
+ * looks. The kick must go with the client: a poll waiting for the next
+ * client must sleep, not wake at once again and again.
+ */
+static void
+test_kick_of_lost_client_is_cleared(void **state)
+{
+    char path[] = "/tmp/vfu-kick-XXXXXX";
+    struct client_side cs = { .lock = PTHREAD_MUTEX_INITIALIZER,
+                              .cond = PTHREAD_COND_INITIALIZER };
+    char sock[64];
+    pthread_t t;
+    vfu_ctx_t *ctx;
+    int lost = 0;
+
+    assert_non_null(mkdtemp(path));
+    snprintf(sock, sizeof(sock), "%s/s", path);
+    cs.path = sock;
+    ctx = vfu_create_ctx(VFU_TRANS_SOCK, sock, LIBVFIO_USER_FLAG_ATTACH_NB,
+                         NULL, VFU_DEV_TYPE_PCI);
+    assert_non_null(ctx);
+    assert_int_equal(vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0), 0);
+    assert_int_equal(vfu_setup_region(ctx, 0, 4096, bar0_dma,
+                                      VFU_REGION_FLAG_RW | VFU_REGION_FLAG_MEM,
+                                      NULL, 0, -1, 0), 0);
+    assert_int_equal(vfu_setup_device_dma(ctx, NULL, NULL), 0);
+    assert_int_equal(vfu_realize_ctx(ctx), 0);
+    pthread_create(&t, NULL, leaving_client_main, &cs);
+
+    struct pollfd p = { .fd = vfu_get_poll_fd(ctx), .events = POLLIN };
+    while (vfu_attach_ctx(ctx) < 0) {
+        assert_int_equal(errno, EAGAIN);
+        poll(&p, 1, 100);
+    }
+    for (int i = 0; i < 200 && !lost; i++) {
+        poll(&p, 1, 100);
+        if (vfu_run_ctx(ctx) < 0) {
+            assert_true(errno == EAGAIN || errno == ENOTCONN);
+            lost = errno == ENOTCONN;
+        }
+    }
+    assert_true(lost);
+    pthread_join(t, NULL);
+    assert_int_equal(cs.phase, 2);
+
+    /* No client now, none connecting: nothing to wake up for. */
+    assert_int_equal(poll(&p, 1, 200), 0);
+    int fds[2];
+    assert_int_equal(vfu_get_poll_fds(ctx, fds), 0);
+    struct pollfd q[2] = { { .fd = fds[0], .events = POLLIN },
+                           { .fd = fds[1], .events = POLLIN } };
+    assert_int_equal(poll(q, 2, 0), 0);
+
+    vfu_destroy_ctx(ctx);
+    rmdir(path);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_read_by_device_thread_wakes_poll),
         cmocka_unit_test(test_poll_fd_asked_after_attach),
+        cmocka_unit_test(test_kick_of_lost_client_is_cleared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
