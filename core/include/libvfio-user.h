@@ -173,7 +173,10 @@ vfu_attach_ctx(vfu_ctx_t *vfu_ctx);
  * Returns a file descriptor that becomes readable when vfu_attach_ctx() or
  * vfu_run_ctx() has work to do, suitable for poll(2)/epoll(7).  The
  * descriptor changes after a successful vfu_attach_ctx() and after
- * vfu_run_ctx() fails with ENOTCONN; fetch it again in both cases.
+ * vfu_run_ctx() fails with ENOTCONN; fetch it again in both cases.  (vfu's
+ * is an epoll set that stays the same; asking for it adds the connection
+ * to the set, which costs every message a little: a blocking loop needs
+ * none of it, and vfu.h's vfu_get_poll_fds() gives the fds themselves.)
  */
 int
 vfu_get_poll_fd(vfu_ctx_t *vfu_ctx);
