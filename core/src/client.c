@@ -847,6 +847,11 @@ vfu_client_get_region_info(vfu_client_t *c, uint32_t index,
         if (ri->info.argsz <= req.argsz || attempt == 1) {
             break;
         }
+        /* Room for more than any reply we accept: the server is wrong. */
+        if (ri->info.argsz > c->conn.max_msg_size - VFU_HDR_SIZE) {
+            errno = EMSGSIZE;
+            goto fail_fd;
+        }
         if (r.nr_fds > 0) {
             close(fd);
             fd = -1;

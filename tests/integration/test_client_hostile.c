@@ -36,6 +36,7 @@ enum answer {
     STRAY_ID,       /* a reply to another id first, then the proper one */
     ERROR_REPLY,    /* an error reply with ENODEV */
     SILENT,         /* no reply at all */
+    HUGE_INFO,      /* to GET_REGION_INFO: "I need argsz 3.75 GiB" */
     END,
 };
 
@@ -158,6 +159,23 @@ answer_read(int fd, const struct vfio_user_header *req,
     full(fd, &rep, sizeof(rep), true);
 }
 
+/* A region info reply asking for an absurd argsz, as if caps followed. */
+static void
+answer_huge_info(int fd, const struct vfio_user_header *req)
+{
+    struct {
+        struct vfio_user_header h;
+        struct vfio_region_info info;
+    } __attribute__((packed)) rep = {
+        .h = { .msg_id = req->msg_id, .cmd = VFIO_USER_DEVICE_GET_REGION_INFO,
+               .msg_size = sizeof(rep), .flags = VFIO_USER_F_TYPE_REPLY },
+        .info = { .argsz = 0xf0000000u, .flags = VFIO_REGION_INFO_FLAG_CAPS,
+                  .size = 4096 },
+    };
+
+    full(fd, &rep, sizeof(rep), true);
+}
+
 static void *
 fake_main(void *arg)
 {
@@ -177,8 +195,14 @@ fake_main(void *arg)
         const enum answer *s;
         for (s = f->script; *s != END; s++) {
             struct vfio_user_region_access a;
-            if (read_request(fd, &h, body, sizeof(body)) < 0 ||
-                h.cmd != VFIO_USER_REGION_READ) {
+            if (read_request(fd, &h, body, sizeof(body)) < 0) {
+                break;
+            }
+            if (*s == HUGE_INFO && h.cmd == VFIO_USER_DEVICE_GET_REGION_INFO) {
+                answer_huge_info(fd, &h);
+                continue;
+            }
+            if (h.cmd != VFIO_USER_REGION_READ) {
                 break;
             }
             memcpy(&a, body, sizeof(a));
@@ -224,7 +248,7 @@ test_hostile_replies(void **state)
 {
     static const enum answer script[] = {
         GOOD, GOOD_WITH_FDS, GOOD, SHORT, GOOD, STRAY_ID, ERROR_REPLY, GOOD,
-        END,
+        HUGE_INFO, GOOD, END,
     };
     struct fake f;
     uint32_t v;
@@ -267,6 +291,13 @@ test_hostile_replies(void **state)
     errno = 0;
     assert_int_equal(vfu_client_region_read(c, 0, 0, &v, 4), -1);
     assert_int_equal(errno, ENODEV);
+    assert_int_equal(vfu_client_region_read(c, 0, 0, &v, 4), 0);
+
+    /* Asked for room for 3.75 GiB of caps: refused, not allocated. */
+    struct vfu_client_region_info ri;
+    errno = 0;
+    assert_int_equal(vfu_client_get_region_info(c, 0, &ri), -1);
+    assert_int_equal(errno, EMSGSIZE);
     assert_int_equal(vfu_client_region_read(c, 0, 0, &v, 4), 0);
 
     /* The script is over and the server hangs up: ENOTCONN, no hang. */
