@@ -92,6 +92,42 @@ client_main(void *arg)
     return NULL;
 }
 
+/*
+ * A non-blocking device with BAR0 served by bar0_cb and DMA, on a socket
+ * in a new directory made from dir (a mkdtemp template).
+ */
+static vfu_ctx_t *
+device_start(char *dir, char *sock, size_t sock_size,
+             vfu_region_access_cb_t *bar0_cb)
+{
+    vfu_ctx_t *ctx;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(sock, sock_size, "%s/s", dir);
+    ctx = vfu_create_ctx(VFU_TRANS_SOCK, sock, LIBVFIO_USER_FLAG_ATTACH_NB,
+                         NULL, VFU_DEV_TYPE_PCI);
+    assert_non_null(ctx);
+    assert_int_equal(vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0), 0);
+    assert_int_equal(vfu_setup_region(ctx, 0, 4096, bar0_cb,
+                                      VFU_REGION_FLAG_RW | VFU_REGION_FLAG_MEM,
+                                      NULL, 0, -1, 0), 0);
+    assert_int_equal(vfu_setup_device_dma(ctx, NULL, NULL), 0);
+    assert_int_equal(vfu_realize_ctx(ctx), 0);
+    return ctx;
+}
+
+/* Attach the client once it connects. */
+static void
+attach(vfu_ctx_t *ctx)
+{
+    struct pollfd p = { .fd = vfu_get_poll_fd(ctx), .events = POLLIN };
+
+    while (vfu_attach_ctx(ctx) < 0) {
+        assert_int_equal(errno, EAGAIN);
+        poll(&p, 1, 100);
+    }
+}
+
 static void
 test_request_read_by_device_thread_wakes_poll(void **state)
 {
@@ -102,25 +138,11 @@ test_request_read_by_device_thread_wakes_poll(void **state)
     pthread_t t;
     vfu_ctx_t *ctx;
 
-    assert_non_null(mkdtemp(path));
-    snprintf(sock, sizeof(sock), "%s/s", path);
+    ctx = device_start(path, sock, sizeof(sock), bar0);
     cs.path = sock;
-    ctx = vfu_create_ctx(VFU_TRANS_SOCK, sock, LIBVFIO_USER_FLAG_ATTACH_NB,
-                         NULL, VFU_DEV_TYPE_PCI);
-    assert_non_null(ctx);
-    assert_int_equal(vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0), 0);
-    assert_int_equal(vfu_setup_region(ctx, 0, 4096, bar0,
-                                      VFU_REGION_FLAG_RW | VFU_REGION_FLAG_MEM,
-                                      NULL, 0, -1, 0), 0);
-    assert_int_equal(vfu_setup_device_dma(ctx, NULL, NULL), 0);
-    assert_int_equal(vfu_realize_ctx(ctx), 0);
     pthread_create(&t, NULL, client_main, &cs);
-
     struct pollfd p = { .fd = vfu_get_poll_fd(ctx), .events = POLLIN };
-    while (vfu_attach_ctx(ctx) < 0) {
-        assert_int_equal(errno, EAGAIN);
-        poll(&p, 1, 100);
-    }
+    attach(ctx);
     p.fd = vfu_get_poll_fd(ctx);
     for (;;) {   /* VERSION and DMA_MAP */
         pthread_mutex_lock(&cs.lock);
@@ -320,25 +342,11 @@ test_kick_of_lost_client_is_cleared(void **state)
     vfu_ctx_t *ctx;
     int lost = 0;
 
-    assert_non_null(mkdtemp(path));
-    snprintf(sock, sizeof(sock), "%s/s", path);
+    ctx = device_start(path, sock, sizeof(sock), bar0_dma);
     cs.path = sock;
-    ctx = vfu_create_ctx(VFU_TRANS_SOCK, sock, LIBVFIO_USER_FLAG_ATTACH_NB,
-                         NULL, VFU_DEV_TYPE_PCI);
-    assert_non_null(ctx);
-    assert_int_equal(vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0), 0);
-    assert_int_equal(vfu_setup_region(ctx, 0, 4096, bar0_dma,
-                                      VFU_REGION_FLAG_RW | VFU_REGION_FLAG_MEM,
-                                      NULL, 0, -1, 0), 0);
-    assert_int_equal(vfu_setup_device_dma(ctx, NULL, NULL), 0);
-    assert_int_equal(vfu_realize_ctx(ctx), 0);
     pthread_create(&t, NULL, leaving_client_main, &cs);
-
     struct pollfd p = { .fd = vfu_get_poll_fd(ctx), .events = POLLIN };
-    while (vfu_attach_ctx(ctx) < 0) {
-        assert_int_equal(errno, EAGAIN);
-        poll(&p, 1, 100);
-    }
+    attach(ctx);
     for (int i = 0; i < 200 && !lost; i++) {
         poll(&p, 1, 100);
         if (vfu_run_ctx(ctx) < 0) {
