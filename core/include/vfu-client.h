@@ -352,7 +352,7 @@ vfu_client_call(vfu_client_t *client, uint16_t cmd,
 
 /*
  * vfu_client_send_raw() - write @len bytes (which should start with a
- * header, but need not be consistent) to the socket in one sendmsg, with
+ * header, but need not be consistent) to the socket in one send, with
  * @nr_fds fds. Nothing is waited for.
  */
 int

@@ -480,47 +480,13 @@ int
 vfu_client_send_raw(vfu_client_t *c, const void *buf, size_t len,
                     const int *fds, uint32_t nr_fds)
 {
-    char cbuf[CMSG_SPACE(sizeof(int) * VFU_MAX_RX_FDS)];
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-    ssize_t n = 0;
-    int err = 0;
 
-    if (nr_fds > VFU_MAX_RX_FDS || (len == 0 && nr_fds > 0)) {
-        errno = EINVAL;
+    if (len == 0 && nr_fds > 0) {
+        errno = EINVAL;     /* a stream carries no fds without a byte */
         return -1;
     }
-    if (nr_fds > 0) {
-        memset(cbuf, 0, sizeof(cbuf));
-        mh.msg_control = cbuf;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nr_fds);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * nr_fds);
-        memcpy(CMSG_DATA(cm), fds, sizeof(int) * nr_fds);
-    }
-    pthread_mutex_lock(&c->conn.tx_lock);
-    while (iov.iov_len > 0) {
-        n = sendmsg(c->conn.fd, &mh, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            err = errno;
-            break;
-        }
-        mh.msg_control = NULL;
-        mh.msg_controllen = 0;
-        iov.iov_base = (char *)iov.iov_base + n;
-        iov.iov_len -= n;
-    }
-    pthread_mutex_unlock(&c->conn.tx_lock);
-    if (err != 0) {
-        errno = (err == EPIPE || err == ECONNRESET) ? ENOTCONN : err;
-        return -1;
-    }
-    return 0;
+    return vfu_conn_sendv(&c->conn, &iov, 1, len, fds, nr_fds);
 }
 
 int

@@ -398,6 +398,61 @@ vfu_wait_fd(int fd, short events, int timeout_ms)
     return rc < 0 ? -1 : 0;
 }
 
+int
+vfu_conn_sendv(struct vfu_conn *c, struct iovec *v, int cnt, size_t total,
+               const int *fds, uint32_t nr_fds)
+{
+    char cbuf[CMSG_SPACE(sizeof(int) * VFU_MAX_RX_FDS)];
+    struct msghdr mh = { .msg_iov = v, .msg_iovlen = (size_t)cnt };
+    /* One piece and no fds: send(), which the kernel handles for less. */
+    bool plain = cnt == 1 && nr_fds == 0;
+    int rc = 0;
+
+    if (nr_fds > VFU_MAX_RX_FDS || c->fd < 0) {
+        errno = c->fd < 0 ? ENOTCONN : EINVAL;
+        return -1;
+    }
+    if (nr_fds > 0) {
+        memset(cbuf, 0, sizeof(cbuf));
+        mh.msg_control = cbuf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nr_fds);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * nr_fds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * nr_fds);
+    }
+
+    pthread_mutex_lock(&c->tx_lock);
+    while (total > 0) {
+        ssize_t n = plain ? send(c->fd, v[0].iov_base, v[0].iov_len, MSG_NOSIGNAL)
+                          : sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
+                vfu_wait_fd(c->fd, POLLOUT, VFU_CALL_TIMEOUT_MS) == 0) {
+                continue;
+            }
+            rc = -1;
+            break;
+        }
+        total -= (size_t)n;
+        if (total > 0) {
+            /* A partial send: the fds went with the first byte. */
+            mh.msg_control = NULL;
+            mh.msg_controllen = 0;
+            advance(&mh, (size_t)n);
+        }
+    }
+    pthread_mutex_unlock(&c->tx_lock);
+    if (rc < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+        errno = ENOTCONN;
+    }
+    return rc;
+}
+
 /*
  * Messages up to this size without fds are gathered into one buffer and
  * go out with send(): copying a few hundred bytes costs less than the
@@ -411,17 +466,14 @@ vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,
               const struct iovec *iov, int iovcnt,
               const int *fds, uint32_t nr_fds)
 {
-    char cbuf[CMSG_SPACE(sizeof(int) * VFU_MAX_RX_FDS)];
     char flat[VFU_FLAT_SEND_MAX] __attribute__((aligned(8)));
     struct iovec v[VFU_MSG_MAX_IOV + 1];
     struct vfio_user_header h = *hdr;
-    struct msghdr mh = { .msg_iov = v };
-    size_t total = VFU_HDR_SIZE, sent = 0;
-    bool use_flat;
-    int cnt = 1, rc = 0;
+    size_t total = VFU_HDR_SIZE;
+    int cnt = 1;
 
-    if (iovcnt > VFU_MSG_MAX_IOV || nr_fds > VFU_MAX_RX_FDS || c->fd < 0) {
-        errno = c->fd < 0 ? ENOTCONN : EINVAL;
+    if (iovcnt > VFU_MSG_MAX_IOV) {
+        errno = EINVAL;
         return -1;
     }
     v[0].iov_base = &h;
@@ -438,55 +490,17 @@ vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,
         return -1;
     }
     h.msg_size = (uint32_t)total;
-    use_flat = nr_fds == 0 && total <= sizeof(flat);
-    if (use_flat) {
+    if (nr_fds == 0 && total <= sizeof(flat)) {
         size_t off = 0;
         for (int i = 0; i < cnt; i++) {
             memcpy(flat + off, v[i].iov_base, v[i].iov_len);
             off += v[i].iov_len;
         }
+        v[0].iov_base = flat;
+        v[0].iov_len = total;
+        cnt = 1;
     }
-    mh.msg_iovlen = cnt;
-    if (nr_fds > 0) {
-        memset(cbuf, 0, sizeof(cbuf));
-        mh.msg_control = cbuf;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nr_fds);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * nr_fds);
-        memcpy(CMSG_DATA(cm), fds, sizeof(int) * nr_fds);
-    }
-
-    pthread_mutex_lock(&c->tx_lock);
-    while (total > 0) {
-        ssize_t n = use_flat ? send(c->fd, flat + sent, total, MSG_NOSIGNAL)
-                             : sendmsg(c->fd, &mh, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
-                vfu_wait_fd(c->fd, POLLOUT, VFU_CALL_TIMEOUT_MS) == 0) {
-                continue;
-            }
-            rc = -1;
-            break;
-        }
-        total -= (size_t)n;
-        sent += (size_t)n;
-        if (total > 0 && !use_flat) {
-            /* A partial send: the fds went with the first byte. */
-            mh.msg_control = NULL;
-            mh.msg_controllen = 0;
-            advance(&mh, (size_t)n);
-        }
-    }
-    pthread_mutex_unlock(&c->tx_lock);
-    if (rc < 0 && (errno == EPIPE || errno == ECONNRESET)) {
-        errno = ENOTCONN;
-    }
-    return rc;
+    return vfu_conn_sendv(c, v, cnt, total, fds, nr_fds);
 }
 
 int

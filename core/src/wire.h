@@ -168,6 +168,14 @@ int vfu_msg_reply_add(struct vfu_msg *msg, const void *data, size_t size);
  */
 int vfu_wait_fd(int fd, short events, int timeout_ms);
 
+/*
+ * Send total bytes gathered from v[0..cnt) (which is stepped past what
+ * went out) with fds, under the send lock, retrying partial sends and
+ * EINTR. Returns 0 or -1 with errno (ENOTCONN for a gone peer).
+ */
+int vfu_conn_sendv(struct vfu_conn *c, struct iovec *v, int cnt, size_t total,
+                   const int *fds, uint32_t nr_fds);
+
 /* Send one message: header fields are taken from hdr except msg_size,
  * which is computed. Retries partial sends and EINTR. */
 int vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,
