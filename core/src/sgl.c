@@ -76,6 +76,7 @@ vfu_addr_to_sgl(vfu_ctx_t *ctx, vfu_dma_addr_t dma_addr, size_t len,
                 dma_sg_t *sgl, size_t max_nr_sgs, int prot)
 {
     uint64_t cur = (uint64_t)(uintptr_t)dma_addr, left = len;
+    const struct dma_slot *m;
     size_t n = 0;
 
     if (ctx == NULL || ctx->dma == NULL || len == 0 ||
@@ -88,18 +89,14 @@ vfu_addr_to_sgl(vfu_ctx_t *ctx, vfu_dma_addr_t dma_addr, size_t len,
         errno = ENOENT;     /* runs past the top of the address space */
         return -1;
     }
+    m = dma_table_lookup_slot(ctx->dma, cur);
     /* The usual case first: all of it inside one map. */
-    if (max_nr_sgs > 0) {
-        const struct dma_slot *m = dma_table_lookup_slot(ctx->dma, cur);
-
-        if (m != NULL && (prot & ~(int)m->prot) == 0 &&
-            left - 1 <= m->last - cur) {
-            sg_fill(ctx, sgl, m, cur, left, prot);
-            return 1;
-        }
+    if (m != NULL && max_nr_sgs > 0 && (prot & ~(int)m->prot) == 0 &&
+        left - 1 <= m->last - cur) {
+        sg_fill(ctx, sgl, m, cur, left, prot);
+        return 1;
     }
-    while (left > 0) {
-        struct dma_slot *m = dma_table_lookup_slot(ctx->dma, cur);
+    for (;;) {
         uint64_t chunk;
 
         if (m == NULL) {
@@ -117,6 +114,10 @@ vfu_addr_to_sgl(vfu_ctx_t *ctx, vfu_dma_addr_t dma_addr, size_t len,
         n++;
         cur += chunk;       /* may wrap to 0 exactly when left hits 0 */
         left -= chunk;
+        if (left == 0) {
+            break;
+        }
+        m = dma_table_lookup_slot(ctx->dma, cur);
     }
     if (n > (size_t)INT_MAX - 1) {
         errno = EINVAL;
