@@ -47,14 +47,25 @@ set(int *p, int v)
     __atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
+/* -1 with the errno the test put in *p for this callback, or 0 (*p < 0). */
+static int
+outcome(int *p)
+{
+    int err = get(p);
+
+    if (err >= 0) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
 static ssize_t
 bar_cb(vfu_ctx_t *ctx, char *buf, size_t count, loff_t off, bool is_write)
 {
     struct cbdev *d = vfu_get_private(ctx);
-    int err = get(&d->region_err);
 
-    if (err >= 0) {
-        errno = err;
+    if (outcome(&d->region_err) < 0) {
         return -1;
     }
     if ((size_t)off > BAR_SIZE || count > BAR_SIZE - (size_t)off) {
@@ -90,49 +101,32 @@ static int
 reset_cb(vfu_ctx_t *ctx, vfu_reset_type_t type)
 {
     struct cbdev *d = vfu_get_private(ctx);
-    int err = get(&d->reset_err);
 
-    if (err >= 0) {
-        errno = err;
-        return -1;
-    }
-    return 0;
+    return outcome(&d->reset_err);
 }
 
 static int
 quiesce_cb(vfu_ctx_t *ctx)
 {
     struct cbdev *d = vfu_get_private(ctx);
-    int err = get(&d->quiesce_err);
 
-    if (err >= 0) {
-        errno = err;
-        return -1;
-    }
-    return 0;
+    return outcome(&d->quiesce_err);
 }
 
 static int
 transition_cb(vfu_ctx_t *ctx, vfu_migr_state_t state)
 {
     struct cbdev *d = vfu_get_private(ctx);
-    int err = get(&d->transition_err);
 
-    if (err >= 0) {
-        errno = err;
-        return -1;
-    }
-    return 0;
+    return outcome(&d->transition_err);
 }
 
 static ssize_t
 read_cb(vfu_ctx_t *ctx, void *buf, uint64_t count)
 {
     struct cbdev *d = vfu_get_private(ctx);
-    int err = get(&d->read_err);
 
-    if (err >= 0) {
-        errno = err;
+    if (outcome(&d->read_err) < 0) {
         return -1;
     }
     memset(buf, 0x5a, count);

@@ -177,6 +177,19 @@ fds_for(const struct req *r, int *fds)
     }
 }
 
+/* Send len bytes of buf as one write, carrying fresh fds of r's kind. */
+static void
+send_with_fds(vfu_client_t *c, const struct req *r, const uint8_t *buf,
+              size_t len)
+{
+    int fds[2];
+
+    fds_for(r, fds);
+    assert_int_equal(vfu_client_send_raw(c, buf, len, fds,
+                                         (uint32_t)r->nr_fds), 0);
+    harness_close_fds(fds, r->nr_fds);
+}
+
 /* Cut every request after the header, in the middle of the payload (fds
  * already sent), and after the last byte. */
 static void
@@ -197,12 +210,8 @@ test_cut_everywhere(void **state)
 
         for (size_t k = 0; k < ARRAY_SIZE(cuts); k++) {
             vfu_client_t *c = harness_connect(f->srv);
-            int fds[2];
 
-            fds_for(&reqs[i], fds);
-            assert_int_equal(vfu_client_send_raw(c, buf, cuts[k], fds,
-                                                 (uint32_t)reqs[i].nr_fds), 0);
-            harness_close_fds(fds, reqs[i].nr_fds);
+            send_with_fds(c, &reqs[i], buf, cuts[k]);
             vfu_client_close(c);
         }
         assert_healthy(f);
@@ -224,14 +233,10 @@ test_gone_before_reply(void **state)
         size_t len = harness_msg(buf, 9, reqs[i].cmd, reqs[i].payload,
                                  reqs[i].len);
         vfu_client_t *c = harness_connect(f->srv);
-        int fds[2];
 
         len += harness_msg(buf + len, 11, reqs[i].cmd, reqs[i].payload,
                            reqs[i].len);
-        fds_for(&reqs[i], fds);
-        assert_int_equal(vfu_client_send_raw(c, buf, len, fds,
-                                             (uint32_t)reqs[i].nr_fds), 0);
-        harness_close_fds(fds, reqs[i].nr_fds);
+        send_with_fds(c, &reqs[i], buf, len);
         shutdown(vfu_client_fd(c), SHUT_RDWR);
         vfu_client_close(c);
     }
