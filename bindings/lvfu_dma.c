@@ -134,7 +134,7 @@ dma_unregister(vfu_ctx_t *ctx, vfu_dma_info_t *info)
 int
 lvfu_dma_setup(struct lvfu_dev *dev)
 {
-    return vfu_setup_device_dma(dev->ctx, dma_register, dma_unregister);
+    return vfu_setup_device_dma(dev->ctx, 0, dma_register, dma_unregister);
 }
 
 /* Translate [addr, addr + len) into a scratch userdata pushed on the stack;
@@ -175,8 +175,9 @@ copy_sg(struct lvfu_dev *dev, dma_sg_t *sgl, int n, char *buf, size_t len,
                 errno = ENOTSUP;
                 return -1;
             }
-            return is_write ? vfu_sgl_write(dev->ctx, sg, 1, buf)
-                            : vfu_sgl_read(dev->ctx, sg, 1, buf);
+            return is_write
+                       ? vfu_sgl_write(dev->ctx, sg, 1, buf, VFU_SGL_DIRECT_ACCESS)
+                       : vfu_sgl_read(dev->ctx, sg, 1, buf, VFU_SGL_DIRECT_ACCESS);
         }
         if (vfu_sgl_get(dev->ctx, sg, &iov, 1, 0) < 0) {
             return -1;

@@ -244,8 +244,8 @@ serve(vfu_ctx_t *ctx, int sig_fd)
                 fprintf(stderr, "gpio-pci-idio-16: client attached\n");
             } else if (errno != EAGAIN && errno != EWOULDBLOCK &&
                        errno != EINTR) {
+                /* a client that failed to negotiate: wait for the next */
                 perror("gpio-pci-idio-16: attach");
-                return -1;
             }
             continue;
         }

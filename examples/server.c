@@ -261,8 +261,8 @@ dma_demo(struct demo *d, uint64_t value)
     iova = d->dma_addr + (value % DMA_SLOTS) * PAGE;
     if (vfu_addr_to_sgl(d->ctx, (vfu_dma_addr_t)(uintptr_t)iova,
                         sizeof(value), d->sg, 1, PROT_READ | PROT_WRITE) != 1 ||
-        vfu_sgl_write(d->ctx, d->sg, 1, &value) < 0 ||
-        vfu_sgl_read(d->ctx, d->sg, 1, &back) < 0) {
+        vfu_sgl_write(d->ctx, d->sg, 1, &value, VFU_SGL_DIRECT_ACCESS) < 0 ||
+        vfu_sgl_read(d->ctx, d->sg, 1, &back, VFU_SGL_DIRECT_ACCESS) < 0) {
         vfu_log(d->ctx, LOG_ERR, "DMA to %#" PRIx64 " failed: %s", iova,
                 strerror(errno));
         d->dma_errors++;
@@ -692,7 +692,7 @@ create_device(const char *path, struct demo *d, bool verbose)
         vfu_setup_device_nr_irqs(ctx, VFU_DEV_INTX_IRQ, 1) < 0 ||
         vfu_setup_device_nr_irqs(ctx, VFU_DEV_MSI_IRQ, 2) < 0 ||
         vfu_setup_device_reset_cb(ctx, reset_device) < 0 ||
-        vfu_setup_device_dma(ctx, dma_register, dma_unregister) < 0 ||
+        vfu_setup_device_dma(ctx, 0, dma_register, dma_unregister) < 0 ||
         vfu_setup_device_migration_callbacks(ctx, &migr) < 0 ||
         vfu_realize_ctx(ctx) < 0) {
         goto fail;
@@ -742,8 +742,8 @@ serve(struct demo *d, int sig_fd)
                 attached = true;
             } else if (errno != EAGAIN && errno != EWOULDBLOCK &&
                        errno != EINTR) {
+                /* a client that failed to negotiate: wait for the next */
                 fprintf(stderr, "%s: attach: %s\n", d->name, strerror(errno));
-                return -1;
             }
             continue;
         }

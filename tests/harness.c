@@ -51,6 +51,8 @@ struct harness_server {
     vfu_ctx_t *ctx;
 };
 
+size_t harness_max_dma_maps;
+
 static void
 log_stderr(vfu_ctx_t *ctx, int level, const char *msg)
 {
@@ -730,7 +732,8 @@ dev_setup(vfu_ctx_t *ctx, struct harness_dev *d, bool express)
         return -1;
     }
     vfu_setup_device_quiesce_cb(ctx, dev_quiesce);
-    return vfu_setup_device_dma(ctx, dev_dma_register, dev_dma_unregister);
+    return vfu_setup_device_dma(ctx, harness_max_dma_maps, dev_dma_register,
+                                dev_dma_unregister);
 }
 
 int

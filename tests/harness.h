@@ -177,6 +177,9 @@ harness_call_errno(vfu_client_t *c, uint16_t cmd, const void *payload,
 #define HARNESS_BAR1_SIZE 0x4000u
 #define HARNESS_BAR2_SIZE (2u << 20)
 #define HARNESS_NR_MSIX   4u
+/* The harness device's DMA region limit (vfu_setup_device_dma's
+ * max_regions); set it before a fixture starts its server. 0: the default. */
+extern size_t harness_max_dma_maps;
 
 struct harness_dev {
     uint8_t bar0[HARNESS_BAR0_SIZE];

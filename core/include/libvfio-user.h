@@ -276,8 +276,14 @@ typedef ssize_t (vfu_region_access_cb_t)(vfu_ctx_t *vfu_ctx, char *buf,
 #define VFU_REGION_FLAG_MEM       (1 << 2)
 /* Config space only: route every access to the callback. */
 #define VFU_REGION_FLAG_ALWAYS_CB (1 << 3)
+/* BAR only: a 64-bit memory BAR; it takes the next BAR's slot too. */
+#define VFU_REGION_FLAG_64_BITS   (1 << 4)
+/* BAR only: a prefetchable memory BAR. */
+#define VFU_REGION_FLAG_PREFETCH  (1 << 5)
 #define VFU_REGION_FLAG_MASK      (VFU_REGION_FLAG_RW | VFU_REGION_FLAG_MEM | \
-                                   VFU_REGION_FLAG_ALWAYS_CB)
+                                   VFU_REGION_FLAG_ALWAYS_CB | \
+                                   VFU_REGION_FLAG_64_BITS | \
+                                   VFU_REGION_FLAG_PREFETCH)
 
 /*
  * vfu_setup_region() - describe a device region.
@@ -457,9 +463,18 @@ typedef void (vfu_dma_register_cb_t)(vfu_ctx_t *vfu_ctx, vfu_dma_info_t *info);
 typedef void (vfu_dma_unregister_cb_t)(vfu_ctx_t *vfu_ctx, vfu_dma_info_t *info);
 
 /*
+ * The largest number of DMA regions a device may ask for in
+ * vfu_setup_device_dma(), and the number it gets for 0.
+ */
+#define LIBVFIO_USER_MAX_DMA_REGIONS 1000000
+
+/*
  * vfu_setup_device_dma() - enable client DMA and install its callbacks.
  *
  * @vfu_ctx:        the context.
+ * @max_regions:    how many DMA regions the client may have mapped at once,
+ *                  at most LIBVFIO_USER_MAX_DMA_REGIONS; 0 means that many.
+ *                  A DMA_MAP beyond it fails with EINVAL.
  * @dma_register:   called after a region is added, or NULL.
  * @dma_unregister: called before a region is removed, or NULL.  Required for
  *                  direct access through vfu_sgl_get().
@@ -467,10 +482,12 @@ typedef void (vfu_dma_unregister_cb_t)(vfu_ctx_t *vfu_ctx, vfu_dma_info_t *info)
  * Until this is called, client memory cannot be translated with
  * vfu_addr_to_sgl().
  *
- * Returns 0, or -1 with errno set (ENOMEM).
+ * Returns 0, or -1 with errno set: EINVAL for a @max_regions above the
+ * limit, ENOMEM.
  */
 int
-vfu_setup_device_dma(vfu_ctx_t *vfu_ctx, vfu_dma_register_cb_t *dma_register,
+vfu_setup_device_dma(vfu_ctx_t *vfu_ctx, size_t max_regions,
+                     vfu_dma_register_cb_t *dma_register,
                      vfu_dma_unregister_cb_t *dma_unregister);
 
 /* Interrupt types; the values double as VFIO IRQ indexes. */
@@ -685,38 +702,53 @@ void
 vfu_sgl_put(vfu_ctx_t *vfu_ctx, dma_sg_t *sgl, struct iovec *iov, size_t cnt);
 
 /*
- * vfu_sgl_read() - copy client memory into a local buffer via the protocol.
+ * Flag for vfu_sgl_read() and vfu_sgl_write(): access the memory directly
+ * (through the region's mapping, or read/write on its file for
+ * VFIO_USER_F_DMA_REGION_FILE_IO regions) where the client allows it,
+ * instead of sending VFIO_USER_DMA_READ/WRITE messages.
+ */
+#define VFU_SGL_DIRECT_ACCESS (1 << 0)
+
+/*
+ * vfu_sgl_read() - copy client memory into a local buffer.
  *
  * @vfu_ctx: the context.
  * @sg:      entries from vfu_addr_to_sgl().
  * @cnt:     number of entries; only 1 is currently accepted.
  * @data:    destination, at least as large as the entry.
+ * @flags:   0 or VFU_SGL_DIRECT_ACCESS.
  *
- * Uses VFIO_USER_DMA_READ messages, so it also works for regions that are not
- * mapped into this process.
+ * Without VFU_SGL_DIRECT_ACCESS, or for a region the client gave no file
+ * for, the data comes in VFIO_USER_DMA_READ messages (on the twin socket
+ * when one was negotiated), so it works for any region.
  *
- * Returns 0, or -1 with errno set: ENOTSUP if @cnt is not 1, ENOMEM,
- * ENOTCONN if the client went away, EINVAL for a malformed reply.
+ * Returns 0, or -1 with errno set: ENOTSUP if @cnt is not 1, EINVAL for
+ * unknown @flags or a bad entry, ENOMEM, ENOTCONN if the client went away,
+ * the client's errno for an error reply, EINVAL for a malformed reply.
  */
 int
-vfu_sgl_read(vfu_ctx_t *vfu_ctx, dma_sg_t *sg, size_t cnt, void *data);
+vfu_sgl_read(vfu_ctx_t *vfu_ctx, dma_sg_t *sg, size_t cnt, void *data,
+             int flags);
 
 /*
- * vfu_sgl_write() - copy a local buffer into client memory via the protocol.
+ * vfu_sgl_write() - copy a local buffer into client memory.
  *
  * @vfu_ctx: the context.
  * @sg:      entries from vfu_addr_to_sgl(), obtained with PROT_WRITE.
  * @cnt:     number of entries; only 1 is currently accepted.
  * @data:    source, at least as large as the entry.
+ * @flags:   0 or VFU_SGL_DIRECT_ACCESS, as for vfu_sgl_read().
  *
- * Uses VFIO_USER_DMA_WRITE messages.
+ * Pages written are marked dirty while dirty logging runs.
  *
- * Returns 0, or -1 with errno set: ENOTSUP if @cnt is not 1, EPERM if the
- * entry is not writable, ENOMEM, ENOTCONN if the client went away, EINVAL for
- * a malformed reply.
+ * Returns 0, or -1 with errno set: ENOTSUP if @cnt is not 1, EINVAL for
+ * unknown @flags, EPERM if the entry is not writable, ENOMEM, ENOTCONN if
+ * the client went away, the client's errno for an error reply, EINVAL for a
+ * malformed reply.
  */
 int
-vfu_sgl_write(vfu_ctx_t *vfu_ctx, dma_sg_t *sg, size_t cnt, void *data);
+vfu_sgl_write(vfu_ctx_t *vfu_ctx, dma_sg_t *sg, size_t cnt, void *data,
+              int flags);
 
 /*
  * Region indexes of a PCI device, numbered as in VFIO.  In vfio-user an index

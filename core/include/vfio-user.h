@@ -102,6 +102,10 @@ struct vfio_user_dma_map {
     uint32_t argsz;
 #define VFIO_USER_F_DMA_REGION_READ     (1 << 0)
 #define VFIO_USER_F_DMA_REGION_WRITE    (1 << 1)
+/* The fd may be mmap()ed by the server (the default for a map with an fd). */
+#define VFIO_USER_F_DMA_REGION_MMAP     (1 << 2)
+/* The server reaches the memory by pread()/pwrite() on the fd, never mmap. */
+#define VFIO_USER_F_DMA_REGION_FILE_IO  (1 << 3)
     uint32_t flags;
     uint64_t offset;        /* offset into the passed fd, else zero */
     uint64_t addr;          /* client DMA (IOVA) base */

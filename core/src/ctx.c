@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -178,6 +179,76 @@ vfu_attach_fd(vfu_ctx_t *ctx, int fd)
     return 0;
 }
 
+/*
+ * Drop a client that failed to negotiate, keeping why: attach reports it.
+ */
+static int
+negotiation_failed(vfu_ctx_t *ctx, int err)
+{
+    vfu_conn_lost(ctx);
+    errno = err;
+    return -1;
+}
+
+/*
+ * Take the client's VERSION and answer it, as libvfio-user's attach does:
+ * a client is attached once it is negotiated. Blocking, this waits for the
+ * VERSION up to VFU_CALL_TIMEOUT_MS (a client that connects and says
+ * nothing is dropped); non-blocking, it fails with EAGAIN until the VERSION
+ * is in, keeping the connection, and the next vfu_attach_ctx() goes on.
+ * Anything but a well-formed VERSION gets an error reply and the client is
+ * dropped: -1 with errno EINVAL.
+ */
+static int
+negotiate(vfu_ctx_t *ctx)
+{
+    bool block = !(ctx->flags & LIBVFIO_USER_FLAG_ATTACH_NB);
+    struct vfu_conn *c = ctx->conn;
+    struct vfu_msg *msg = &ctx->msg;
+    int rc;
+
+    while ((rc = vfu_conn_take(c, msg)) == 0) {
+        if (block && vfu_wait_fd(c->fd, POLLIN, VFU_CALL_TIMEOUT_MS) < 0) {
+            vfu_log_errno(ctx, LOG_ERR, errno, "waiting for VERSION");
+            return negotiation_failed(ctx, errno == ETIMEDOUT ? ETIMEDOUT
+                                                              : EINVAL);
+        }
+        if (vfu_conn_fill(c, false) < 0) {
+            if (!block && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                return -1;          /* EAGAIN: call again when readable */
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                continue;
+            }
+            vfu_log_errno(ctx, LOG_ERR, errno, "reading VERSION");
+            return negotiation_failed(ctx, EINVAL);
+        }
+    }
+    if (rc < 0) {
+        /* A header too short to frame anything: nothing to answer. */
+        vfu_log_errno(ctx, LOG_ERR, errno, "reading VERSION");
+        return negotiation_failed(ctx, EINVAL);
+    }
+    if (msg->in == NULL) {
+        vfu_log(ctx, LOG_ERR, "VERSION of %u bytes is too large",
+                msg->hdr.msg_size);
+        return negotiation_failed(ctx, EINVAL);
+    }
+    if (msg->hdr.cmd != VFIO_USER_VERSION) {
+        vfu_log(ctx, LOG_ERR, "%s before VERSION", vfu_cmd_name(msg->hdr.cmd));
+        vfu_msg_close_fds(msg);
+        if (vfu_conn_reply(c, msg, EINVAL) < 0) {
+            /* the client is dropped anyway */
+        }
+        return negotiation_failed(ctx, EINVAL);
+    }
+    if (vfu_dispatch(ctx, msg) < 0 || !ctx->negotiated) {
+        return negotiation_failed(ctx, EINVAL);
+    }
+    vfu_conn_unpin(c);
+    return 0;
+}
+
 int
 vfu_attach_ctx(vfu_ctx_t *ctx)
 {
@@ -187,15 +258,16 @@ vfu_attach_ctx(vfu_ctx_t *ctx)
         errno = EINVAL;
         return -1;
     }
-    if (ctx->conn != NULL) {
+    if (ctx->conn == NULL) {
+        fd = vfu_sock_accept(ctx);
+        if (fd < 0 || vfu_attach_fd(ctx, fd) < 0) {
+            return -1;
+        }
+    } else if (ctx->negotiated) {
         errno = EBUSY;
         return -1;
     }
-    fd = vfu_sock_accept(ctx);
-    if (fd < 0) {
-        return -1;
-    }
-    return vfu_attach_fd(ctx, fd);
+    return negotiate(ctx);
 }
 
 int

@@ -14,10 +14,11 @@
 #include "dma_internal.h"
 
 int
-vfu_setup_device_dma(vfu_ctx_t *ctx, vfu_dma_register_cb_t *dma_register,
+vfu_setup_device_dma(vfu_ctx_t *ctx, size_t max_regions,
+                     vfu_dma_register_cb_t *dma_register,
                      vfu_dma_unregister_cb_t *dma_unregister)
 {
-    if (ctx == NULL) {
+    if (ctx == NULL || max_regions > LIBVFIO_USER_MAX_DMA_REGIONS) {
         errno = EINVAL;
         return -1;
     }
@@ -33,22 +34,11 @@ vfu_setup_device_dma(vfu_ctx_t *ctx, vfu_dma_register_cb_t *dma_register,
             return -1;
         }
     }
+    ctx->max_dma_maps = max_regions != 0 ? (uint32_t)max_regions
+                                         : LIBVFIO_USER_MAX_DMA_REGIONS;
     ctx->dma_register_cb = dma_register;
     ctx->dma_unregister_cb = dma_unregister;
     return 0;
-}
-
-static uint32_t
-max_maps(const vfu_ctx_t *ctx)
-{
-    uint64_t max = ctx->max_dma_maps != 0 ? ctx->max_dma_maps
-                                          : VFU_DEFAULT_MAX_DMA_MAPS;
-
-    if (ctx->negotiated && ctx->caps.max_dma_maps != 0 &&
-        ctx->caps.max_dma_maps < max) {
-        max = ctx->caps.max_dma_maps;
-    }
-    return (uint32_t)max;
 }
 
 int
@@ -89,7 +79,7 @@ vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg)
     prot |= (req.flags & VFIO_USER_F_DMA_REGION_READ) ? PROT_READ : 0;
     prot |= (req.flags & VFIO_USER_F_DMA_REGION_WRITE) ? PROT_WRITE : 0;
     m = dma_table_add(ctx->dma, req.addr, req.size, fd, req.offset, prot,
-                      max_maps(ctx));
+                      ctx->max_dma_maps);
     if (m == NULL) {
         vfu_log_errno(ctx, LOG_ERR, errno, "DMA_MAP %#lx+%#lx fd %d offset %#lx",
                       (unsigned long)req.addr, (unsigned long)req.size, fd,

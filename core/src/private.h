@@ -41,7 +41,7 @@
 #define VFU_UNUSED __attribute__((unused))
 
 /* Defaults and bounds the server announces and enforces. */
-#define VFU_DEFAULT_MAX_FDS         16
+#define VFU_DEFAULT_MAX_FDS         8
 #define VFU_DEFAULT_MAX_DATA_XFER   (1u << 20)
 #define VFU_MAX_DATA_XFER_LIMIT     (64u << 20)
 #define VFU_DEFAULT_MAX_DMA_MAPS    65535u

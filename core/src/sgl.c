@@ -293,7 +293,8 @@ dma_by_message(vfu_ctx_t *ctx, uint64_t addr, uint64_t len, char *data,
 }
 
 static int
-sgl_rw(vfu_ctx_t *ctx, dma_sg_t *sg, size_t cnt, void *data, bool is_write)
+sgl_rw(vfu_ctx_t *ctx, dma_sg_t *sg, size_t cnt, void *data, int flags,
+       bool is_write)
 {
     struct dma_slot *m;
 
@@ -302,6 +303,7 @@ sgl_rw(vfu_ctx_t *ctx, dma_sg_t *sg, size_t cnt, void *data, bool is_write)
         return -1;
     }
     if (ctx == NULL || ctx->dma == NULL || sg == NULL || data == NULL ||
+        (flags & ~VFU_SGL_DIRECT_ACCESS) != 0 ||
         (m = sg_map(ctx, sg)) == NULL) {
         errno = EINVAL;
         return -1;
@@ -310,7 +312,7 @@ sgl_rw(vfu_ctx_t *ctx, dma_sg_t *sg, size_t cnt, void *data, bool is_write)
         errno = EPERM;
         return -1;
     }
-    if (m->vaddr != NULL) {
+    if (m->vaddr != NULL && (flags & VFU_SGL_DIRECT_ACCESS)) {
         char *p = m->vaddr + sg->offset;
         if (is_write) {
             memcpy(p, data, sg->length);
@@ -328,13 +330,13 @@ sgl_rw(vfu_ctx_t *ctx, dma_sg_t *sg, size_t cnt, void *data, bool is_write)
 }
 
 int
-vfu_sgl_read(vfu_ctx_t *ctx, dma_sg_t *sg, size_t cnt, void *data)
+vfu_sgl_read(vfu_ctx_t *ctx, dma_sg_t *sg, size_t cnt, void *data, int flags)
 {
-    return sgl_rw(ctx, sg, cnt, data, false);
+    return sgl_rw(ctx, sg, cnt, data, flags, false);
 }
 
 int
-vfu_sgl_write(vfu_ctx_t *ctx, dma_sg_t *sgl, size_t cnt, void *data)
+vfu_sgl_write(vfu_ctx_t *ctx, dma_sg_t *sgl, size_t cnt, void *data, int flags)
 {
-    return sgl_rw(ctx, sgl, cnt, data, true);
+    return sgl_rw(ctx, sgl, cnt, data, flags, true);
 }

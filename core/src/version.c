@@ -207,23 +207,25 @@ vfu_handle_version(vfu_ctx_t *ctx, struct vfu_msg *msg)
     }
     if (bad >= 0) {
         vfu_log(ctx, LOG_ERR, "VERSION rejected: %s", why[bad]);
-        errno = bad == 1 ? ENOTSUP : EINVAL;
+        errno = EINVAL;
         return -1;
     }
 
     /* What we agree to: the smaller of each bound, our features only. */
     struct vfu_client_caps *c = &ctx->caps;
     vfu_caps_defaults(c);
-    c->major = 0;
-    c->minor = 0;
+    c->major = LIB_VFIO_USER_MAJOR;
+    c->minor = LIB_VFIO_USER_MINOR;
     c->max_msg_fds = client.max_msg_fds < VFU_MAX_RX_FDS ? client.max_msg_fds
                                                          : VFU_MAX_RX_FDS;
     /* The client's bound on what we send it; ours on what it sends us. */
     c->max_data_xfer_size = client.max_data_xfer_size < VFU_MAX_DATA_XFER_LIMIT
                                 ? client.max_data_xfer_size
                                 : VFU_MAX_DATA_XFER_LIMIT;
-    c->max_dma_maps = client.max_dma_maps < VFU_DEFAULT_MAX_DMA_MAPS
-                          ? client.max_dma_maps : VFU_DEFAULT_MAX_DMA_MAPS;
+    /* The device's limit, which bounds the client, never the client's:
+     * announced up to 65,535, the most QEMU accepts hearing. */
+    c->max_dma_maps = ctx->max_dma_maps < VFU_DEFAULT_MAX_DMA_MAPS
+                          ? ctx->max_dma_maps : VFU_DEFAULT_MAX_DMA_MAPS;
     c->pgsizes = VFU_DEFAULT_PGSIZE;
     c->has_migration = vfu_migration_enabled(ctx);
     c->migr_pgsize = VFU_DEFAULT_PGSIZE;

@@ -277,7 +277,7 @@ start_server(const char *path, bool pin)
     bench_child_init(pin);
     ctx = vfu_create_ctx(VFU_TRANS_SOCK, path, 0, NULL, VFU_DEV_TYPE_PCI);
     if (ctx == NULL || vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0) < 0 ||
-        vfu_setup_device_dma(ctx, dma_register, dma_unregister) < 0 ||
+        vfu_setup_device_dma(ctx, 0, dma_register, dma_unregister) < 0 ||
         vfu_setup_log(ctx, log_stderr, LOG_ERR) < 0 || vfu_realize_ctx(ctx) < 0) {
         perror("server set-up");
         _exit(1);
@@ -414,7 +414,7 @@ local_ctx(uint32_t nmaps, int fd, size_t *heap)
                                     VFU_DEV_TYPE_PCI);
     size_t before;
 
-    if (ctx == NULL || vfu_setup_device_dma(ctx, dma_register, dma_unregister) < 0) {
+    if (ctx == NULL || vfu_setup_device_dma(ctx, 0, dma_register, dma_unregister) < 0) {
         die("local context");
     }
     before = heap_used();

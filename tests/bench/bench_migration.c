@@ -160,7 +160,7 @@ start_server(const char *path)
         vfu_setup_region(ctx, 0, 0x1000, bar0_access,
                          VFU_REGION_FLAG_RW | VFU_REGION_FLAG_MEM, NULL, 0,
                          -1, 0) < 0 ||
-        vfu_setup_device_dma(ctx, NULL, dma_unregister) < 0 ||
+        vfu_setup_device_dma(ctx, 0, NULL, dma_unregister) < 0 ||
         vfu_setup_device_migration_callbacks(ctx, &cbs) < 0 ||
         vfu_realize_ctx(ctx) < 0) {
         perror("bench server");

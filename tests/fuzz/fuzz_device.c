@@ -171,7 +171,7 @@ fuzz_device(void)
     must(vfu_setup_device_nr_irqs(ctx, VFU_DEV_MSI_IRQ, 1) == 0, "msi irqs");
     must(vfu_setup_device_nr_irqs(ctx, VFU_DEV_MSIX_IRQ, 8) == 0, "msix irqs");
     must(vfu_setup_device_reset_cb(ctx, reset_cb) == 0, "reset");
-    must(vfu_setup_device_dma(ctx, dma_register, dma_unregister) == 0, "dma");
+    must(vfu_setup_device_dma(ctx, 0, dma_register, dma_unregister) == 0, "dma");
     must(vfu_setup_device_migration_callbacks(ctx, &migr_cbs) == 0, "migration");
     must(vfu_realize_ctx(ctx) == 0, "realize");
     return ctx;

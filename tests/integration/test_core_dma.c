@@ -73,9 +73,9 @@ dma_worker(void *opaque)
                         sizeof(t->data), sg, 1, PROT_READ | PROT_WRITE) != 1) {
         t->rc_write = t->rc_read = -2;
     } else {
-        t->rc_write = vfu_sgl_write(t->ctx, sg, 1, t->data);
+        t->rc_write = vfu_sgl_write(t->ctx, sg, 1, t->data, VFU_SGL_DIRECT_ACCESS);
         memset(t->data, 0, sizeof(t->data));
-        t->rc_read = vfu_sgl_read(t->ctx, sg, 1, t->data);
+        t->rc_read = vfu_sgl_read(t->ctx, sg, 1, t->data, VFU_SGL_DIRECT_ACCESS);
     }
     free(sg);
     __atomic_store_n(&t->done, true, __ATOMIC_SEQ_CST);

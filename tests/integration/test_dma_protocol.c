@@ -226,19 +226,19 @@ test_sgl_mapped(void **state)
     n = vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)0x15000, 5, sg, 1, PROT_READ | PROT_WRITE);
     assert_int_equal(n, 1);
     assert_true(vfu_sg_is_mappable(f->ctx, sg));
-    assert_int_equal(vfu_sgl_write(f->ctx, sg, 1, "hello"), 0);
+    assert_int_equal(vfu_sgl_write(f->ctx, sg, 1, "hello", VFU_SGL_DIRECT_ACCESS), 0);
     assert_memory_equal(mem + 5 * PG, "hello", 5);
-    assert_int_equal(vfu_sgl_read(f->ctx, sg, 1, buf), 0);
+    assert_int_equal(vfu_sgl_read(f->ctx, sg, 1, buf, VFU_SGL_DIRECT_ACCESS), 0);
     assert_memory_equal(buf, "hello", 5);
-    assert_int_equal(vfu_sgl_read(f->ctx, sg, 2, buf), -1);
+    assert_int_equal(vfu_sgl_read(f->ctx, sg, 2, buf, VFU_SGL_DIRECT_ACCESS), -1);
     assert_int_equal(errno, ENOTSUP);
     n = vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)0x10000, 5, sg, 1, PROT_READ);
-    assert_int_equal(vfu_sgl_write(f->ctx, sg, 1, "hello"), -1);
+    assert_int_equal(vfu_sgl_write(f->ctx, sg, 1, "hello", VFU_SGL_DIRECT_ACCESS), -1);
     assert_int_equal(errno, EPERM);
     assert_int_equal(vfu_client_dma_unmap(f->c, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL), 0);
     /* A stale entry is refused, not followed. */
     assert_false(vfu_sg_is_mappable(f->ctx, sg));
-    assert_int_equal(vfu_sgl_read(f->ctx, sg, 1, buf), -1);
+    assert_int_equal(vfu_sgl_read(f->ctx, sg, 1, buf, VFU_SGL_DIRECT_ACCESS), -1);
     assert_int_equal(errno, EINVAL);
     munmap(mem, 64 * PG);
     close(fd);
@@ -286,9 +286,9 @@ test_message_only(void **state)
     assert_int_equal(vfu_sgl_get(f->ctx, sg, &iov, 1, 0), -1);
     assert_int_equal(errno, EFAULT);
     assert_int_equal(pthread_create(&p.thr, NULL, poll_thread, &p), 0);
-    assert_int_equal(vfu_sgl_read(f->ctx, sg, 1, back), 0);
+    assert_int_equal(vfu_sgl_read(f->ctx, sg, 1, back, VFU_SGL_DIRECT_ACCESS), 0);
     assert_memory_equal(back, local, size);
-    assert_int_equal(vfu_sgl_write(f->ctx, sg, 1, src), 0);
+    assert_int_equal(vfu_sgl_write(f->ctx, sg, 1, src, VFU_SGL_DIRECT_ACCESS), 0);
     __atomic_store_n(&p.stop, 1, __ATOMIC_SEQ_CST);
     pthread_join(p.thr, NULL);
     assert_memory_equal(local, src, size);
@@ -335,7 +335,7 @@ test_dirty_logging(void **state)
     /* A write through vfu_sgl_write, one through get/put, one marked. */
     n = vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)0x101ffe, 4, sg, 4, PROT_WRITE);
     assert_int_equal(n, 1);
-    assert_int_equal(vfu_sgl_write(f->ctx, sg, 1, "wxyz"), 0);      /* pages 1, 2 */
+    assert_int_equal(vfu_sgl_write(f->ctx, sg, 1, "wxyz", VFU_SGL_DIRECT_ACCESS), 0);      /* pages 1, 2 */
     n = vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)0x13f000, 0x2000, sg, 4, PROT_WRITE);
     assert_int_equal(n, 2);                                         /* spans maps */
     assert_int_equal(vfu_sgl_get(f->ctx, sg, iov, 2, 0), 0);

@@ -249,7 +249,7 @@ scale_setup(vfu_ctx_t *ctx, void *arg)
 {
     (void)arg;
     if (vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0) < 0 ||
-        vfu_setup_device_dma(ctx, dma_register, dma_unregister) < 0) {
+        vfu_setup_device_dma(ctx, 65535, dma_register, dma_unregister) < 0) {
         return -1;
     }
     vfu_setup_device_quiesce_cb(ctx, quiesce_cb);
@@ -403,7 +403,7 @@ op_write(struct worker *w, bool msg)
     /* One entry per single map; multi-page and message maps take one. */
     for (int i = 0; i < n; i++) {
         size_t off = g->kind == K_SINGLE ? (size_t)i * PG : 0;
-        if (vfu_sgl_write(st->ctx, SG(w->sgl, i), 1, w->buf + off) < 0) {
+        if (vfu_sgl_write(st->ctx, SG(w->sgl, i), 1, w->buf + off, VFU_SGL_DIRECT_ACCESS) < 0) {
             fail_at(st, "vfu_sgl_write page %u: %s", first, strerror(errno));
             return;
         }
@@ -412,7 +412,7 @@ op_write(struct worker *w, bool msg)
     memset(w->cmp, 0, (size_t)pages * PG);
     for (int i = 0; i < n; i++) {
         size_t off = g->kind == K_SINGLE ? (size_t)i * PG : 0;
-        if (vfu_sgl_read(st->ctx, SG(w->sgl, i), 1, w->cmp + off) < 0) {
+        if (vfu_sgl_read(st->ctx, SG(w->sgl, i), 1, w->cmp + off, VFU_SGL_DIRECT_ACCESS) < 0) {
             fail_at(st, "vfu_sgl_read page %u: %s", first, strerror(errno));
             return;
         }
@@ -513,7 +513,7 @@ op_read(struct worker *w, bool msg)
     } else {
         for (int i = 0; i < n; i++) {
             size_t off = g->kind == K_SINGLE ? (size_t)i * PG : 0;
-            if (vfu_sgl_read(st->ctx, SG(w->sgl, i), 1, w->cmp + off) < 0) {
+            if (vfu_sgl_read(st->ctx, SG(w->sgl, i), 1, w->cmp + off, VFU_SGL_DIRECT_ACCESS) < 0) {
                 fail_at(st, "vfu_sgl_read page %u: %s", first, strerror(errno));
                 return;
             }
@@ -736,9 +736,9 @@ error_paths(struct scale *st)
                                      PG, (dma_sg_t *)sgl, 4, PROT_READ), 1);
     memset(page, 0x5a, sizeof(page));
     errno = 0;
-    assert_int_equal(vfu_sgl_write(st->ctx, (dma_sg_t *)sgl, 1, page), -1);
+    assert_int_equal(vfu_sgl_write(st->ctx, (dma_sg_t *)sgl, 1, page, VFU_SGL_DIRECT_ACCESS), -1);
     assert_int_equal(errno, EPERM);
-    assert_int_equal(vfu_sgl_read(st->ctx, (dma_sg_t *)sgl, 1, page), 0);
+    assert_int_equal(vfu_sgl_read(st->ctx, (dma_sg_t *)sgl, 1, page, VFU_SGL_DIRECT_ACCESS), 0);
     assert_true(page_ok(page, ro->first, STAMP_INIT));
     /* Message-only memory cannot be mapped into the device. */
     assert_int_equal(vfu_addr_to_sgl(st->ctx,

@@ -48,7 +48,7 @@ status_kib(pid_t pid, const char *field)
     return v;
 }
 
-/* The harness device in a child process, and a client allowed 100 maps. */
+/* The harness device in a child process, allowing 100 DMA maps. */
 static int
 setup(void **state)
 {
@@ -56,13 +56,13 @@ setup(void **state)
     struct vfu_client_caps caps;
     static char warm[1 << 20];
 
+    harness_max_dma_maps = 100;
     if (harness_fixture_setup_process_noclient(state) < 0) {
         return -1;
     }
     f = *state;
     f->c = vfu_client_connect(harness_server_path(f->srv));
     vfu_client_default_caps(&caps);
-    caps.max_dma_maps = 100;
     if (f->c == NULL || vfu_client_negotiate(f->c, &caps, NULL) < 0) {
         return -1;
     }
@@ -163,7 +163,7 @@ test_hostile(void **state)
                                             sizeof(irq), NULL, 0), EINVAL);
     }
 
-    /* DMA maps past the negotiated max_dma_maps (100): ENOSPC. */
+    /* DMA maps past the device's max_regions (100): ENOSPC. */
     {
         int i, rc = 0;
         for (i = 0; i < 200; i++) {

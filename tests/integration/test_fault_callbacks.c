@@ -163,7 +163,7 @@ cb_setup(vfu_ctx_t *ctx, void *arg)
                          VFU_REGION_FLAG_RW | VFU_REGION_FLAG_ALWAYS_CB, NULL,
                          0, -1, 0) < 0 ||
         vfu_setup_device_reset_cb(ctx, reset_cb) < 0 ||
-        vfu_setup_device_dma(ctx, dma_cb, dma_cb) < 0 ||
+        vfu_setup_device_dma(ctx, 0, dma_cb, dma_cb) < 0 ||
         vfu_setup_device_migration_callbacks(ctx, &migr) < 0) {
         return -1;
     }

@@ -111,7 +111,7 @@ device_start(char *dir, char *sock, size_t sock_size,
     assert_int_equal(vfu_setup_region(ctx, 0, 4096, bar0_cb,
                                       VFU_REGION_FLAG_RW | VFU_REGION_FLAG_MEM,
                                       NULL, 0, -1, 0), 0);
-    assert_int_equal(vfu_setup_device_dma(ctx, NULL, NULL), 0);
+    assert_int_equal(vfu_setup_device_dma(ctx, 0, NULL, NULL), 0);
     assert_int_equal(vfu_realize_ctx(ctx), 0);
     return ctx;
 }
@@ -162,7 +162,7 @@ test_request_read_by_device_thread_wakes_poll(void **state)
     char got[64];
     assert_int_equal(vfu_addr_to_sgl(ctx, (vfu_dma_addr_t)IOVA, sizeof(got),
                                      sg, 1, PROT_READ), 1);
-    int rrc = vfu_sgl_read(ctx, sg, 1, got);
+    int rrc = vfu_sgl_read(ctx, sg, 1, got, VFU_SGL_DIRECT_ACCESS);
     if (rrc < 0) {
         fprintf(stderr, "vfu_sgl_read: %s\n", strerror(errno));
     }
@@ -191,6 +191,20 @@ test_request_read_by_device_thread_wakes_poll(void **state)
  * fd (a blocking loop never needs it). Asking after the client is already
  * attached, with its request already waiting, must still show it.
  */
+/* A VERSION with no capabilities, sent raw: its reply is not read. */
+static void
+send_hello(vfu_client_t *c)
+{
+    struct {
+        struct vfio_user_header h;
+        struct vfio_user_version v;
+    } __attribute__((packed)) m = {
+        .h = { .cmd = VFIO_USER_VERSION, .msg_size = sizeof(m) },
+    };
+
+    assert_int_equal(vfu_client_send_raw(c, &m, sizeof(m), NULL, 0), 0);
+}
+
 static void
 test_poll_fd_asked_after_attach(void **state)
 {
@@ -209,12 +223,13 @@ test_poll_fd_asked_after_attach(void **state)
     assert_int_equal(vfu_realize_ctx(ctx), 0);
     c = vfu_client_connect(sock);      /* queued in the listen backlog */
     assert_non_null(c);
+    send_hello(c);
     assert_int_equal(vfu_attach_ctx(ctx), 0);
     assert_int_equal(vfu_client_send_raw(c, &h, sizeof(h), NULL, 0), 0);
 
     struct pollfd p = { .fd = vfu_get_poll_fd(ctx), .events = POLLIN };
     assert_int_equal(poll(&p, 1, 1000), 1);
-    /* A VERSION without its JSON: answered with an error, client kept. */
+    /* A second VERSION: answered with an error, client kept. */
     assert_int_equal(vfu_run_ctx(ctx), 1);
     assert_int_equal(poll(&p, 1, 0), 0);
 
@@ -226,6 +241,11 @@ test_poll_fd_asked_after_attach(void **state)
     c = vfu_client_connect(sock);
     assert_non_null(c);
     assert_int_equal(poll(&p, 1, 1000), 1);        /* the listen socket */
+    /* Accepted, but attached only once its VERSION is in. */
+    assert_int_equal(vfu_attach_ctx(ctx), -1);
+    assert_int_equal(errno, EAGAIN);
+    send_hello(c);
+    assert_int_equal(poll(&p, 1, 1000), 1);        /* the connection */
     assert_int_equal(vfu_attach_ctx(ctx), 0);
     assert_int_equal(vfu_client_send_raw(c, &h, sizeof(h), NULL, 0), 0);
     assert_int_equal(poll(&p, 1, 1000), 1);
@@ -249,7 +269,7 @@ bar0_dma(vfu_ctx_t *ctx, char *buf, size_t count, loff_t off, bool is_write)
 
     if (!is_write && sg != NULL &&
         vfu_addr_to_sgl(ctx, (vfu_dma_addr_t)IOVA, 1, sg, 1, PROT_READ) == 1) {
-        vfu_sgl_read(ctx, sg, 1, &byte);
+        vfu_sgl_read(ctx, sg, 1, &byte, VFU_SGL_DIRECT_ACCESS);
         usleep(200 * 1000);     /* the client hangs up meanwhile */
     }
     free(sg);

@@ -262,7 +262,7 @@ srv_start(bool migratable)
                                       sizeof(s->dev.bar0), bar0_access,
                                       VFU_REGION_FLAG_RW | VFU_REGION_FLAG_MEM,
                                       NULL, 0, -1, 0), 0);
-    assert_int_equal(vfu_setup_device_dma(s->ctx, NULL, NULL), 0);
+    assert_int_equal(vfu_setup_device_dma(s->ctx, 0, NULL, NULL), 0);
     if (migratable) {
         assert_int_equal(vfu_setup_device_migration_callbacks(s->ctx, &cbs), 0);
     }
