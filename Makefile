@@ -3,19 +3,21 @@
 # plus `make bench`, `make fuzz` and `make clean`. CMake does the building.
 
 DEB_PACKAGES := cmake gcc make pkg-config liblua5.4-dev lua5.4 libjson-c-dev libcmocka-dev
+# Only to run libvfio-user's own test suite (make compat, make check).
+COMPAT_PACKAGES := python3-pytest python3-pytest-timeout
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 REL_BUILD ?= build-release
 
-.PHONY: all deps build demo check check-plain check-asan check-tsan bench fuzz clean install
+.PHONY: all deps deps-compat build demo check check-plain check-asan check-tsan compat bench fuzz clean install
 
 all: build
 
 # Install what is missing from Debian (only as root; otherwise say what to do).
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -28,6 +30,13 @@ deps:
 	    echo "run: sudo apt-get install$$missing   (or run make as root)"; exit 1; \
 	  fi; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PACKAGES))
+
+deps-compat:
+	$(call install_missing,$(COMPAT_PACKAGES))
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -38,7 +47,7 @@ build: deps $(BUILD)/CMakeCache.txt
 demo: build
 	@./examples/demo.sh $(BUILD)
 
-check: deps check-plain check-asan check-tsan
+check: deps check-plain compat check-asan check-tsan
 	@echo "make check: all suites passed"
 
 check-plain: build
@@ -49,6 +58,11 @@ check-asan: deps
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS) -LE nosan
+
+# libvfio-user's own test suite on this build's library (SKIP without it:
+# LIBVFIO_USER_TESTS, default ../shared/compat).
+compat: build deps-compat
+	@./tests/compat/run.sh $(BUILD)/core/libvfio-user.so.0
 
 # The tests that use threads, under ThreadSanitizer.
 check-tsan: deps
