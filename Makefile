@@ -5,13 +5,15 @@
 DEB_PACKAGES := cmake gcc make pkg-config liblua5.4-dev lua5.4 libjson-c-dev libcmocka-dev
 # Only to run libvfio-user's own test suite (make compat, make check).
 COMPAT_PACKAGES := python3-pytest python3-pytest-timeout
+# Only to build the guest tests' initramfs (make check, make guest).
+GUEST_PACKAGES := busybox-static cpio
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 REL_BUILD ?= build-release
 
-.PHONY: all deps deps-compat build demo check check-plain check-asan check-tsan compat bench fuzz clean install
+.PHONY: all deps deps-compat deps-guest build demo check check-plain check-asan check-tsan check-guest compat guest bench fuzz clean install
 
 all: build
 
@@ -38,6 +40,9 @@ deps:
 deps-compat:
 	$(call install_missing,$(COMPAT_PACKAGES))
 
+deps-guest:
+	$(call install_missing,$(GUEST_PACKAGES))
+
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 
@@ -47,11 +52,16 @@ build: deps $(BUILD)/CMakeCache.txt
 demo: build
 	@./examples/demo.sh $(BUILD)
 
-check: deps check-plain compat check-asan check-tsan
+check: deps check-plain compat check-asan check-tsan check-guest
 	@echo "make check: all suites passed"
 
 check-plain: build
-	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS) -LE guest
+
+# Real guests under QEMU (SKIP without it: see tests/guest/lib.sh), one at a
+# time: each boot wants a core.
+check-guest: build deps-guest
+	ctest --test-dir $(BUILD) --output-on-failure -L guest
 
 check-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVFU_SANITIZE=ON >/dev/null
@@ -63,6 +73,11 @@ check-asan: deps
 # LIBVFIO_USER_TESTS, default ../shared/compat).
 compat: build deps-compat
 	@./tests/compat/run.sh $(BUILD)/core/libvfio-user.so.0
+
+# A Linux guest with the device SCRIPT and a shell on this terminal.
+SCRIPT ?= devices/gpio.lua
+guest: build deps-guest
+	@./tests/guest/run.sh $(BUILD)/vfu-lua $(SCRIPT)
 
 # The tests that use threads, under ThreadSanitizer.
 check-tsan: deps
