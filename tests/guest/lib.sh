@@ -40,14 +40,17 @@ guest_require() {
     fi
 }
 
-# guest_initramfs OUT.cpio.gz SCRIPT: /init runs SCRIPT, then powers off.
+# guest_initramfs OUT.cpio.gz SCRIPT [PROGRAM...]: /init runs SCRIPT, then
+# powers off; the PROGRAMs (static binaries) go to /bin.
 guest_initramfs() {
     local out=$1 script=$2 root
+    shift 2
     root=$(mktemp -d "$guest_work/root.XXXX")
     mkdir -p "$root"/{bin,proc,sys,dev,tmp,mnt,lib}
     cp /bin/busybox "$root/bin/busybox"
     cp -r "$VFU_GUEST_MODULES" "$root/lib/modules"
     cp "$script" "$root/test.sh"
+    [ $# -gt 0 ] && cp "$@" "$root/bin/"
     cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
