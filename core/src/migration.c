@@ -234,7 +234,13 @@ vfu_migration_feature(vfu_ctx_t *ctx, struct vfu_msg *msg)
     }
 
     if (probe) {
-        /* The reply repeats the request. */
+        /* The reply repeats the request, so argsz must cover it. */
+        if (req.argsz < msg->in_size) {
+            vfu_log(ctx, LOG_ERR, "device feature %u PROBE: argsz %u below "
+                    "%zu", index, req.argsz, msg->in_size);
+            errno = EINVAL;
+            return -1;
+        }
         return reply_feature(msg, m, &req, (const char *)msg->in + sizeof(req),
                              msg->in_size - sizeof(req));
     }

@@ -729,6 +729,10 @@ test_feature_malformed(void **state)
     assert_int_equal(feature_raw(c, 16, P | S | MS, &st, 8, reply, &rsize), 0);
     assert_int_equal(rsize, 16);
     assert_memory_equal(reply + 8, &st, 8);
+    /* PROBE with an argsz too small for the request it repeats. */
+    assert_int_equal(feature_raw(c, 2, P | MG, NULL, 0, NULL, NULL), EINVAL);
+    assert_int_equal(feature_raw(c, 15, P | S | MS, &st, 8, NULL, NULL),
+                     EINVAL);
     /* PROBE of SET did not change the state. */
     assert_int_equal(get_state(c), RUN);
     /* GET may carry the (ignored) data struct. */
