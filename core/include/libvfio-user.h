@@ -566,7 +566,8 @@ typedef struct {
     /*
      * Move the device to @state.  Called only while the device is quiesced.
      * Returns 0, or -1 with errno set to refuse the transition; the errno is
-     * reported to the client.
+     * reported to the client and the device stays in the state it was in
+     * (for a request that takes several steps, the last step that worked).
      */
     int (*transition)(vfu_ctx_t *vfu_ctx, vfu_migr_state_t state);
 

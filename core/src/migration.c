@@ -9,8 +9,10 @@
  * Choices where the spec leaves room (see also vfu_migration_check_cmd):
  *  - PRE_COPY is always offered, as libvfio-user does: every v2 device has
  *    read_data, and it may simply return 0 bytes while running.
- *  - A failing transition callback leaves the device in ERROR; only a
- *    reset (client DEVICE_RESET or a lost client) leaves ERROR.
+ *  - A failing transition callback leaves the device in the last state it
+ *    reached (the one before the failed arc), as libvfio-user does and as
+ *    linux/vfio.h allows; the client reads it back with GET and decides
+ *    (retry, another state, or reset). The device is never put in ERROR.
  *  - A reset, including the loss of the client, returns the state to
  *    RUNNING, like VFIO_DEVICE_RESET in the kernel and libvfio-user on a
  *    lost connection; the device is told so through transition(RUNNING)
@@ -129,10 +131,8 @@ mig_set_state(vfu_ctx_t *ctx, struct vfu_migration *m, uint32_t target)
         return -1;
     }
     if (vfu_mig_next_state(m->state, target, &next) < 0) {
-        vfu_log(ctx, LOG_ERR, "migration: no path from %s to %s%s",
-                vfu_mig_state_name(m->state), vfu_mig_state_name(target),
-                m->state == VFIO_USER_DEVICE_STATE_ERROR ?
-                " (reset the device)" : "");
+        vfu_log(ctx, LOG_ERR, "migration: no path from %s to %s",
+                vfu_mig_state_name(m->state), vfu_mig_state_name(target));
         return -1;
     }
     while (m->state != target) {
@@ -147,10 +147,10 @@ mig_set_state(vfu_ctx_t *ctx, struct vfu_migration *m, uint32_t target)
             int err = (ret < 0 && errno != 0) ? errno : EIO;
 
             vfu_log_errno(ctx, LOG_ERR, err,
-                          "migration: device failed %s -> %s, now in ERROR",
+                          "migration: device failed %s -> %s, still in %s",
                           vfu_mig_state_name(m->state),
-                          vfu_mig_state_name(next));
-            mig_enter(m, VFIO_USER_DEVICE_STATE_ERROR);
+                          vfu_mig_state_name(next),
+                          vfu_mig_state_name(m->state));
             errno = err;
             return -1;
         }
@@ -440,9 +440,7 @@ vfu_handle_mig_data_write(vfu_ctx_t *ctx, struct vfu_msg *msg)
  *    (which may refer to client memory) is being saved; EINVAL.
  *  - MIG_DATA_READ outside PRE_COPY/STOP_COPY and MIG_DATA_WRITE outside
  *    RESUMING: EINVAL.
- *  - Region access in ERROR: the device failed and must not run until a
- *    reset; EIO. Queries, DMA bookkeeping, IRQ teardown, DEVICE_FEATURE and
- *    DEVICE_RESET keep working so that the client can recover.
+ * (ERROR needs no rule: the device never enters it, see the top.)
  */
 int
 vfu_migration_check_cmd(vfu_ctx_t *ctx, uint16_t cmd)
@@ -461,13 +459,6 @@ vfu_migration_check_cmd(vfu_ctx_t *ctx, uint16_t cmd)
         if (s == VFIO_USER_DEVICE_STATE_STOP ||
             s == VFIO_USER_DEVICE_STATE_STOP_COPY) {
             err = EINVAL;
-        }
-        break;
-    case VFIO_USER_REGION_READ:
-    case VFIO_USER_REGION_WRITE:
-    case VFIO_USER_REGION_WRITE_MULTI:
-        if (s == VFIO_USER_DEVICE_STATE_ERROR) {
-            err = EIO;
         }
         break;
     case VFIO_USER_MIG_DATA_READ:
