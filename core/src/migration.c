@@ -13,6 +13,8 @@
  *    reached (the one before the failed arc), as libvfio-user does and as
  *    linux/vfio.h allows; the client reads it back with GET and decides
  *    (retry, another state, or reset). The device is never put in ERROR.
+ *  - Callbacks may be set or replaced after vfu_realize_ctx(), as in
+ *    libvfio-user, but not while a migration is under way.
  *  - A reset, including the loss of the client, returns the state to
  *    RUNNING, like VFIO_DEVICE_RESET in the kernel and libvfio-user on a
  *    lost connection; the device is told so through transition(RUNNING)
@@ -98,9 +100,13 @@ vfu_setup_device_migration_callbacks(vfu_ctx_t *ctx,
         errno = EINVAL;
         return -1;
     }
-    if (ctx->realized) {
-        vfu_log(ctx, LOG_ERR, "migration callbacks: context already realized");
-        errno = EINVAL;
+    /* New callbacks would find a device mid-migration they were never told
+     * about. (Before realize, and between migrations, anything goes.) */
+    if (ctx->migr != NULL &&
+        ctx->migr->state != VFIO_USER_DEVICE_STATE_RUNNING) {
+        vfu_log(ctx, LOG_ERR, "migration callbacks: device is in %s, not "
+                "RUNNING", vfu_mig_state_name(ctx->migr->state));
+        errno = EBUSY;
         return -1;
     }
     if (ctx->migr == NULL) {

@@ -102,6 +102,10 @@ struct dev {
     vfu_migr_state_t state;
     _Atomic int fail_into;          /* state whose arc fails, or -1 */
     _Atomic int fail_errno;
+    /* the next BAR0 access (re)sets the migration callbacks, from the
+     * server thread, and records the result here */
+    _Atomic bool resetup;
+    _Atomic int resetup_ret, resetup_errno;
 
     /* saving side */
     uint64_t pre_len, total_len;    /* bytes offered in PRE_COPY, in all */
@@ -201,6 +205,12 @@ static ssize_t
 bar0_access(vfu_ctx_t *ctx, char *buf, size_t count, loff_t off, bool wr)
 {
     struct dev *d = vfu_get_private(ctx);
+
+    if (atomic_exchange(&d->resetup, false)) {
+        errno = 0;
+        d->resetup_ret = vfu_setup_device_migration_callbacks(ctx, &dev_cbs);
+        d->resetup_errno = errno;
+    }
 
     if (off < 0 || (size_t)off > sizeof(d->bar0) ||
         count > sizeof(d->bar0) - (size_t)off) {
@@ -550,16 +560,43 @@ test_setup_errors(void **state)
         .read_data = dev_read, .write_data = dev_write,
     };
     struct srv *s = srv_start(true);
+    struct cli *c;
 
     errno = 0;
     assert_int_equal(vfu_setup_device_migration_callbacks(NULL, &cbs), -1);
     assert_int_equal(errno, EINVAL);
     assert_int_equal(vfu_setup_device_migration_callbacks(s->ctx, NULL), -1);
-    /* Realized already. */
-    assert_int_equal(vfu_setup_device_migration_callbacks(s->ctx, &cbs), -1);
     assert_int_equal(errno, EINVAL);
     srv_stop(s);
 
+    /* After realize, with a client attached (libvfio-user allows it): the
+     * device becomes migratable; replacing the callbacks works while
+     * RUNNING and is refused mid-migration, leaving the state alone. */
+    s = srv_start(false);
+    c = cli_open(s, 1 << 20);
+    assert_false(c->migration_offered);
+    assert_int_equal(feature_raw(c, 16, VFIO_DEVICE_FEATURE_GET |
+                                 VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+                                 NULL, 0, NULL, NULL), ENOTSUP);
+    s->dev.resetup = true;
+    assert_int_equal(bar0_rw(c, false), 0);
+    assert_int_equal(s->dev.resetup_ret, 0);
+    assert_int_equal(get_state(c), RUN);
+    go_to(c, STOP);
+    s->dev.resetup = true;
+    assert_int_equal(bar0_rw(c, false), 0);
+    assert_int_equal(s->dev.resetup_ret, -1);
+    assert_int_equal(s->dev.resetup_errno, EBUSY);
+    assert_int_equal(get_state(c), STOP);
+    go_to(c, RUN);
+    s->dev.resetup = true;
+    assert_int_equal(bar0_rw(c, false), 0);
+    assert_int_equal(s->dev.resetup_ret, 0);
+    s->dev.nlog = 0;
+    go_to(c, SC);
+    assert_int_equal(s->dev.nlog, 2);
+    cli_close(c);
+    srv_stop(s);
 
     vfu_ctx_t *ctx = vfu_create_ctx(VFU_TRANS_SOCK, "/tmp/vfu-mig-setup.sock",
                                     0, NULL, VFU_DEV_TYPE_PCI);
