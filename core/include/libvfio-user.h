@@ -566,7 +566,8 @@ typedef struct {
     /*
      * Move the device to @state.  Called only while the device is quiesced.
      * Returns 0, or -1 with errno set to refuse the transition; the errno is
-     * reported to the client.
+     * reported to the client and the device stays in the state it was in
+     * (for a request that takes several steps, the last step that worked).
      */
     int (*transition)(vfu_ctx_t *vfu_ctx, vfu_migr_state_t state);
 
@@ -600,17 +601,19 @@ VFU_HDR_STATIC_ASSERT_(sizeof(vfu_migration_callbacks_t) == 32 &&
 /*
  * vfu_setup_device_migration_callbacks() - make the device migratable.
  *
- * @vfu_ctx:   the context, before vfu_realize_ctx().
+ * @vfu_ctx:   the context.
  * @callbacks: callback table whose version is VFU_MIGR_CALLBACKS_VERS and
  *             whose transition, read_data and write_data members are set.
  *             The table is copied.
  *
- * Afterwards the device advertises migration support to the client and
- * answers VFIO_USER_DEVICE_FEATURE migration requests and
- * VFIO_USER_MIG_DATA_READ/WRITE through @callbacks.
+ * Afterwards the device answers VFIO_USER_DEVICE_FEATURE migration requests
+ * and VFIO_USER_MIG_DATA_READ/WRITE through @callbacks.  Best called before
+ * vfu_realize_ctx(): the VERSION reply offers migration only to clients that
+ * negotiate after this call.  Calling it again replaces the callbacks.
  *
  * Returns 0, or -1 with errno set: EINVAL if the version is wrong or the
- * table is unusable, ENOMEM.
+ * table is unusable, EBUSY if a migration is under way (the device is not in
+ * VFU_MIGR_STATE_RUNNING), ENOMEM.
  */
 int
 vfu_setup_device_migration_callbacks(vfu_ctx_t *vfu_ctx,

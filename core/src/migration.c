@@ -9,8 +9,12 @@
  * Choices where the spec leaves room (see also vfu_migration_check_cmd):
  *  - PRE_COPY is always offered, as libvfio-user does: every v2 device has
  *    read_data, and it may simply return 0 bytes while running.
- *  - A failing transition callback leaves the device in ERROR; only a
- *    reset (client DEVICE_RESET or a lost client) leaves ERROR.
+ *  - A failing transition callback leaves the device in the last state it
+ *    reached (the one before the failed arc), as libvfio-user does and as
+ *    linux/vfio.h allows; the client reads it back with GET and decides
+ *    (retry, another state, or reset). The device is never put in ERROR.
+ *  - Callbacks may be set or replaced after vfu_realize_ctx(), as in
+ *    libvfio-user, but not while a migration is under way.
  *  - A reset, including the loss of the client, returns the state to
  *    RUNNING, like VFIO_DEVICE_RESET in the kernel and libvfio-user on a
  *    lost connection; the device is told so through transition(RUNNING)
@@ -96,9 +100,13 @@ vfu_setup_device_migration_callbacks(vfu_ctx_t *ctx,
         errno = EINVAL;
         return -1;
     }
-    if (ctx->realized) {
-        vfu_log(ctx, LOG_ERR, "migration callbacks: context already realized");
-        errno = EINVAL;
+    /* New callbacks would find a device mid-migration they were never told
+     * about. (Before realize, and between migrations, anything goes.) */
+    if (ctx->migr != NULL &&
+        ctx->migr->state != VFIO_USER_DEVICE_STATE_RUNNING) {
+        vfu_log(ctx, LOG_ERR, "migration callbacks: device is in %s, not "
+                "RUNNING", vfu_mig_state_name(ctx->migr->state));
+        errno = EBUSY;
         return -1;
     }
     if (ctx->migr == NULL) {
@@ -129,10 +137,8 @@ mig_set_state(vfu_ctx_t *ctx, struct vfu_migration *m, uint32_t target)
         return -1;
     }
     if (vfu_mig_next_state(m->state, target, &next) < 0) {
-        vfu_log(ctx, LOG_ERR, "migration: no path from %s to %s%s",
-                vfu_mig_state_name(m->state), vfu_mig_state_name(target),
-                m->state == VFIO_USER_DEVICE_STATE_ERROR ?
-                " (reset the device)" : "");
+        vfu_log(ctx, LOG_ERR, "migration: no path from %s to %s",
+                vfu_mig_state_name(m->state), vfu_mig_state_name(target));
         return -1;
     }
     while (m->state != target) {
@@ -147,10 +153,10 @@ mig_set_state(vfu_ctx_t *ctx, struct vfu_migration *m, uint32_t target)
             int err = (ret < 0 && errno != 0) ? errno : EIO;
 
             vfu_log_errno(ctx, LOG_ERR, err,
-                          "migration: device failed %s -> %s, now in ERROR",
+                          "migration: device failed %s -> %s, still in %s",
                           vfu_mig_state_name(m->state),
-                          vfu_mig_state_name(next));
-            mig_enter(m, VFIO_USER_DEVICE_STATE_ERROR);
+                          vfu_mig_state_name(next),
+                          vfu_mig_state_name(m->state));
             errno = err;
             return -1;
         }
@@ -234,7 +240,13 @@ vfu_migration_feature(vfu_ctx_t *ctx, struct vfu_msg *msg)
     }
 
     if (probe) {
-        /* The reply repeats the request. */
+        /* The reply repeats the request, so argsz must cover it. */
+        if (req.argsz < msg->in_size) {
+            vfu_log(ctx, LOG_ERR, "device feature %u PROBE: argsz %u below "
+                    "%zu", index, req.argsz, msg->in_size);
+            errno = EINVAL;
+            return -1;
+        }
         return reply_feature(msg, m, &req, (const char *)msg->in + sizeof(req),
                              msg->in_size - sizeof(req));
     }
@@ -434,9 +446,7 @@ vfu_handle_mig_data_write(vfu_ctx_t *ctx, struct vfu_msg *msg)
  *    (which may refer to client memory) is being saved; EINVAL.
  *  - MIG_DATA_READ outside PRE_COPY/STOP_COPY and MIG_DATA_WRITE outside
  *    RESUMING: EINVAL.
- *  - Region access in ERROR: the device failed and must not run until a
- *    reset; EIO. Queries, DMA bookkeeping, IRQ teardown, DEVICE_FEATURE and
- *    DEVICE_RESET keep working so that the client can recover.
+ * (ERROR needs no rule: the device never enters it, see the top.)
  */
 int
 vfu_migration_check_cmd(vfu_ctx_t *ctx, uint16_t cmd)
@@ -455,13 +465,6 @@ vfu_migration_check_cmd(vfu_ctx_t *ctx, uint16_t cmd)
         if (s == VFIO_USER_DEVICE_STATE_STOP ||
             s == VFIO_USER_DEVICE_STATE_STOP_COPY) {
             err = EINVAL;
-        }
-        break;
-    case VFIO_USER_REGION_READ:
-    case VFIO_USER_REGION_WRITE:
-    case VFIO_USER_REGION_WRITE_MULTI:
-        if (s == VFIO_USER_DEVICE_STATE_ERROR) {
-            err = EIO;
         }
         break;
     case VFIO_USER_MIG_DATA_READ:

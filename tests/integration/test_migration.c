@@ -31,7 +31,6 @@
 #define MAX_LOG 64
 
 enum {
-    ERR = VFIO_USER_DEVICE_STATE_ERROR,
     STOP = VFIO_USER_DEVICE_STATE_STOP,
     RUN = VFIO_USER_DEVICE_STATE_RUNNING,
     SC = VFIO_USER_DEVICE_STATE_STOP_COPY,
@@ -103,6 +102,10 @@ struct dev {
     vfu_migr_state_t state;
     _Atomic int fail_into;          /* state whose arc fails, or -1 */
     _Atomic int fail_errno;
+    /* the next BAR0 access (re)sets the migration callbacks, from the
+     * server thread, and records the result here */
+    _Atomic bool resetup;
+    _Atomic int resetup_ret, resetup_errno;
 
     /* saving side */
     uint64_t pre_len, total_len;    /* bytes offered in PRE_COPY, in all */
@@ -191,10 +194,23 @@ dev_write(vfu_ctx_t *ctx, void *buf, uint64_t count)
     return (ssize_t)count;
 }
 
+static const vfu_migration_callbacks_t dev_cbs = {
+    .version = VFU_MIGR_CALLBACKS_VERS,
+    .transition = dev_transition,
+    .read_data = dev_read,
+    .write_data = dev_write,
+};
+
 static ssize_t
 bar0_access(vfu_ctx_t *ctx, char *buf, size_t count, loff_t off, bool wr)
 {
     struct dev *d = vfu_get_private(ctx);
+
+    if (atomic_exchange(&d->resetup, false)) {
+        errno = 0;
+        d->resetup_ret = vfu_setup_device_migration_callbacks(ctx, &dev_cbs);
+        d->resetup_errno = errno;
+    }
 
     if (off < 0 || (size_t)off > sizeof(d->bar0) ||
         count > sizeof(d->bar0) - (size_t)off) {
@@ -237,12 +253,6 @@ srv_main(void *arg)
 static struct srv *
 srv_start(bool migratable)
 {
-    static const vfu_migration_callbacks_t cbs = {
-        .version = VFU_MIGR_CALLBACKS_VERS,
-        .transition = dev_transition,
-        .read_data = dev_read,
-        .write_data = dev_write,
-    };
     static atomic_int seq;
     struct srv *s = calloc(1, sizeof(*s));
 
@@ -264,7 +274,8 @@ srv_start(bool migratable)
                                       NULL, 0, -1, 0), 0);
     assert_int_equal(vfu_setup_device_dma(s->ctx, 0, NULL, NULL), 0);
     if (migratable) {
-        assert_int_equal(vfu_setup_device_migration_callbacks(s->ctx, &cbs), 0);
+        assert_int_equal(vfu_setup_device_migration_callbacks(s->ctx,
+                                                              &dev_cbs), 0);
     }
     assert_int_equal(vfu_realize_ctx(s->ctx), 0);
     assert_int_equal(pthread_create(&s->thread, NULL, srv_main, s), 0);
@@ -495,9 +506,6 @@ device_reset(struct cli *c)
 static void
 go_to(struct cli *c, uint32_t s)
 {
-    if (s == ERR) {
-        return;     /* reached by failing a callback, see callers */
-    }
     assert_int_equal(set_state(c, s), 0);
     assert_int_equal(get_state(c), s);
 }
@@ -552,14 +560,42 @@ test_setup_errors(void **state)
         .read_data = dev_read, .write_data = dev_write,
     };
     struct srv *s = srv_start(true);
+    struct cli *c;
 
     errno = 0;
     assert_int_equal(vfu_setup_device_migration_callbacks(NULL, &cbs), -1);
     assert_int_equal(errno, EINVAL);
     assert_int_equal(vfu_setup_device_migration_callbacks(s->ctx, NULL), -1);
-    /* Realized already. */
-    assert_int_equal(vfu_setup_device_migration_callbacks(s->ctx, &cbs), -1);
     assert_int_equal(errno, EINVAL);
+    srv_stop(s);
+
+    /* After realize, with a client attached (libvfio-user allows it): the
+     * device becomes migratable; replacing the callbacks works while
+     * RUNNING and is refused mid-migration, leaving the state alone. */
+    s = srv_start(false);
+    c = cli_open(s, 1 << 20);
+    assert_false(c->migration_offered);
+    assert_int_equal(feature_raw(c, 16, VFIO_DEVICE_FEATURE_GET |
+                                 VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+                                 NULL, 0, NULL, NULL), ENOTSUP);
+    s->dev.resetup = true;
+    assert_int_equal(bar0_rw(c, false), 0);
+    assert_int_equal(s->dev.resetup_ret, 0);
+    assert_int_equal(get_state(c), RUN);
+    go_to(c, STOP);
+    s->dev.resetup = true;
+    assert_int_equal(bar0_rw(c, false), 0);
+    assert_int_equal(s->dev.resetup_ret, -1);
+    assert_int_equal(s->dev.resetup_errno, EBUSY);
+    assert_int_equal(get_state(c), STOP);
+    go_to(c, RUN);
+    s->dev.resetup = true;
+    assert_int_equal(bar0_rw(c, false), 0);
+    assert_int_equal(s->dev.resetup_ret, 0);
+    s->dev.nlog = 0;
+    go_to(c, SC);
+    assert_int_equal(s->dev.nlog, 2);
+    cli_close(c);
     srv_stop(s);
 
     vfu_ctx_t *ctx = vfu_create_ctx(VFU_TRANS_SOCK, "/tmp/vfu-mig-setup.sock",
@@ -632,14 +668,15 @@ test_every_arc(void **state)
 }
 
 static void
-test_callback_failure_means_error(void **state)
+test_callback_failure_keeps_state(void **state)
 {
     struct srv *s = srv_start(true);
     struct cli *c = cli_open(s, 1 << 20);
     struct dev *d = &s->dev;
     uint8_t buf[64];
 
-    /* RUNNING -> STOP_COPY fails on its second arc: ERROR. */
+    /* RUNNING -> STOP_COPY fails on its second arc: the device stays in
+     * STOP, the last state it reached, and the client gets the errno. */
     d->fail_into = VFU_MIGR_STATE_STOP_AND_COPY;
     d->fail_errno = ENOSPC;
     d->nlog = 0;
@@ -647,34 +684,36 @@ test_callback_failure_means_error(void **state)
     assert_int_equal(d->nlog, 2);
     assert_int_equal(d->log[0], VFU_MIGR_STATE_STOP);
     assert_int_equal(d->log[1], VFU_MIGR_STATE_STOP_AND_COPY);
-    assert_int_equal(get_state(c), ERR);
-    d->fail_into = -1;
-
-    /* Nothing leaves ERROR but a reset; the device is not touched. */
-    d->nlog = 0;
-    for (uint32_t t = 0; t < NS; t++) {
-        assert_int_equal(set_state(c, t), EINVAL);
-    }
-    assert_int_equal(d->nlog, 0);
-    assert_int_equal(bar0_rw(c, false), EIO);
-    assert_int_equal(bar0_rw(c, true), EIO);
-    assert_int_equal(data_read(c, buf, 8, 16), -EINVAL);
-    assert_int_equal(data_write(c, buf, 8, 8), EINVAL);
-    assert_int_equal(dma_map_unmap(c, true), 0);    /* bookkeeping works */
-    assert_int_equal(dma_map_unmap(c, false), 0);
-
-    assert_int_equal(device_reset(c), 0);
-    assert_int_equal(get_state(c), RUN);
-    assert_int_equal(d->nlog, 1);
-    assert_int_equal(d->log[0], VFU_MIGR_STATE_RUNNING);
+    assert_int_equal(get_state(c), STOP);
+    /* STOP's rules hold, and the client may try again or go elsewhere. */
     assert_int_equal(bar0_rw(c, false), 0);
+    assert_int_equal(dma_map_unmap(c, true), EINVAL);
+    assert_int_equal(data_read(c, buf, 8, 16), -EINVAL);
+    assert_int_equal(set_state(c, SC), ENOSPC);
+    assert_int_equal(get_state(c), STOP);
+    d->fail_into = -1;
+    d->nlog = 0;
+    assert_int_equal(set_state(c, SC), 0);
+    assert_int_equal(d->nlog, 1);
+    assert_int_equal(set_state(c, RUN), 0);
+    assert_int_equal(d->nlog, 3);
+
+    /* A failing first arc leaves the state untouched. */
+    d->fail_into = VFU_MIGR_STATE_STOP;
+    d->fail_errno = EPERM;
+    assert_int_equal(set_state(c, RES), EPERM);
+    assert_int_equal(get_state(c), RUN);
+    assert_int_equal(bar0_rw(c, true), 0);
 
     /* A callback failing with errno 0 is reported as EIO. */
-    d->fail_into = VFU_MIGR_STATE_STOP;
     d->fail_errno = 0;
     assert_int_equal(set_state(c, STOP), EIO);
-    assert_int_equal(get_state(c), ERR);
+    assert_int_equal(get_state(c), RUN);
     d->fail_into = -1;
+
+    /* ERROR can never be set. */
+    assert_int_equal(set_state(c, VFIO_USER_DEVICE_STATE_ERROR), EINVAL);
+    assert_int_equal(get_state(c), RUN);
     cli_close(c);
     srv_stop(s);
 }
@@ -729,6 +768,10 @@ test_feature_malformed(void **state)
     assert_int_equal(feature_raw(c, 16, P | S | MS, &st, 8, reply, &rsize), 0);
     assert_int_equal(rsize, 16);
     assert_memory_equal(reply + 8, &st, 8);
+    /* PROBE with an argsz too small for the request it repeats. */
+    assert_int_equal(feature_raw(c, 2, P | MG, NULL, 0, NULL, NULL), EINVAL);
+    assert_int_equal(feature_raw(c, 15, P | S | MS, &st, 8, NULL, NULL),
+                     EINVAL);
     /* PROBE of SET did not change the state. */
     assert_int_equal(get_state(c), RUN);
     /* GET may carry the (ignored) data struct. */
@@ -948,9 +991,9 @@ test_corrupt_stream_rejected(void **state)
     buf[100] ^= 0x40;
     assert_int_equal(data_write(c, buf, sizeof(buf), sizeof(buf)), EILSEQ);
     assert_int_equal(get_state(c), RES);
-    /* Leaving RESUMING with an incomplete stream fails: ERROR. */
+    /* Leaving RESUMING with an incomplete stream fails: still RESUMING. */
     assert_int_equal(set_state(c, STOP), EINVAL);
-    assert_int_equal(get_state(c), ERR);
+    assert_int_equal(get_state(c), RES);
     /* The server still serves; a reset recovers. */
     assert_int_equal(device_reset(c), 0);
     assert_int_equal(get_state(c), RUN);
@@ -962,7 +1005,9 @@ test_corrupt_stream_rejected(void **state)
 static void
 test_disconnect_each_state(void **state)
 {
-    static const uint32_t states[] = { RUN, STOP, SC, RES, PC, ERR };
+    /* FAILED: a transition to STOP_COPY failed half way, leaving STOP. */
+    enum { FAILED = VFIO_USER_DEVICE_NUM_STATES };
+    static const uint32_t states[] = { RUN, STOP, SC, RES, PC, FAILED };
     struct srv *s = srv_start(true);
     struct dev *d = &s->dev;
     uint8_t buf[256];
@@ -974,11 +1019,12 @@ test_disconnect_each_state(void **state)
         uint32_t st = states[i];
 
         assert_int_equal(get_state(c), RUN);
-        if (st == ERR) {
-            d->fail_into = VFU_MIGR_STATE_STOP;
+        if (st == FAILED) {
+            d->fail_into = VFU_MIGR_STATE_STOP_AND_COPY;
             d->fail_errno = EIO;
-            assert_int_equal(set_state(c, STOP), EIO);
+            assert_int_equal(set_state(c, SC), EIO);
             d->fail_into = -1;
+            st = STOP;
         } else if (st == RES) {
             go_to(c, STOP);
             go_to(c, RES);
@@ -1022,7 +1068,7 @@ main(void)
         cmocka_unit_test(test_feature_migration_flags),
         cmocka_unit_test(test_setup_errors),
         cmocka_unit_test(test_every_arc),
-        cmocka_unit_test(test_callback_failure_means_error),
+        cmocka_unit_test(test_callback_failure_keeps_state),
         cmocka_unit_test(test_feature_malformed),
         cmocka_unit_test(test_commands_per_state),
         cmocka_unit_test(test_data_malformed),
