@@ -45,8 +45,18 @@ struct vfu_client_caps {
     uint64_t migr_pgsize;
     uint64_t migr_max_bitmap_size;
     bool has_migration;         /* a "migration" object is present */
+    /*
+     * "twin_socket": proposed, the client asks for a second socket that
+     * carries the server's own requests (DMA_READ/DMA_WRITE) and their
+     * replies, so that they never queue behind the client's requests and
+     * replies on the main socket. A server that agrees passes the
+     * client's end of a new socket pair with its VERSION reply, as fd
+     * number twin_fd_index of that reply. vfu's server agrees when the
+     * client proposes it and its max_msg_fds is at least 1.
+     */
     bool twin_socket;
     bool write_multiple;
+    int32_t twin_fd_index;      /* in a server's answer; -1: none */
 };
 
 /* ---- connection ---- */
