@@ -713,6 +713,22 @@ vfu_sgl_put(vfu_ctx_t *vfu_ctx, dma_sg_t *sgl, struct iovec *iov, size_t cnt);
 #define VFU_SGL_DIRECT_ACCESS (1 << 0)
 
 /*
+ * Message-based DMA and the twin socket. A client that proposes
+ * "twin_socket" in its VERSION (and takes fds: max_msg_fds of at least 1)
+ * is given a second socket with the VERSION reply: the client's end of a
+ * new socket pair, at the reply's fd index that the answer's
+ * "twin_socket": {"supported": true, "fd_index": n} names. The
+ * library's VFIO_USER_DMA_READ/WRITE requests and the client's replies
+ * then travel on it, and the main socket carries only the client's
+ * requests and the library's replies: a device thread's DMA never waits
+ * for vfu_run_ctx() to hand it a reply. A client that does not propose it
+ * (QEMU does not) gets none, and message-based DMA shares the main socket.
+ * Either way a request that gets no reply within 10 s fails with
+ * ETIMEDOUT, a peer that hangs up or answers garbage makes it fail with
+ * ENOTCONN, EPROTO or EINVAL, and the twin socket goes with the client.
+ */
+
+/*
  * vfu_sgl_read() - copy client memory into a local buffer.
  *
  * @vfu_ctx: the context.

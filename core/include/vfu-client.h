@@ -15,6 +15,15 @@
  * waits, the client serves the server's DMA_READ/DMA_WRITE requests from its
  * DMA table (see vfu_client_dma_map()). vfu_client_close() must not race
  * with other calls.
+ *
+ * The twin socket: a client that proposes twin_socket in VERSION (see
+ * struct vfu_client_caps) and whose server agrees gets a second socket,
+ * on which the server sends its DMA_READ/DMA_WRITE requests and the client
+ * answers them. A thread of the client's own serves it from the same DMA
+ * table, at any time: the server's requests then wait neither for a call
+ * of the client's nor for vfu_client_poll(), and none arrive on the main
+ * socket. Without it (the default, and what QEMU does) they come on the
+ * main socket and are served as above.
  */
 #ifndef VFU_CLIENT_H
 #define VFU_CLIENT_H
@@ -45,8 +54,18 @@ struct vfu_client_caps {
     uint64_t migr_pgsize;
     uint64_t migr_max_bitmap_size;
     bool has_migration;         /* a "migration" object is present */
+    /*
+     * "twin_socket": proposed, the client asks for a second socket that
+     * carries the server's own requests (DMA_READ/DMA_WRITE) and their
+     * replies, so that they never queue behind the client's requests and
+     * replies on the main socket. A server that agrees passes the
+     * client's end of a new socket pair with its VERSION reply, as fd
+     * number twin_fd_index of that reply. vfu's server agrees when the
+     * client proposes it and its max_msg_fds is at least 1.
+     */
     bool twin_socket;
     bool write_multiple;
+    int32_t twin_fd_index;      /* in a server's answer; -1: none */
 };
 
 /* ---- connection ---- */
@@ -75,7 +94,8 @@ vfu_client_connect(const char *path);
 void
 vfu_client_close(vfu_client_t *client);
 
-/* vfu_client_fd() - the socket, e.g. to poll(2) for server requests. */
+/* vfu_client_fd() - the socket, e.g. to poll(2) for server requests (the
+ * main socket: with a twin socket the server's requests come on that). */
 int
 vfu_client_fd(vfu_client_t *client);
 
@@ -97,6 +117,10 @@ vfu_client_default_caps(struct vfu_client_caps *caps);
  *           (fields the server left out keep the spec defaults).
  *
  * The session then uses the server's values (see vfu_client_caps()).
+ * With @caps->twin_socket set, the twin socket is proposed; if the server
+ * agrees, its fd is taken from the reply and served from then on (a
+ * server agreeing to a twin not proposed, or passing no fd for it, is a
+ * malformed reply).
  * Returns 0, or -1 with errno (the server's, e.g. EINVAL; ENOTCONN if it
  * closed the connection; EPROTO for a reply that is not a valid VERSION).
  */
@@ -111,7 +135,8 @@ vfu_client_negotiate(vfu_client_t *client, const struct vfu_client_caps *caps,
  *              include its NUL to be valid); @len may be 0.
  * @server:     as for vfu_client_negotiate().
  *
- * For error tests. Returns as vfu_client_negotiate().
+ * For error tests. A document proposing twin_socket gets the twin as
+ * vfu_client_negotiate() does. Returns as vfu_client_negotiate().
  */
 int
 vfu_client_negotiate_raw(vfu_client_t *client, uint16_t major, uint16_t minor,
@@ -262,7 +287,8 @@ vfu_client_dma_unmap(vfu_client_t *client, uint64_t iova, uint64_t size,
 
 /*
  * vfu_client_poll() - serve requests from the server (DMA_READ/WRITE) for
- * up to @timeout_ms (0: only what is ready, -1: until one arrives).
+ * up to @timeout_ms (0: only what is ready, -1: until one arrives), on the
+ * main socket (with a twin socket, its thread serves them unasked).
  * Returns the number of requests served (>= 0), or -1 with errno
  * (ENOTCONN when the server closed the connection).
  */

@@ -40,6 +40,12 @@ struct vfu_client {
     struct vfu_client_caps caps;        /* the server's, once negotiated */
     uint64_t our_max_xfer;              /* what we told the server */
 
+    /* The twin socket, if negotiated: a thread of ours serves the
+     * server's requests arriving on it. */
+    struct vfu_conn twin;
+    bool has_twin;
+    pthread_t twin_thread;
+
     pthread_mutex_t dma_lock;           /* the table vs. DMA requests */
     struct dma_entry *dma;
     size_t nr_dma, cap_dma;
@@ -70,6 +76,7 @@ vfu_client_default_caps(struct vfu_client_caps *caps)
     caps->migr_pgsize = 4096;
     caps->migr_max_bitmap_size = 256u << 20;
     caps->write_multiple = true;
+    caps->twin_fd_index = -1;
 }
 
 vfu_client_t *
@@ -133,6 +140,12 @@ vfu_client_close(vfu_client_t *c)
     if (c == NULL) {
         return;
     }
+    if (c->has_twin) {
+        /* Ends the serving thread's blocking read. */
+        shutdown(c->twin.fd, SHUT_RDWR);
+        pthread_join(c->twin_thread, NULL);
+        vfu_conn_fini(&c->twin);
+    }
     vfu_conn_fini(&c->conn);
     pthread_mutex_destroy(&c->dma_lock);
     free(c->dma);
@@ -178,17 +191,18 @@ dma_find(vfu_client_t *c, uint64_t addr, uint64_t count)
     return NULL;
 }
 
+/* Answer m, which came on conn (the main socket or the twin), with err. */
 static int
-reply_error(vfu_client_t *c, const struct vfu_msg *m, int err)
+reply_error(struct vfu_conn *conn, const struct vfu_msg *m, int err)
 {
     if (m->hdr.flags & VFIO_USER_F_NO_REPLY) {
         return 0;
     }
-    return vfu_conn_reply(&c->conn, m, err);
+    return vfu_conn_reply(conn, m, err);
 }
 
 static int
-serve_dma(vfu_client_t *c, struct vfu_msg *m)
+serve_dma(vfu_client_t *c, struct vfu_conn *conn, struct vfu_msg *m)
 {
     struct vfio_user_dma_region_access acc;
     struct vfio_user_header h = {
@@ -202,24 +216,24 @@ serve_dma(vfu_client_t *c, struct vfu_msg *m)
     int rc;
 
     if (m->in_size < sizeof(acc)) {
-        return reply_error(c, m, EINVAL);
+        return reply_error(conn, m, EINVAL);
     }
     memcpy(&acc, m->in, sizeof(acc));
     if (acc.count > c->our_max_xfer ||
         (is_write && m->in_size - sizeof(acc) != acc.count) ||
         (!is_write && m->in_size != sizeof(acc))) {
-        return reply_error(c, m, EINVAL);
+        return reply_error(conn, m, EINVAL);
     }
     pthread_mutex_lock(&c->dma_lock);
     e = dma_find(c, acc.addr, acc.count);
     if (e == NULL || e->vaddr == NULL) {
         pthread_mutex_unlock(&c->dma_lock);
-        return reply_error(c, m, ENOENT);
+        return reply_error(conn, m, ENOENT);
     }
     if (!(e->flags & (is_write ? VFIO_USER_F_DMA_REGION_WRITE
                                : VFIO_USER_F_DMA_REGION_READ))) {
         pthread_mutex_unlock(&c->dma_lock);
-        return reply_error(c, m, EPERM);
+        return reply_error(conn, m, EPERM);
     }
     char *p = e->vaddr + (acc.addr - e->iova);
     iov[0].iov_base = &acc;
@@ -233,24 +247,102 @@ serve_dma(vfu_client_t *c, struct vfu_msg *m)
     }
     /* Send under the lock: an unmap must not free p while it is read. */
     rc = (m->hdr.flags & VFIO_USER_F_NO_REPLY) ? 0 :
-         vfu_conn_send(&c->conn, &h, iov, 2, NULL, 0);
+         vfu_conn_send(conn, &h, iov, 2, NULL, 0);
     pthread_mutex_unlock(&c->dma_lock);
     return rc;
 }
 
-/* A request from the server (vfu_conn_request_fn_t). */
+/* A request from the server that came on conn. */
+static int
+serve_request(vfu_client_t *c, struct vfu_conn *conn, struct vfu_msg *m)
+{
+    switch (m->hdr.cmd) {
+    case VFIO_USER_DMA_READ:
+    case VFIO_USER_DMA_WRITE:
+        return serve_dma(c, conn, m);
+    default:
+        return reply_error(conn, m, ENOSYS);
+    }
+}
+
+/* A request from the server on the main socket (vfu_conn_request_fn_t). */
 static int
 on_request(void *opaque, struct vfu_msg *m)
 {
     vfu_client_t *c = opaque;
 
-    switch (m->hdr.cmd) {
-    case VFIO_USER_DMA_READ:
-    case VFIO_USER_DMA_WRITE:
-        return serve_dma(c, m);
-    default:
-        return reply_error(c, m, ENOSYS);
+    return serve_request(c, &c->conn, m);
+}
+
+/*
+ * The twin socket's thread: serves every request the server sends there,
+ * whatever the client's other threads are doing (or not doing). Nothing
+ * but requests should come: replies are dropped, too large requests
+ * answered E2BIG. It ends when the socket does (the server went, or
+ * vfu_client_close() shut it down) or the stream breaks.
+ */
+static void *
+twin_main(void *arg)
+{
+    vfu_client_t *c = arg;
+    struct vfu_conn *t = &c->twin;
+    struct vfu_msg m;
+
+    for (;;) {
+        int rc;
+
+        while ((rc = vfu_conn_take(t, &m)) == 1) {
+            bool is_reply = (m.hdr.flags & VFIO_USER_F_TYPE_MASK) ==
+                            VFIO_USER_F_TYPE_REPLY;
+            if (!is_reply) {
+                rc = m.in == NULL ? reply_error(t, &m, E2BIG)
+                                  : serve_request(c, t, &m);
+            }
+            vfu_msg_close_fds(&m);
+            vfu_conn_unpin(t);
+            if (rc < 0) {
+                return NULL;
+            }
+        }
+        if (rc < 0) {
+            return NULL;
+        }
+        if (vfu_conn_fill(t, true) < 0 && errno != EINTR) {
+            return NULL;
+        }
     }
+}
+
+/*
+ * Take the twin socket the server passed at fds[idx], and start serving
+ * it. Returns 0, or -1 with errno; fd is ours to close on failure.
+ */
+static int
+start_twin(vfu_client_t *c, int fd)
+{
+    int rc, type = 0;
+    socklen_t len = sizeof(type);
+
+    /* Anything but a stream socket cannot be the twin. */
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+        type != SOCK_STREAM) {
+        errno = EPROTO;
+        return -1;
+    }
+    /* DMA_WRITE requests carry up to what we told the server we take. */
+    if (vfu_conn_init(&c->twin, fd, c->our_max_xfer + CLIENT_MSG_SLACK,
+                      0) < 0) {
+        return -1;
+    }
+    rc = pthread_create(&c->twin_thread, NULL, twin_main, c);
+    if (rc != 0) {
+        c->twin.fd = -1;        /* the caller closes it */
+        vfu_conn_fini(&c->twin);
+        errno = rc;
+        return -1;
+    }
+    c->has_twin = true;
+    return 0;
 }
 
 /* ---- calls ---- */
@@ -304,7 +396,7 @@ handle_taken(vfu_client_t *c, struct vfu_msg *m, struct owned_reply *want,
             vfu_conn_deliver_reply(&c->conn, m);
         }
     } else if (m->in == NULL) {
-        rc = reply_error(c, m, E2BIG);
+        rc = reply_error(&c->conn, m, E2BIG);
     } else {
         rc = on_request(c, m);
         if (served != NULL) {
@@ -618,18 +710,40 @@ grow_rx(vfu_client_t *c, uint64_t xfer)
     return 0;
 }
 
+/*
+ * The twin socket of the server's answer got: the fd to take from the
+ * reply's fds, -1 when there is none, or -2 when the answer is wrong (a
+ * twin we did not ask for, or a second one, or no fd where it says).
+ */
+static int
+twin_index(const vfu_client_t *c, const struct vfu_client_caps *got,
+           bool want_twin, uint32_t nr_fds)
+{
+    if (!got->twin_socket) {
+        return -1;
+    }
+    if (!want_twin || c->has_twin || got->twin_fd_index < 0 ||
+        (uint32_t)got->twin_fd_index >= nr_fds) {
+        return -2;
+    }
+    return got->twin_fd_index;
+}
+
 static int
 negotiate(vfu_client_t *c, uint16_t major, uint16_t minor, const void *data,
-          size_t len, uint64_t our_xfer, struct vfu_client_caps *server)
+          size_t len, uint64_t our_xfer, bool want_twin,
+          struct vfu_client_caps *server)
 {
     struct vfio_user_version v = { .major = major, .minor = minor };
     struct iovec iov[2] = {
         { .iov_base = &v, .iov_len = sizeof(v) },
         { .iov_base = (void *)data, .iov_len = len },
     };
-    struct owned_reply r = { .cap = 65536 };
+    int fds[VFU_MAX_RX_FDS];
+    struct owned_reply r = { .cap = 65536, .fds = fds,
+                             .cap_fds = VFU_MAX_RX_FDS };
     struct vfu_client_caps got;
-    int rc = -1;
+    int rc = -1, twin = -1;
 
     r.buf = malloc(r.cap);
     if (r.buf == NULL) {
@@ -658,6 +772,11 @@ negotiate(vfu_client_t *c, uint16_t major, uint16_t minor, const void *data,
         errno = EPROTO;
         goto out;
     }
+    twin = twin_index(c, &got, want_twin, r.nr_fds);
+    if (twin == -2) {
+        errno = EPROTO;
+        goto out;
+    }
     pthread_mutex_lock(&c->conn.rx_lock);
     rc = grow_rx(c, our_xfer > got.max_data_xfer_size ? our_xfer
                                                       : got.max_data_xfer_size);
@@ -666,13 +785,40 @@ negotiate(vfu_client_t *c, uint16_t major, uint16_t minor, const void *data,
         goto out;
     }
     c->our_max_xfer = our_xfer;
+    if (twin >= 0) {
+        rc = start_twin(c, fds[twin]);
+        if (rc < 0) {
+            goto out;
+        }
+        fds[twin] = -1;         /* the twin's now */
+    }
     c->caps = got;
     if (server != NULL) {
         *server = got;
     }
 out:
-    free(r.buf);
+    {
+        int err = errno;
+        /* Fds that came with the answer and are not the twin. */
+        for (uint32_t i = 0; i < r.nr_fds; i++) {
+            if (fds[i] >= 0) {
+                close(fds[i]);
+            }
+        }
+        free(r.buf);
+        errno = err;
+    }
     return rc;
+}
+
+/* Did the capabilities document data (len bytes) propose the twin socket? */
+static bool
+proposes_twin(const void *data, size_t len)
+{
+    struct vfu_client_caps caps;
+
+    vfu_caps_defaults(&caps);
+    return len > 0 && vfu_caps_parse(data, len, &caps) == 0 && caps.twin_socket;
 }
 
 int
@@ -693,7 +839,8 @@ vfu_client_negotiate(vfu_client_t *c, const struct vfu_client_caps *caps,
     }
     return negotiate(c, caps->major, caps->minor, json, (size_t)n,
                      caps->max_data_xfer_size != 0 ? caps->max_data_xfer_size
-                         : VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE, server);
+                         : VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE,
+                     caps->twin_socket, server);
 }
 
 int
@@ -702,7 +849,8 @@ vfu_client_negotiate_raw(vfu_client_t *c, uint16_t major, uint16_t minor,
                          struct vfu_client_caps *server)
 {
     return negotiate(c, major, minor, data, len,
-                     VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE, server);
+                     VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE,
+                     proposes_twin(data, len), server);
 }
 
 /* ---- device, regions, interrupts ---- */

@@ -311,6 +311,7 @@ vfu_conn_lost(vfu_ctx_t *ctx)
     }
     vfu_log(ctx, LOG_INFO, "client disconnected");
     vfu_conn_fail_calls(ctx->conn, ENOTCONN);
+    vfu_twin_hangup(ctx);       /* the twin goes with the main socket */
     if (ctx->reset_cb != NULL) {
         ctx->reset_cb(ctx, VFU_RESET_LOST_CONN);
     }
@@ -330,6 +331,7 @@ vfu_conn_lost(vfu_ctx_t *ctx)
     clear_kick(ctx);
     vfu_conn_fini(c);
     free(c);
+    vfu_twin_close(ctx);
     ctx->negotiated = false;
 }
 

@@ -7,7 +7,7 @@
  *   wire.c      framing, exact reads, fds, one send per message
  *   wire_call.c requests that wait for their reply, from any thread
  *   call_watchdog.c  the client's bound on how long a call waits
- *   tran_sock.c the listening socket and the connection
+ *   tran_sock.c the listening socket, the connection and its twin
  *   version.c   VERSION negotiation (json-c)
  *   ctx.c       context life cycle, attach, run loop, logging
  *   dispatch.c  command table, quiesce, error replies
@@ -124,6 +124,8 @@ struct vfu_ctx {
                                      * set costs every message a callback) */
     bool kicked;
     struct vfu_conn *conn;          /* NULL when no client */
+    struct vfu_conn *twin;          /* the twin socket, when negotiated:
+                                     * our DMA requests go there */
     /* Device threads doing message-based DMA hold it for reading, so the
      * connection is not freed under them. */
     pthread_rwlock_t conn_lock;

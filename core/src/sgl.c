@@ -18,7 +18,9 @@
  *  - dirty bits are set with atomic fetch-or and read with atomic
  *    fetch-and (see dirty.c), and logging may start or stop at any time;
  *  - message-based reads and writes go through vfu_conn_call(), which is
- *    thread-safe; the loop hands each reply to its caller.
+ *    thread-safe; on the main socket the loop hands each reply to its
+ *    caller, on the twin socket (when negotiated) the callers read their
+ *    replies among themselves and the loop is not involved.
  * The only shared memory written on lookups, the translation cache of the
  * map table, is written with relaxed atomics and checked on every read.
  */
@@ -29,6 +31,7 @@
 #include <sys/mman.h>
 
 #include "dma_internal.h"
+#include "tran_sock.h"
 
 size_t
 dma_sg_size(void)
@@ -275,6 +278,9 @@ dma_by_message(vfu_ctx_t *ctx, uint64_t addr, uint64_t len, char *data,
         errno = ENOTCONN;
         return -1;
     }
+    /* With a twin socket our requests go there, apart from the client's. */
+    struct vfu_conn *via = ctx->twin != NULL ? ctx->twin : conn;
+    vfu_conn_request_fn_t *on_req = via != conn ? vfu_twin_on_request : NULL;
     for (uint64_t done = 0; done < len && ret == 0;) {
         struct vfio_user_dma_region_access req, rep;
         uint64_t n = len - done < chunk ? len - done : chunk;
@@ -286,10 +292,10 @@ dma_by_message(vfu_ctx_t *ctx, uint64_t addr, uint64_t len, char *data,
 
         req.addr = addr + done;
         req.count = n;
-        ret = vfu_conn_call(conn, is_write ? VFIO_USER_DMA_WRITE
-                                           : VFIO_USER_DMA_READ,
+        ret = vfu_conn_call(via, is_write ? VFIO_USER_DMA_WRITE
+                                          : VFIO_USER_DMA_READ,
                             iov, is_write ? 2 : 1, NULL, 0, buf, &rsize,
-                            NULL, NULL);
+                            on_req, ctx);
         if (ret < 0) {
             break;
         }

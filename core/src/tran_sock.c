@@ -178,3 +178,76 @@ vfu_setup_socket_mode(vfu_ctx_t *ctx, mode_t mode)
     }
     return chmod(ctx->sock_path, mode);
 }
+
+/* ---- the twin socket ---- */
+
+int
+vfu_twin_open(vfu_ctx_t *ctx)
+{
+    /* DMA_READ replies carry up to max_data_xfer_size (the client's). */
+    size_t size = ctx->caps.max_data_xfer_size + 4096;
+    struct vfu_conn *t;
+    int sv[2], saved;
+
+    if (size < VFU_DEFAULT_MAX_DATA_XFER + 4096) {
+        size = VFU_DEFAULT_MAX_DATA_XFER + 4096;
+    }
+    vfu_twin_hangup(ctx);
+    vfu_twin_close(ctx);    /* VERSION is once per client: never there */
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        return -1;
+    }
+    t = calloc(1, sizeof(*t));
+    /* Replies to our requests carry no fds: none are taken from it. */
+    if (t == NULL || vfu_conn_init(t, sv[0], size, 0) < 0) {
+        saved = errno;
+        free(t);
+        close(sv[0]);
+        close(sv[1]);
+        errno = saved;
+        return -1;
+    }
+    pthread_rwlock_wrlock(&ctx->conn_lock);
+    ctx->twin = t;
+    pthread_rwlock_unlock(&ctx->conn_lock);
+    return sv[1];
+}
+
+void
+vfu_twin_hangup(vfu_ctx_t *ctx)
+{
+    /* Only the loop's thread changes ctx->twin: no lock to look at it. */
+    if (ctx->twin != NULL) {
+        vfu_conn_fail_calls(ctx->twin, ENOTCONN);
+        shutdown(ctx->twin->fd, SHUT_RDWR);
+    }
+}
+
+void
+vfu_twin_close(vfu_ctx_t *ctx)
+{
+    struct vfu_conn *t;
+
+    if (ctx->twin == NULL) {
+        return;
+    }
+    pthread_rwlock_wrlock(&ctx->conn_lock);
+    t = ctx->twin;
+    ctx->twin = NULL;
+    pthread_rwlock_unlock(&ctx->conn_lock);
+    vfu_conn_fini(t);
+    free(t);
+}
+
+int
+vfu_twin_on_request(void *opaque, struct vfu_msg *msg)
+{
+    /*
+     * The client sends its requests on the main socket; one here is a
+     * confused or hostile client. No reply: a peer that does not read
+     * them must not hold up the device thread that found it.
+     */
+    vfu_log(opaque, LOG_ERR, "%s request on the twin socket dropped",
+            vfu_cmd_name(msg->hdr.cmd));
+    return 0;
+}

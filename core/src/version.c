@@ -11,10 +11,12 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json.h>
 
 #include "private.h"
+#include "tran_sock.h"
 
 /* Largest JSON document we accept; QEMU's hello is ~200 bytes. */
 #define VFU_VERSION_JSON_MAX 4096
@@ -51,6 +53,35 @@ parse_migration(json_object *m, struct vfu_client_caps *caps)
         return -1;
     }
     caps->has_migration = true;
+    return 0;
+}
+
+/*
+ * {"supported": bool, "fd_index": n}: a client proposes it without the
+ * index; a server that agrees says which of its reply's fds is the client's
+ * end of the second socket.
+ */
+static int
+parse_twin(json_object *t, struct vfu_client_caps *caps)
+{
+    json_object *v;
+    uint64_t u;
+
+    if (!json_object_is_type(t, json_type_object)) {
+        return -1;
+    }
+    if (json_object_object_get_ex(t, "supported", &v)) {
+        if (!json_object_is_type(v, json_type_boolean)) {
+            return -1;
+        }
+        caps->twin_socket = json_object_get_boolean(v);
+    }
+    if (json_object_object_get_ex(t, "fd_index", &v)) {
+        if (get_u64(v, &u) < 0 || u > INT32_MAX) {
+            return -1;
+        }
+        caps->twin_fd_index = (int32_t)u;
+    }
     return 0;
 }
 
@@ -91,18 +122,9 @@ parse_caps(json_object *c, struct vfu_client_caps *caps)
         }
         caps->write_multiple = json_object_get_boolean(v);
     }
-    if (json_object_object_get_ex(c, "twin_socket", &v)) {
-        json_object *s;
-        /* {"supported": bool, ...}; vfu never agrees to it, but checks it */
-        if (!json_object_is_type(v, json_type_object)) {
-            return -1;
-        }
-        if (json_object_object_get_ex(v, "supported", &s)) {
-            if (!json_object_is_type(s, json_type_boolean)) {
-                return -1;
-            }
-            caps->twin_socket = json_object_get_boolean(s);
-        }
+    if (json_object_object_get_ex(c, "twin_socket", &v) &&
+        parse_twin(v, caps) < 0) {
+        return -1;
     }
     return 0;
 }
@@ -147,6 +169,7 @@ ssize_t
 vfu_caps_format(const struct vfu_client_caps *caps, char *buf, size_t size)
 {
     char migr[128] = "";
+    char twin[64] = "";
     int n;
 
     if (caps->has_migration) {
@@ -155,14 +178,22 @@ vfu_caps_format(const struct vfu_client_caps *caps, char *buf, size_t size)
                  ",\"max_bitmap_size\":%" PRIu64 "}",
                  caps->migr_pgsize, caps->migr_max_bitmap_size);
     }
+    if (caps->twin_socket && caps->twin_fd_index >= 0) {
+        snprintf(twin, sizeof(twin),
+                 ",\"twin_socket\":{\"supported\":true,\"fd_index\":%" PRId32 "}",
+                 caps->twin_fd_index);
+    } else if (caps->twin_socket) {
+        snprintf(twin, sizeof(twin), ",\"twin_socket\":{\"supported\":true}");
+    }
     n = snprintf(buf, size,
                  "{\"capabilities\":{\"max_msg_fds\":%" PRIu32
                  ",\"max_data_xfer_size\":%" PRIu64
                  ",\"max_dma_maps\":%" PRIu64
-                 ",\"pgsizes\":%" PRIu64 "%s%s}}",
+                 ",\"pgsizes\":%" PRIu64 "%s%s%s}}",
                  caps->max_msg_fds, caps->max_data_xfer_size,
                  caps->max_dma_maps, caps->pgsizes, migr,
-                 caps->write_multiple ? ",\"write_multiple\":true" : "");
+                 caps->write_multiple ? ",\"write_multiple\":true" : "",
+                 twin);
     if (n < 0 || (size_t)n >= size) {
         errno = ENOBUFS;
         return -1;
@@ -180,6 +211,34 @@ vfu_caps_defaults(struct vfu_client_caps *c)
     c->pgsizes = VFU_DEFAULT_PGSIZE;
     c->migr_pgsize = VFU_DEFAULT_PGSIZE;
     c->migr_max_bitmap_size = VFU_MIGR_MAX_BITMAP_SIZE;
+    c->twin_fd_index = -1;
+}
+
+/*
+ * Agree to the twin socket if the client proposed it and can take the fd
+ * (max_msg_fds > 0, and a reply to carry it). Returns the client's end,
+ * passed at fd_index 0 of the reply, or -1 (declined; also when it cannot
+ * be set up, which costs the client only the capability).
+ */
+static int
+agree_twin(vfu_ctx_t *ctx, const struct vfu_msg *msg,
+           const struct vfu_client_caps *client)
+{
+    int fd = -1;
+
+    ctx->caps.twin_socket = false;
+    ctx->caps.twin_fd_index = -1;
+    if (client->twin_socket && client->max_msg_fds > 0 &&
+        !(msg->hdr.flags & VFIO_USER_F_NO_REPLY)) {
+        fd = vfu_twin_open(ctx);
+        if (fd < 0) {
+            vfu_log_errno(ctx, LOG_ERR, errno, "twin socket declined");
+        } else {
+            ctx->caps.twin_socket = true;
+            ctx->caps.twin_fd_index = 0;
+        }
+    }
+    return fd;
 }
 
 int
@@ -233,7 +292,7 @@ vfu_handle_version(vfu_ctx_t *ctx, struct vfu_msg *msg)
                                   ? client.migr_max_bitmap_size
                                   : VFU_MIGR_MAX_BITMAP_SIZE;
     c->write_multiple = true;
-    c->twin_socket = false;
+    int twin_fd = agree_twin(ctx, msg, &client);
 
     /* Reply caps: the bounds the client must respect when sending to us. */
     struct vfu_client_caps ours = *c;
@@ -246,7 +305,19 @@ vfu_handle_version(vfu_ctx_t *ctx, struct vfu_msg *msg)
     ssize_t n = vfu_caps_format(&ours, (char *)out->data,
                                 sizeof(ctx->version_reply) - sizeof(*out));
     if (n < 0) {
+        int err = errno;
+        if (twin_fd >= 0) {
+            close(twin_fd);
+            vfu_twin_close(ctx);
+        }
+        errno = err;
         return -1;
+    }
+    if (twin_fd >= 0) {
+        /* The reply carries the client's end and closes our copy once sent. */
+        msg->out_owned_fd = twin_fd;
+        msg->out_fds = &msg->out_owned_fd;
+        msg->nr_out_fds = 1;
     }
     ctx->negotiated = true;
     vfu_log(ctx, LOG_DEBUG, "negotiated version %u.%u: %s", out->major,

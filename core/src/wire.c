@@ -265,6 +265,7 @@ vfu_msg_reset(struct vfu_msg *m)
     m->out_size = 0;
     m->out_fds = NULL;
     m->nr_out_fds = 0;
+    m->out_owned_fd = -1;
 }
 
 int
@@ -406,6 +407,7 @@ vfu_conn_sendv(struct vfu_conn *c, struct iovec *v, int cnt, size_t total,
     struct msghdr mh = { .msg_iov = v, .msg_iovlen = (size_t)cnt };
     /* One piece and no fds: send(), which the kernel handles for less. */
     bool plain = cnt == 1 && nr_fds == 0;
+    bool sent_some = false;
     int rc = 0;
 
     if (nr_fds > VFU_MAX_RX_FDS || c->fd < 0) {
@@ -439,12 +441,19 @@ vfu_conn_sendv(struct vfu_conn *c, struct iovec *v, int cnt, size_t total,
             break;
         }
         total -= (size_t)n;
+        sent_some = true;
         if (total > 0) {
             /* A partial send: the fds went with the first byte. */
             mh.msg_control = NULL;
             mh.msg_controllen = 0;
             advance(&mh, (size_t)n);
         }
+    }
+    if (rc < 0 && sent_some) {
+        /* Half a message went out: nothing after it can be framed. */
+        int saved = errno;
+        shutdown(c->fd, SHUT_RDWR);
+        errno = saved;
     }
     pthread_mutex_unlock(&c->tx_lock);
     if (rc < 0 && (errno == EPIPE || errno == ECONNRESET)) {
@@ -512,13 +521,23 @@ vfu_conn_reply(struct vfu_conn *c, const struct vfu_msg *req, int err)
         .flags = VFIO_USER_F_TYPE_REPLY,
     };
 
+    int rc;
+
     if (err != 0) {
         h.flags |= VFIO_USER_F_ERROR;
         h.error_no = (uint32_t)err;
-        return vfu_conn_send(c, &h, NULL, 0, NULL, 0);
+        rc = vfu_conn_send(c, &h, NULL, 0, NULL, 0);
+    } else {
+        rc = vfu_conn_send(c, &h, req->out, req->out_iovcnt,
+                           req->out_fds, req->nr_out_fds);
     }
-    return vfu_conn_send(c, &h, req->out, req->out_iovcnt,
-                         req->out_fds, req->nr_out_fds);
+    if (req->out_owned_fd >= 0) {
+        /* In flight now, or never going: our copy is not needed. */
+        int saved = errno;
+        close(req->out_owned_fd);
+        errno = saved;
+    }
+    return rc;
 }
 
 /* ---- for wire_call.c ---- */

@@ -55,6 +55,9 @@ struct vfu_msg {
     size_t out_size;
     const int *out_fds;
     uint32_t nr_out_fds;
+    /* An fd the reply hands over (out_fds may point here): closed by
+     * vfu_conn_reply() once sent, or when no reply can carry it; -1 none. */
+    int out_owned_fd;
 };
 
 /* A server->client request waiting for its reply (see vfu_conn_call). */
@@ -182,7 +185,8 @@ int vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,
                   const struct iovec *iov, int iovcnt,
                   const int *fds, uint32_t nr_fds);
 
-/* Send the reply to req built in req->out, or an error reply if err. */
+/* Send the reply to req built in req->out, or an error reply if err;
+ * req->out_owned_fd is closed either way. */
 int vfu_conn_reply(struct vfu_conn *c, const struct vfu_msg *req, int err);
 
 /*

@@ -229,9 +229,20 @@ read_for_replies(struct vfu_conn *c, struct vfu_call *mine,
         c->rx_tail - stop < VFU_HDR_SIZE) {
         limit = VFU_HDR_SIZE - (c->rx_tail - stop);
     }
-    /* A peer that never answers must not hang the call. */
-    if (!c->guarded && vfu_wait_fd(c->fd, POLLIN, VFU_CALL_TIMEOUT_MS) < 0) {
-        return -1;
+    /*
+     * A peer that never answers must not hang the call: the call as a
+     * whole gets VFU_CALL_TIMEOUT_MS, so a peer that keeps sending
+     * something else (or a byte now and then) cannot stretch it either.
+     */
+    if (!c->guarded) {
+        uint64_t age = vfu_coarse_ms() - mine->started_ms;
+        if (age >= VFU_CALL_TIMEOUT_MS) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        if (vfu_wait_fd(c->fd, POLLIN, (int)(VFU_CALL_TIMEOUT_MS - age)) < 0) {
+            return -1;
+        }
     }
     /* Only a server's loop gets fds: replies to calls carry none. */
     do {
@@ -393,7 +404,9 @@ vfu_conn_callv(struct vfu_conn *c, uint16_t cmd,
         c->nr_waiting++;
         int w = pthread_cond_timedwait(&c->call_cond, &c->call_lock, &ts);
         c->nr_waiting--;
-        if (w == ETIMEDOUT && !call.done && !self_read) {
+        if (w == ETIMEDOUT && !call.done &&
+            (!self_read ||
+             vfu_coarse_ms() - call.started_ms >= VFU_CALL_TIMEOUT_MS)) {
             call.done = true;
             call.error = ETIMEDOUT;
         }
