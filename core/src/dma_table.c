@@ -41,6 +41,9 @@ file_cmp(const void *a, const void *b)
     if (x->ino != y->ino) {
         return x->ino < y->ino ? -1 : 1;
     }
+    if ((x->fd >= 0) != (y->fd >= 0)) {
+        return x->fd >= 0 ? 1 : -1;     /* FILE_IO apart from mappings */
+    }
     return x->prot - y->prot;
 }
 
@@ -54,21 +57,36 @@ file_put(struct dma_table *t, struct dma_file *f)
         tdelete(f, &t->files, file_cmp);
         t->nr_files--;
     }
-    munmap(f->base, f->size);
+    if (f->base != NULL) {
+        munmap(f->base, f->size);
+    }
+    if (f->fd >= 0) {
+        close(f->fd);
+    }
     free(f);
 }
 
+/*
+ * [off, off + len) of fd mmap()ed, or for file_io fd dup()ed (with len the
+ * size it is known to have).
+ */
 static struct dma_file *
-file_map(int fd, uint64_t off, uint64_t len, int prot, const struct stat *st)
+file_map(int fd, uint64_t off, uint64_t len, int prot, bool file_io,
+         const struct stat *st)
 {
     struct dma_file *f = calloc(1, sizeof(*f));
-    void *p;
+    void *p = NULL;
+    int dfd = -1;
 
     if (f == NULL) {
         return NULL;
     }
-    p = mmap(NULL, len, prot, MAP_SHARED, fd, (off_t)off);
-    if (p == MAP_FAILED) {
+    if (file_io) {
+        dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    } else {
+        p = mmap(NULL, len, prot, MAP_SHARED, fd, (off_t)off);
+    }
+    if (p == MAP_FAILED || (file_io && dfd < 0)) {
         int saved = errno;
         free(f);
         errno = saved;
@@ -77,6 +95,7 @@ file_map(int fd, uint64_t off, uint64_t len, int prot, const struct stat *st)
     f->dev = st->st_dev;
     f->ino = st->st_ino;
     f->prot = prot;
+    f->fd = dfd;
     f->base = p;
     f->size = len;
     f->page_size = host_page_size();
@@ -95,7 +114,7 @@ file_map(int fd, uint64_t off, uint64_t len, int prot, const struct stat *st)
  */
 static struct dma_file *
 file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
-         uint64_t *base_off)
+         bool file_io, uint64_t *base_off)
 {
     struct dma_file key, *f, **slot;
     struct stat st;
@@ -117,6 +136,15 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
         errno = EACCES;
         return NULL;
     }
+    if (!S_ISREG(st.st_mode) && file_io) {
+        /* A device has no useful size: its own dup, unshared. */
+        if (off > (uint64_t)INT64_MAX || len - 1 > (uint64_t)INT64_MAX - off) {
+            errno = EINVAL;
+            return NULL;
+        }
+        *base_off = 0;
+        return file_map(fd, 0, off + len, prot, true, &st);
+    }
     if (!S_ISREG(st.st_mode)) {
         /* A device has no useful size: map just the window, unshared. */
         start = off & ~(pg - 1);
@@ -126,7 +154,7 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
             return NULL;
         }
         end = (end + pg - 1) & ~(pg - 1);
-        f = file_map(fd, start, end - start, prot, &st);
+        f = file_map(fd, start, end - start, prot, false, &st);
         *base_off = start;
         return f;
     }
@@ -139,12 +167,21 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
     key.dev = st.st_dev;
     key.ino = st.st_ino;
     key.prot = prot;
+    key.fd = file_io ? 0 : -1;
     slot = tfind(&key, &t->files, file_cmp);
+    if (slot != NULL && file_io) {
+        /* Nothing is mapped: a grown file just needs the size noted. */
+        if ((*slot)->size < (uint64_t)st.st_size) {
+            (*slot)->size = st.st_size;
+        }
+        (*slot)->refcnt++;
+        return *slot;
+    }
     if (slot != NULL && off + len <= (*slot)->size) {
         (*slot)->refcnt++;
         return *slot;
     }
-    f = file_map(fd, 0, st.st_size, prot, &st);
+    f = file_map(fd, 0, st.st_size, prot, file_io, &st);
     if (f == NULL) {
         return NULL;
     }
@@ -156,8 +193,8 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
         t->nr_files--;
     }
     if (tsearch(f, &t->files, file_cmp) == NULL) {
-        munmap(f->base, f->size);
-        free(f);
+        f->shared = false;
+        file_put(t, f);
         errno = ENOMEM;
         return NULL;
     }
@@ -646,35 +683,59 @@ slot_alloc(struct dma_table *t, struct dma_map *m)
 
 #define TLB_MIN_BITS 10u
 #define TLB_MAX_BITS 18u     /* 512 KiB: room for 65,535 maps, 4 entries each */
+#define TLB_WIDE_BITS 20u    /* 4 MiB: one entry a map up to 1,048,576 */
 
 /*
- * Size the cache for nr_maps maps: four entries a map, so that random
- * lookups over all of them mostly hit. Failing to grow only costs speed.
+ * Size the cache for nr_maps maps: four 16-bit entries a map while slot
+ * numbers fit in 16 bits, so that random lookups over all of them mostly
+ * hit. Past that, one 32-bit entry a map: 4 bytes a map, where four would
+ * cost 16; a lookup that misses still only searches the index. Failing to
+ * grow only costs speed.
  */
 static void
 tlb_fit(struct dma_table *t, uint32_t nr_maps)
 {
+    bool wide = t->nr_slots > (uint32_t)UINT16_MAX + 1;
     uint32_t bits = TLB_MIN_BITS;
-    _Atomic uint16_t *tlb;
+    void *tlb;
 
-    while (bits < TLB_MAX_BITS && (1ull << bits) < 4ull * nr_maps) {
-        bits++;
+    if (wide) {
+        while (bits < TLB_WIDE_BITS && (1ull << bits) < nr_maps) {
+            bits++;
+        }
+        bits = bits < TLB_MAX_BITS ? TLB_MAX_BITS : bits;
+    } else {
+        while (bits < TLB_MAX_BITS && (1ull << bits) < 4ull * nr_maps) {
+            bits++;
+        }
     }
-    if (t->tlb != NULL && 64 - t->tlb_shift >= bits) {
+    if (t->tlb != NULL && t->tlb_wide == wide && 64 - t->tlb_shift >= bits) {
         return;
     }
-    tlb = calloc(1ull << bits, sizeof(*tlb));
+    tlb = calloc(1ull << bits, wide ? sizeof(uint32_t) : sizeof(uint16_t));
     if (tlb == NULL) {
         return;
     }
+    /* Only DMA_MAP resizes, while no device thread looks maps up. */
     free((void *)t->tlb);
     t->tlb = tlb;
+    t->tlb_wide = wide;
     t->tlb_shift = 64 - bits;
 }
 
+static size_t
+tlb_bytes(const struct dma_table *t)
+{
+    if (t->tlb == NULL) {
+        return 0;
+    }
+    return (t->tlb_wide ? sizeof(uint32_t) : sizeof(uint16_t)) << (64 - t->tlb_shift);
+}
+
 struct dma_map *
-dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
-              uint64_t offset, uint32_t prot, uint32_t max_maps)
+dma_table_insert(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
+                 uint64_t offset, uint32_t prot, bool file_io,
+                 uint32_t max_maps)
 {
     struct dma_map *m, *n;
     uint64_t last, base_off = 0;
@@ -710,10 +771,10 @@ dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
     m->info.iova.iov_base = (void *)(uintptr_t)iova;
     m->info.iova.iov_len = size;
     m->info.prot = prot;
+    m->info.page_size = host_page_size();
     if (fd >= 0) {
-        struct dma_file *f = file_get(t, fd, offset, size, (int)prot, &base_off);
-        char *lo, *hi, *start, *end;
-        uintptr_t pg;
+        struct dma_file *f = file_get(t, fd, offset, size, (int)prot, file_io,
+                                      &base_off);
 
         if (f == NULL) {
             int saved = errno;
@@ -722,9 +783,16 @@ dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
             return NULL;
         }
         m->file = f;
+        m->file_off = offset;
+        m->info.page_size = f->page_size;
+    }
+    if (m->file != NULL && m->file->base != NULL) {
+        struct dma_file *f = m->file;
+        char *lo, *hi, *start, *end;
+        uintptr_t pg;
+
         start = f->base + (offset - base_off);
         m->info.vaddr = start;
-        m->info.page_size = f->page_size;
         /* The part of the file mapping this map can use, page rounded. */
         pg = f->page_size;
         lo = (char *)((uintptr_t)start & ~(pg - 1));
@@ -802,9 +870,15 @@ dma_table_lookup_index(struct dma_table *t, uint64_t addr)
     if (addr > s->last) {
         return NULL;
     }
-    if (t->tlb != NULL && slot <= UINT16_MAX) {
-        atomic_store_explicit(&t->tlb[dma_tlb_index(t, addr)], (uint16_t)slot,
-                              memory_order_relaxed);
+    if (t->tlb != NULL) {
+        uint32_t e = dma_tlb_index(t, addr);
+
+        if (t->tlb_wide) {
+            atomic_store_explicit(&t->tlb32[e], slot, memory_order_relaxed);
+        } else if (slot <= UINT16_MAX) {
+            atomic_store_explicit(&t->tlb[e], (uint16_t)slot,
+                                  memory_order_relaxed);
+        }
     }
     return s;
 }
@@ -815,6 +889,17 @@ dma_table_lookup(struct dma_table *t, uint64_t addr)
     struct dma_slot *s = dma_table_lookup_slot(t, addr);
 
     return s != NULL ? t->maps[s - t->slots] : NULL;
+}
+
+struct dma_map *
+dma_table_next(struct dma_table *t, uint64_t addr)
+{
+    struct dma_map *m = floor_map(t->root, addr);
+
+    if (m != NULL && m->last >= addr) {
+        return m;
+    }
+    return above_map(t->root, addr);
 }
 
 bool
@@ -844,7 +929,7 @@ dma_table_mem(const struct dma_table *t)
            (size_t)t->cap_blocks * (sizeof(t->top[0]) + sizeof(t->blocks[0])) +
            (size_t)(t->nr_blocks + (t->spare != NULL)) * sizeof(struct dma_block) +
            (size_t)t->nr_files * sizeof(struct dma_file) +
-           (t->tlb != NULL ? sizeof(t->tlb[0]) << (64 - t->tlb_shift) : 0);
+           tlb_bytes(t);
 }
 
 void
