@@ -119,7 +119,10 @@ vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg)
             (unsigned long)req.size,
             fd < 0 ? " (messages only)" : file_io ? " (file I/O)" : "");
     if (ctx->dma_register_cb != NULL) {
-        ctx->dma_register_cb(ctx, &m->info);
+        vfu_dma_info_t info;
+
+        dma_map_info(m, &info);
+        ctx->dma_register_cb(ctx, &info);
     }
     return 0;
 }
@@ -129,7 +132,10 @@ static void
 remove_map(vfu_ctx_t *ctx, struct dma_map *m)
 {
     if (ctx->dma_unregister_cb != NULL) {
-        ctx->dma_unregister_cb(ctx, &m->info);
+        vfu_dma_info_t info;
+
+        dma_map_info(m, &info);
+        ctx->dma_unregister_cb(ctx, &info);
     }
     dma_table_del(ctx->dma, m);
 }

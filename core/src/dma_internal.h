@@ -38,21 +38,20 @@ struct dma_file {
     int fd;                     /* FILE_IO: our dup; else -1 */
     bool shared;                /* findable by dev/ino: a whole-file mapping */
     char *base;                 /* NULL for FILE_IO */
+    uint64_t base_off;          /* file offset of base[0] */
     size_t size;
     size_t page_size;
     uint32_t refcnt;            /* maps using it */
 };
 
+/* 40 bytes: what the callbacks are told is made when they are called. */
 struct dma_map {
     uint64_t iova;
     uint64_t last;              /* iova + size - 1: a map may end at 2^64 */
     uint32_t prot;              /* PROT_READ / PROT_WRITE */
     uint32_t slot;
-    vfu_dma_info_t info;
     struct dma_file *file;      /* NULL: reached through messages only */
-    uint64_t file_off;          /* FILE_IO: file offset of iova */
-    struct dma_map *left, *right;
-    int height;
+    uint64_t file_off;          /* file offset of iova */
 };
 
 /*
@@ -85,7 +84,6 @@ struct dma_block {
 };
 
 struct dma_table {
-    struct dma_map *root;       /* AVL tree keyed by iova */
     struct dma_map **maps;      /* slot -> map, NULL when free */
     struct dma_slot *slots;     /* slot -> hot copy of the map */
     uint32_t nr_slots;
@@ -140,6 +138,8 @@ dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
 /* The map exactly [iova, iova + size), or NULL. */
 struct dma_map *dma_table_find(struct dma_table *t, uint64_t iova,
                                uint64_t size);
+/* What the DMA callbacks are told about m. */
+void dma_map_info(const struct dma_map *m, vfu_dma_info_t *info);
 /* Unlink and free a map returned by the table. */
 void dma_table_del(struct dma_table *t, struct dma_map *m);
 /* The map containing addr, or NULL. Lock-free: see sgl.c. */
@@ -148,7 +148,7 @@ struct dma_map *dma_table_lookup(struct dma_table *t, uint64_t addr);
 struct dma_map *dma_table_next(struct dma_table *t, uint64_t addr);
 /* Does a map overlap [iova, last]? */
 bool dma_table_overlaps(struct dma_table *t, uint64_t iova, uint64_t last);
-/* Any map (the root), or NULL when empty: for tearing everything down. */
+/* Any map (the lowest), or NULL when empty: for tearing everything down. */
 struct dma_map *dma_table_any(struct dma_table *t);
 /* The live map in slot, or NULL. */
 struct dma_map *dma_table_slot(struct dma_table *t, int slot);

@@ -2,10 +2,11 @@
 /* Copyright (c) 2026 the vfu authors. */
 
 /*
- * The DMA map table: client IOVA ranges in an AVL tree keyed by IOVA (so
- * map, unmap and lookup are O(log n) for any number of maps), each map in a
- * numbered slot that scatter/gather entries refer to, a sorted index and a
- * translation cache for lookups. Backing files are mmap()ed once, whole,
+ * The DMA map table: each map in a numbered slot that scatter/gather
+ * entries refer to, the slots sorted by IOVA in a two-level index (lookups
+ * O(log n); a change moves at most one block of entries and, on a split or
+ * merge, the array of block starts: n/32 words at worst, 250 KiB at a
+ * million maps, a few microseconds) and a translation cache for lookups. Backing files are mmap()ed once, whole,
  * and shared by every map into them: QEMU sends the same memfd with each
  * map, at that map's offset. The protocol around it is dma.c.
  */
@@ -97,6 +98,7 @@ file_map(int fd, uint64_t off, uint64_t len, int prot, bool file_io,
     f->prot = prot;
     f->fd = dfd;
     f->base = p;
+    f->base_off = off;
     f->size = len;
     f->page_size = host_page_size();
     /* Huge page backed files report their page size here. */
@@ -201,155 +203,6 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
     f->shared = true;
     t->nr_files++;
     return f;
-}
-
-/* ---- AVL tree ---- */
-
-static int
-height(const struct dma_map *m)
-{
-    return m != NULL ? m->height : 0;
-}
-
-static void
-fix_height(struct dma_map *m)
-{
-    int l = height(m->left), r = height(m->right);
-
-    m->height = (l > r ? l : r) + 1;
-}
-
-static struct dma_map *
-rotate_right(struct dma_map *m)
-{
-    struct dma_map *l = m->left;
-
-    m->left = l->right;
-    l->right = m;
-    fix_height(m);
-    fix_height(l);
-    return l;
-}
-
-static struct dma_map *
-rotate_left(struct dma_map *m)
-{
-    struct dma_map *r = m->right;
-
-    m->right = r->left;
-    r->left = m;
-    fix_height(m);
-    fix_height(r);
-    return r;
-}
-
-static struct dma_map *
-balance(struct dma_map *m)
-{
-    int bf;
-
-    fix_height(m);
-    bf = height(m->left) - height(m->right);
-    if (bf > 1) {
-        if (height(m->left->left) < height(m->left->right)) {
-            m->left = rotate_left(m->left);
-        }
-        return rotate_right(m);
-    }
-    if (bf < -1) {
-        if (height(m->right->right) < height(m->right->left)) {
-            m->right = rotate_right(m->right);
-        }
-        return rotate_left(m);
-    }
-    return m;
-}
-
-static struct dma_map *
-avl_insert(struct dma_map *root, struct dma_map *m)
-{
-    if (root == NULL) {
-        m->left = m->right = NULL;
-        m->height = 1;
-        return m;
-    }
-    if (m->iova < root->iova) {
-        root->left = avl_insert(root->left, m);
-    } else {
-        root->right = avl_insert(root->right, m);
-    }
-    return balance(root);
-}
-
-static struct dma_map *
-avl_remove_min(struct dma_map *root, struct dma_map **min)
-{
-    if (root->left == NULL) {
-        *min = root;
-        return root->right;
-    }
-    root->left = avl_remove_min(root->left, min);
-    return balance(root);
-}
-
-static struct dma_map *
-avl_remove(struct dma_map *root, uint64_t iova)
-{
-    struct dma_map *l, *r, *min;
-
-    if (root == NULL) {
-        return NULL;
-    }
-    if (iova < root->iova) {
-        root->left = avl_remove(root->left, iova);
-    } else if (iova > root->iova) {
-        root->right = avl_remove(root->right, iova);
-    } else {
-        l = root->left;
-        r = root->right;
-        if (r == NULL) {
-            return l;
-        }
-        r = avl_remove_min(r, &min);
-        min->left = l;
-        min->right = r;
-        return balance(min);
-    }
-    return balance(root);
-}
-
-/* The map with the greatest iova <= addr. */
-static struct dma_map *
-floor_map(struct dma_map *n, uint64_t addr)
-{
-    struct dma_map *best = NULL;
-
-    while (n != NULL) {
-        if (n->iova <= addr) {
-            best = n;
-            n = n->right;
-        } else {
-            n = n->left;
-        }
-    }
-    return best;
-}
-
-/* The map with the smallest iova > addr. */
-static struct dma_map *
-above_map(struct dma_map *n, uint64_t addr)
-{
-    struct dma_map *best = NULL;
-
-    while (n != NULL) {
-        if (n->iova > addr) {
-            best = n;
-            n = n->left;
-        } else {
-            n = n->right;
-        }
-    }
-    return best;
 }
 
 /* ---- the lookup index ---- */
@@ -557,6 +410,45 @@ idx_remove(struct dma_table *t, uint64_t key)
     }
 }
 
+/* The map with the greatest iova <= addr, or NULL. */
+static struct dma_map *
+floor_map(const struct dma_table *t, uint64_t addr)
+{
+    int i = idx_block(t, addr);
+    const struct dma_block *b;
+
+    if (i < 0) {
+        return NULL;
+    }
+    b = t->blocks[i];
+    return t->maps[b->slot[block_count_le(b, addr) - 1]];
+}
+
+/* The map with the smallest iova > addr, or NULL. */
+static struct dma_map *
+above_map(const struct dma_table *t, uint64_t addr)
+{
+    int i = idx_block(t, addr);
+    const struct dma_block *b;
+    uint32_t c;
+
+    if (t->nr_blocks == 0) {
+        return NULL;
+    }
+    if (i < 0) {
+        return t->maps[t->blocks[0]->slot[0]];
+    }
+    b = t->blocks[i];
+    c = block_count_le(b, addr);
+    if (c < b->n) {
+        return t->maps[b->slot[c]];
+    }
+    if ((uint32_t)i + 1 < t->nr_blocks) {
+        return t->maps[t->blocks[i + 1]->slot[0]];
+    }
+    return NULL;
+}
+
 /* ---- the table ---- */
 
 struct dma_table *
@@ -657,6 +549,42 @@ slots_grow(struct dma_table *t, uint32_t n)
     return 0;
 }
 
+/* Where m starts in this process, or NULL if it is not mapped. */
+static char *
+map_vaddr(const struct dma_map *m)
+{
+    const struct dma_file *f = m->file;
+
+    return f != NULL && f->base != NULL ? f->base + (m->file_off - f->base_off)
+                                        : NULL;
+}
+
+void
+dma_map_info(const struct dma_map *m, vfu_dma_info_t *info)
+{
+    const struct dma_file *f = m->file;
+    char *start = map_vaddr(m);
+
+    memset(info, 0, sizeof(*info));
+    info->iova.iov_base = (void *)(uintptr_t)m->iova;
+    info->iova.iov_len = m->last - m->iova + 1;
+    info->prot = m->prot;
+    info->page_size = f != NULL ? f->page_size : host_page_size();
+    info->vaddr = start;
+    if (start != NULL) {
+        /* The part of the file mapping this map can use, page rounded. */
+        uintptr_t pg = f->page_size;
+        char *lo = (char *)((uintptr_t)start & ~(pg - 1));
+        char *hi = (char *)(((uintptr_t)start + info->iova.iov_len + pg - 1) &
+                            ~(pg - 1));
+        char *end = f->base + f->size;
+
+        info->mapping.iov_base = lo < f->base ? f->base : lo;
+        info->mapping.iov_len = (size_t)((hi > end ? end : hi) -
+                                         (char *)info->mapping.iov_base);
+    }
+}
+
 static int
 slot_alloc(struct dma_table *t, struct dma_map *m)
 {
@@ -674,7 +602,7 @@ slot_alloc(struct dma_table *t, struct dma_map *m)
     m->slot = t->free_slots[--t->nr_free];
     t->maps[m->slot] = m;
     t->slots[m->slot] = (struct dma_slot){
-        .iova = m->iova, .last = m->last, .vaddr = m->info.vaddr, .prot = m->prot,
+        .iova = m->iova, .last = m->last, .vaddr = map_vaddr(m), .prot = m->prot,
     };
     return 0;
 }
@@ -747,9 +675,9 @@ dma_table_insert(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
         return NULL;
     }
     last = iova + (size - 1);
-    n = floor_map(t->root, iova);
+    n = floor_map(t, iova);
     if ((n != NULL && n->last >= iova) ||
-        ((n = above_map(t->root, iova)) != NULL && n->iova <= last)) {
+        ((n = above_map(t, iova)) != NULL && n->iova <= last)) {
         errno = EEXIST;
         return NULL;
     }
@@ -768,10 +696,6 @@ dma_table_insert(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
     m->iova = iova;
     m->last = last;
     m->prot = prot;
-    m->info.iova.iov_base = (void *)(uintptr_t)iova;
-    m->info.iova.iov_len = size;
-    m->info.prot = prot;
-    m->info.page_size = host_page_size();
     if (fd >= 0) {
         struct dma_file *f = file_get(t, fd, offset, size, (int)prot, file_io,
                                       &base_off);
@@ -784,23 +708,6 @@ dma_table_insert(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
         }
         m->file = f;
         m->file_off = offset;
-        m->info.page_size = f->page_size;
-    }
-    if (m->file != NULL && m->file->base != NULL) {
-        struct dma_file *f = m->file;
-        char *lo, *hi, *start, *end;
-        uintptr_t pg;
-
-        start = f->base + (offset - base_off);
-        m->info.vaddr = start;
-        /* The part of the file mapping this map can use, page rounded. */
-        pg = f->page_size;
-        lo = (char *)((uintptr_t)start & ~(pg - 1));
-        hi = (char *)(((uintptr_t)start + size + pg - 1) & ~(pg - 1));
-        end = f->base + f->size;
-        m->info.mapping.iov_base = lo < f->base ? f->base : lo;
-        m->info.mapping.iov_len = (hi > end ? end : hi) -
-                                  (char *)m->info.mapping.iov_base;
     }
     if (slot_alloc(t, m) < 0) {
         int saved = errno;
@@ -811,7 +718,6 @@ dma_table_insert(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
         errno = saved;
         return NULL;
     }
-    t->root = avl_insert(t->root, m);
     idx_insert(t, iova, m->slot);
     t->nr_maps++;
     tlb_fit(t, t->nr_maps);
@@ -821,7 +727,7 @@ dma_table_insert(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
 struct dma_map *
 dma_table_find(struct dma_table *t, uint64_t iova, uint64_t size)
 {
-    struct dma_map *m = floor_map(t->root, iova);
+    struct dma_map *m = floor_map(t, iova);
 
     if (m == NULL || m->iova != iova || size == 0 || m->last - m->iova != size - 1) {
         return NULL;
@@ -832,7 +738,6 @@ dma_table_find(struct dma_table *t, uint64_t iova, uint64_t size)
 void
 dma_table_del(struct dma_table *t, struct dma_map *m)
 {
-    t->root = avl_remove(t->root, m->iova);
     idx_remove(t, m->iova);
     t->maps[m->slot] = NULL;
     t->slots[m->slot] = (struct dma_slot){ .iova = 1 };
@@ -894,18 +799,18 @@ dma_table_lookup(struct dma_table *t, uint64_t addr)
 struct dma_map *
 dma_table_next(struct dma_table *t, uint64_t addr)
 {
-    struct dma_map *m = floor_map(t->root, addr);
+    struct dma_map *m = floor_map(t, addr);
 
     if (m != NULL && m->last >= addr) {
         return m;
     }
-    return above_map(t->root, addr);
+    return above_map(t, addr);
 }
 
 bool
 dma_table_overlaps(struct dma_table *t, uint64_t iova, uint64_t last)
 {
-    struct dma_map *n = floor_map(t->root, last);
+    struct dma_map *n = floor_map(t, last);
 
     return n != NULL && n->last >= iova;
 }
@@ -913,7 +818,10 @@ dma_table_overlaps(struct dma_table *t, uint64_t iova, uint64_t last)
 struct dma_map *
 dma_table_any(struct dma_table *t)
 {
-    return t != NULL ? t->root : NULL;
+    if (t == NULL || t->nr_blocks == 0) {
+        return NULL;
+    }
+    return t->maps[t->blocks[0]->slot[0]];
 }
 
 size_t
@@ -938,8 +846,10 @@ dma_table_destroy(struct dma_table *t)
     if (t == NULL) {
         return;
     }
-    while (t->root != NULL) {
-        dma_table_del(t, t->root);
+    struct dma_map *m;
+
+    while ((m = dma_table_any(t)) != NULL) {
+        dma_table_del(t, m);
     }
     free(t->maps);
     hot_free(t->slots, t->nr_slots * sizeof(t->slots[0]));

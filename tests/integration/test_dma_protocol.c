@@ -316,6 +316,7 @@ test_access_modes(void **state)
     dma_sg_t *sg = calloc(1, dma_sg_size());
     struct poller p = { .c = f->c };
     char buf[64], back[64];
+    vfu_dma_info_t info;
     struct dma_map *m;
     struct iovec iov;
 
@@ -355,10 +356,12 @@ test_access_modes(void **state)
                                         PG, local + PG), 0);
     m = dma_table_lookup(f->ctx->dma, 0x2000000);
     assert_non_null(m);
-    assert_null(m->info.vaddr);
-    assert_null(m->info.mapping.iov_base);
-    assert_int_equal(m->info.mapping.iov_len, 0);
-    assert_int_equal(m->info.page_size, PG);
+    dma_map_info(m, &info);
+    assert_null(info.vaddr);
+    assert_null(info.mapping.iov_base);
+    assert_int_equal(info.mapping.iov_len, 0);
+    assert_int_equal(info.page_size, PG);
+    assert_int_equal(info.iova.iov_len, 2 * PG);
     assert_int_equal(vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)0x2000100, 64, sg, 1,
                                      PROT_READ | PROT_WRITE), 1);
     assert_false(vfu_sg_is_mappable(f->ctx, sg));
