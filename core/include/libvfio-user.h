@@ -743,7 +743,9 @@ vfu_sgl_put(vfu_ctx_t *vfu_ctx, dma_sg_t *sgl, struct iovec *iov, size_t cnt);
  *
  * Returns 0, or -1 with errno set: ENOTSUP if @cnt is not 1, EINVAL for
  * unknown @flags or a bad entry, ENOMEM, ENOTCONN if the client went away,
- * the client's errno for an error reply, EINVAL for a malformed reply.
+ * the client's errno for an error reply, EINVAL for a malformed reply;
+ * with VFU_SGL_DIRECT_ACCESS on a VFIO_USER_F_DMA_REGION_FILE_IO region,
+ * pread()'s error (EFAULT if the file ends inside the region).
  */
 int
 vfu_sgl_read(vfu_ctx_t *vfu_ctx, dma_sg_t *sg, size_t cnt, void *data,
@@ -763,7 +765,7 @@ vfu_sgl_read(vfu_ctx_t *vfu_ctx, dma_sg_t *sg, size_t cnt, void *data,
  * Returns 0, or -1 with errno set: ENOTSUP if @cnt is not 1, EINVAL for
  * unknown @flags, EPERM if the entry is not writable, ENOMEM, ENOTCONN if
  * the client went away, the client's errno for an error reply, EINVAL for a
- * malformed reply.
+ * malformed reply; pwrite()'s error as for vfu_sgl_read().
  */
 int
 vfu_sgl_write(vfu_ctx_t *vfu_ctx, dma_sg_t *sg, size_t cnt, void *data,

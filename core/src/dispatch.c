@@ -270,15 +270,24 @@ vfu_dispatch_resume(vfu_ctx_t *ctx, int quiesce_errno)
     if (err == 0) {
         ctx->quiesced = true;
         err = run_handler(ctx, msg);
-        ctx->quiesced = false;
     } else if (ctx->reset_cb != NULL) {
         /* A device that could not quiesce is put back to a known state. */
         ctx->reset_cb(ctx, VFU_RESET_DEVICE);
     }
     if (finish(ctx, msg, err) < 0) {
+        /*
+         * The client is gone. Drop it now, while the device is still
+         * quiesced, rather than leave its maps to the next vfu_run_ctx():
+         * that one then reports ENOTCONN. The command itself was done.
+         */
         vfu_log_errno(ctx, LOG_ERR, errno, "reply after quiesce failed");
+        vfu_conn_unpin(ctx->conn);
+        vfu_conn_lost(ctx);
+        ctx->quiesced = false;
+    } else {
+        ctx->quiesced = false;
+        vfu_conn_unpin(ctx->conn);
     }
-    vfu_conn_unpin(ctx->conn);
     if (err != 0) {
         errno = err;
         return -1;

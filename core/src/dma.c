@@ -13,6 +13,16 @@
 
 #include "dma_internal.h"
 
+/*
+ * The largest map accepted (as libvfio-user): 8 TiB on 64-bit hosts,
+ * what the address space allows on 32-bit ones.
+ */
+#if UINTPTR_MAX > 0xffffffffu
+#define DMA_MAX_MAP_SIZE (8ull << 40)
+#else
+#define DMA_MAX_MAP_SIZE ((uint64_t)UINTPTR_MAX)
+#endif
+
 int
 vfu_setup_device_dma(vfu_ctx_t *ctx, size_t max_regions,
                      vfu_dma_register_cb_t *dma_register,
@@ -45,9 +55,12 @@ int
 vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg)
 {
     const uint32_t rw = VFIO_USER_F_DMA_REGION_READ | VFIO_USER_F_DMA_REGION_WRITE;
+    const uint32_t modes = VFIO_USER_F_DMA_REGION_MMAP |
+                           VFIO_USER_F_DMA_REGION_FILE_IO;
     struct vfio_user_dma_map req;
     struct dma_map *m;
     uint32_t prot = 0;
+    bool file_io;
     int fd = -1;
 
     if (msg->in_size != sizeof(req)) {
@@ -56,17 +69,30 @@ vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg)
         return -1;
     }
     memcpy(&req, msg->in, sizeof(req));
-    if (req.argsz < sizeof(req) || (req.flags & ~rw) != 0 ||
-        (req.flags & rw) == 0 || msg->nr_fds > 1 || msg->fds_truncated) {
+    /*
+     * An access mode says how to reach the fd's memory: one at most, and
+     * only with an fd. An fd without one may be mmap()ed, as QEMU expects.
+     */
+    if (req.argsz < sizeof(req) || (req.flags & ~(rw | modes)) != 0 ||
+        (req.flags & rw) == 0 || (req.flags & modes) == modes ||
+        msg->nr_fds > 1 || msg->fds_truncated ||
+        ((req.flags & modes) != 0 && msg->nr_fds == 0)) {
         vfu_log(ctx, LOG_ERR, "DMA_MAP: bad argsz %u, flags %#x or %u fds",
                 req.argsz, req.flags, msg->nr_fds);
         errno = EINVAL;
         return -1;
     }
+    file_io = (req.flags & VFIO_USER_F_DMA_REGION_FILE_IO) != 0;
     if (req.size == 0 || req.size - 1 > UINT64_MAX - req.addr) {
         vfu_log(ctx, LOG_ERR, "DMA_MAP: bad range %#lx+%#lx",
                 (unsigned long)req.addr, (unsigned long)req.size);
         errno = EINVAL;
+        return -1;
+    }
+    if (req.size > DMA_MAX_MAP_SIZE) {
+        vfu_log(ctx, LOG_ERR, "DMA_MAP: size %#lx above the limit %#llx",
+                (unsigned long)req.size, (unsigned long long)DMA_MAX_MAP_SIZE);
+        errno = ENOSPC;
         return -1;
     }
     if (ctx->dma == NULL) {
@@ -78,8 +104,11 @@ vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg)
     }
     prot |= (req.flags & VFIO_USER_F_DMA_REGION_READ) ? PROT_READ : 0;
     prot |= (req.flags & VFIO_USER_F_DMA_REGION_WRITE) ? PROT_WRITE : 0;
-    m = dma_table_add(ctx->dma, req.addr, req.size, fd, req.offset, prot,
-                      ctx->max_dma_maps);
+    m = dma_table_insert(ctx->dma, req.addr, req.size, fd, req.offset, prot,
+                         file_io, ctx->max_dma_maps);
+    if (m == NULL && errno == ENOSPC) {
+        errno = EINVAL;     /* past the device's max_regions */
+    }
     if (m == NULL) {
         vfu_log_errno(ctx, LOG_ERR, errno, "DMA_MAP %#lx+%#lx fd %d offset %#lx",
                       (unsigned long)req.addr, (unsigned long)req.size, fd,
@@ -87,9 +116,13 @@ vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg)
         return -1;
     }
     vfu_log(ctx, LOG_DEBUG, "DMA_MAP %#lx+%#lx%s", (unsigned long)req.addr,
-            (unsigned long)req.size, fd >= 0 ? "" : " (messages only)");
+            (unsigned long)req.size,
+            fd < 0 ? " (messages only)" : file_io ? " (file I/O)" : "");
     if (ctx->dma_register_cb != NULL) {
-        ctx->dma_register_cb(ctx, &m->info);
+        vfu_dma_info_t info;
+
+        dma_map_info(m, &info);
+        ctx->dma_register_cb(ctx, &info);
     }
     return 0;
 }
@@ -99,7 +132,10 @@ static void
 remove_map(vfu_ctx_t *ctx, struct dma_map *m)
 {
     if (ctx->dma_unregister_cb != NULL) {
-        ctx->dma_unregister_cb(ctx, &m->info);
+        vfu_dma_info_t info;
+
+        dma_map_info(m, &info);
+        ctx->dma_unregister_cb(ctx, &info);
     }
     dma_table_del(ctx->dma, m);
 }
@@ -116,8 +152,10 @@ vfu_handle_dma_unmap(vfu_ctx_t *ctx, struct vfu_msg *msg)
         return -1;
     }
     memcpy(&req, msg->in, sizeof(req));
-    if (req.argsz < sizeof(req) || (req.flags & ~VFIO_DMA_UNMAP_FLAG_ALL) != 0 ||
-        msg->nr_fds != 0) {
+    /* argsz is the client's room for the reply: more than any reply we
+     * could send is a bad request. */
+    if (req.argsz < sizeof(req) || req.argsz > VFU_DEFAULT_MAX_DATA_XFER ||
+        (req.flags & ~VFIO_DMA_UNMAP_FLAG_ALL) != 0 || msg->nr_fds != 0) {
         /* GET_DIRTY_BITMAP belongs to the old migration protocol. */
         vfu_log(ctx, LOG_ERR, "DMA_UNMAP: bad argsz %u, flags %#x or fds",
                 req.argsz, req.flags);

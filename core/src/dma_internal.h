@@ -26,27 +26,32 @@ struct dma_sg {
     bool writeable;
 };
 
-/* One mmap() of a backing file, shared by every map that uses it. */
+/*
+ * A backing file, shared by every map that uses it: one mmap() of it, or
+ * for VFIO_USER_F_DMA_REGION_FILE_IO maps one dup() of the client's fd,
+ * reached with pread()/pwrite() and never mapped.
+ */
 struct dma_file {
     dev_t dev;
     ino_t ino;
     int prot;
+    int fd;                     /* FILE_IO: our dup; else -1 */
     bool shared;                /* findable by dev/ino: a whole-file mapping */
-    char *base;
+    char *base;                 /* NULL for FILE_IO */
+    uint64_t base_off;          /* file offset of base[0] */
     size_t size;
     size_t page_size;
     uint32_t refcnt;            /* maps using it */
 };
 
+/* 40 bytes: what the callbacks are told is made when they are called. */
 struct dma_map {
     uint64_t iova;
     uint64_t last;              /* iova + size - 1: a map may end at 2^64 */
     uint32_t prot;              /* PROT_READ / PROT_WRITE */
     uint32_t slot;
-    vfu_dma_info_t info;
     struct dma_file *file;      /* NULL: reached through messages only */
-    struct dma_map *left, *right;
-    int height;
+    uint64_t file_off;          /* file offset of iova */
 };
 
 /*
@@ -79,7 +84,6 @@ struct dma_block {
 };
 
 struct dma_table {
-    struct dma_map *root;       /* AVL tree keyed by iova */
     struct dma_map **maps;      /* slot -> map, NULL when free */
     struct dma_slot *slots;     /* slot -> hot copy of the map */
     uint32_t nr_slots;
@@ -92,14 +96,18 @@ struct dma_table {
     struct dma_block *spare;    /* allocated ahead so that insertion can't fail */
     /*
      * The translation cache: 4 KiB page of an address (hashed) -> the slot
-     * of the map it was last found in (slots past 65,535 are not cached).
-     * Only a guess, checked against the
+     * of the map it was last found in; 16-bit entries while the slots fit,
+     * 32-bit ones past 65,536 slots. Only a guess, checked against the
      * slot on every use, so it needs no invalidation: a freed or reused
      * slot simply fails the check, and an entry never written guesses slot
      * 0. Written by any looking-up thread (relaxed atomics); resized only
      * by DMA_MAP, while quiesced.
      */
-    _Atomic uint16_t *tlb;      /* 16 bits: 512 KiB for 65,535 maps, in L2 */
+    union {
+        _Atomic uint16_t *tlb;  /* up to 65,536 slots: 512 KiB, in L2 */
+        _Atomic uint32_t *tlb32; /* beyond: one entry a map, 4 bytes each */
+    };
+    bool tlb_wide;
     uint32_t tlb_shift;         /* 64 - log2(entries) */
     void *files;                /* tsearch(3) tree of shared dma_files */
     uint32_t nr_files;
@@ -111,23 +119,36 @@ struct dma_table *dma_table_new(void);
 void dma_table_destroy(struct dma_table *t);
 /*
  * Add [iova, iova + size): fd < 0 for a message-only map, else mmap()ed
- * (the fd is not kept). Returns the new map, or NULL with errno: EINVAL
- * (size 0, wrap, bad prot, fd unusable or too small), EEXIST (overlap),
- * ENOSPC (max maps live), ENOMEM, or mmap()'s error.
+ * (the fd is not kept), or with file_io reached by pread()/pwrite() on a
+ * dup of fd. Returns the new map, or NULL with errno: EINVAL (size 0,
+ * wrap, bad prot, fd unusable or too small), EEXIST (overlap), ENOSPC (max
+ * maps live), ENOMEM, or mmap()'s or dup()'s error.
  */
-struct dma_map *dma_table_add(struct dma_table *t, uint64_t iova,
-                              uint64_t size, int fd, uint64_t offset,
-                              uint32_t prot, uint32_t max_maps);
+struct dma_map *dma_table_insert(struct dma_table *t, uint64_t iova,
+                                 uint64_t size, int fd, uint64_t offset,
+                                 uint32_t prot, bool file_io,
+                                 uint32_t max_maps);
+/* dma_table_insert() of a map that is mmap()ed if it has an fd. */
+static inline struct dma_map *
+dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
+              uint64_t offset, uint32_t prot, uint32_t max_maps)
+{
+    return dma_table_insert(t, iova, size, fd, offset, prot, false, max_maps);
+}
 /* The map exactly [iova, iova + size), or NULL. */
 struct dma_map *dma_table_find(struct dma_table *t, uint64_t iova,
                                uint64_t size);
+/* What the DMA callbacks are told about m. */
+void dma_map_info(const struct dma_map *m, vfu_dma_info_t *info);
 /* Unlink and free a map returned by the table. */
 void dma_table_del(struct dma_table *t, struct dma_map *m);
 /* The map containing addr, or NULL. Lock-free: see sgl.c. */
 struct dma_map *dma_table_lookup(struct dma_table *t, uint64_t addr);
+/* The map containing addr, else the first one above it, or NULL. */
+struct dma_map *dma_table_next(struct dma_table *t, uint64_t addr);
 /* Does a map overlap [iova, last]? */
 bool dma_table_overlaps(struct dma_table *t, uint64_t iova, uint64_t last);
-/* Any map (the root), or NULL when empty: for tearing everything down. */
+/* Any map (the lowest), or NULL when empty: for tearing everything down. */
 struct dma_map *dma_table_any(struct dma_table *t);
 /* The live map in slot, or NULL. */
 struct dma_map *dma_table_slot(struct dma_table *t, int slot);
@@ -150,8 +171,10 @@ static inline struct dma_slot *
 dma_table_lookup_slot(struct dma_table *t, uint64_t addr)
 {
     if (t->tlb != NULL) {
-        uint32_t slot = atomic_load_explicit(&t->tlb[dma_tlb_index(t, addr)],
-                                             memory_order_relaxed);
+        uint32_t i = dma_tlb_index(t, addr);
+        uint32_t slot = t->tlb_wide
+            ? atomic_load_explicit(&t->tlb32[i], memory_order_relaxed)
+            : atomic_load_explicit(&t->tlb[i], memory_order_relaxed);
         /* A free slot has iova 1 > last 0, so it never matches. */
         if (slot < t->nr_slots) {
             struct dma_slot *s = &t->slots[slot];
@@ -212,6 +235,7 @@ struct dirty_log {
     atomic_uint users;          /* device threads inside dirty_mark() */
     void *reply;                /* REPLY buffer of the last report */
     size_t reply_size;
+    uint64_t asked_pgsize;      /* what the running log's START asked for */
 };
 
 /* dirty_mark() once a log exists. */

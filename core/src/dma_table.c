@@ -2,10 +2,11 @@
 /* Copyright (c) 2026 the vfu authors. */
 
 /*
- * The DMA map table: client IOVA ranges in an AVL tree keyed by IOVA (so
- * map, unmap and lookup are O(log n) for any number of maps), each map in a
- * numbered slot that scatter/gather entries refer to, a sorted index and a
- * translation cache for lookups. Backing files are mmap()ed once, whole,
+ * The DMA map table: each map in a numbered slot that scatter/gather
+ * entries refer to, the slots sorted by IOVA in a two-level index (lookups
+ * O(log n); a change moves at most one block of entries and, on a split or
+ * merge, the array of block starts: n/32 words at worst, 250 KiB at a
+ * million maps, a few microseconds) and a translation cache for lookups. Backing files are mmap()ed once, whole,
  * and shared by every map into them: QEMU sends the same memfd with each
  * map, at that map's offset. The protocol around it is dma.c.
  */
@@ -41,6 +42,9 @@ file_cmp(const void *a, const void *b)
     if (x->ino != y->ino) {
         return x->ino < y->ino ? -1 : 1;
     }
+    if ((x->fd >= 0) != (y->fd >= 0)) {
+        return x->fd >= 0 ? 1 : -1;     /* FILE_IO apart from mappings */
+    }
     return x->prot - y->prot;
 }
 
@@ -54,21 +58,36 @@ file_put(struct dma_table *t, struct dma_file *f)
         tdelete(f, &t->files, file_cmp);
         t->nr_files--;
     }
-    munmap(f->base, f->size);
+    if (f->base != NULL) {
+        munmap(f->base, f->size);
+    }
+    if (f->fd >= 0) {
+        close(f->fd);
+    }
     free(f);
 }
 
+/*
+ * [off, off + len) of fd mmap()ed, or for file_io fd dup()ed (with len the
+ * size it is known to have).
+ */
 static struct dma_file *
-file_map(int fd, uint64_t off, uint64_t len, int prot, const struct stat *st)
+file_map(int fd, uint64_t off, uint64_t len, int prot, bool file_io,
+         const struct stat *st)
 {
     struct dma_file *f = calloc(1, sizeof(*f));
-    void *p;
+    void *p = NULL;
+    int dfd = -1;
 
     if (f == NULL) {
         return NULL;
     }
-    p = mmap(NULL, len, prot, MAP_SHARED, fd, (off_t)off);
-    if (p == MAP_FAILED) {
+    if (file_io) {
+        dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    } else {
+        p = mmap(NULL, len, prot, MAP_SHARED, fd, (off_t)off);
+    }
+    if (p == MAP_FAILED || (file_io && dfd < 0)) {
         int saved = errno;
         free(f);
         errno = saved;
@@ -77,7 +96,9 @@ file_map(int fd, uint64_t off, uint64_t len, int prot, const struct stat *st)
     f->dev = st->st_dev;
     f->ino = st->st_ino;
     f->prot = prot;
+    f->fd = dfd;
     f->base = p;
+    f->base_off = off;
     f->size = len;
     f->page_size = host_page_size();
     /* Huge page backed files report their page size here. */
@@ -95,7 +116,7 @@ file_map(int fd, uint64_t off, uint64_t len, int prot, const struct stat *st)
  */
 static struct dma_file *
 file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
-         uint64_t *base_off)
+         bool file_io, uint64_t *base_off)
 {
     struct dma_file key, *f, **slot;
     struct stat st;
@@ -117,6 +138,15 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
         errno = EACCES;
         return NULL;
     }
+    if (!S_ISREG(st.st_mode) && file_io) {
+        /* A device has no useful size: its own dup, unshared. */
+        if (off > (uint64_t)INT64_MAX || len - 1 > (uint64_t)INT64_MAX - off) {
+            errno = EINVAL;
+            return NULL;
+        }
+        *base_off = 0;
+        return file_map(fd, 0, off + len, prot, true, &st);
+    }
     if (!S_ISREG(st.st_mode)) {
         /* A device has no useful size: map just the window, unshared. */
         start = off & ~(pg - 1);
@@ -126,7 +156,7 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
             return NULL;
         }
         end = (end + pg - 1) & ~(pg - 1);
-        f = file_map(fd, start, end - start, prot, &st);
+        f = file_map(fd, start, end - start, prot, false, &st);
         *base_off = start;
         return f;
     }
@@ -139,12 +169,21 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
     key.dev = st.st_dev;
     key.ino = st.st_ino;
     key.prot = prot;
+    key.fd = file_io ? 0 : -1;
     slot = tfind(&key, &t->files, file_cmp);
+    if (slot != NULL && file_io) {
+        /* Nothing is mapped: a grown file just needs the size noted. */
+        if ((*slot)->size < (uint64_t)st.st_size) {
+            (*slot)->size = st.st_size;
+        }
+        (*slot)->refcnt++;
+        return *slot;
+    }
     if (slot != NULL && off + len <= (*slot)->size) {
         (*slot)->refcnt++;
         return *slot;
     }
-    f = file_map(fd, 0, st.st_size, prot, &st);
+    f = file_map(fd, 0, st.st_size, prot, file_io, &st);
     if (f == NULL) {
         return NULL;
     }
@@ -156,163 +195,14 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
         t->nr_files--;
     }
     if (tsearch(f, &t->files, file_cmp) == NULL) {
-        munmap(f->base, f->size);
-        free(f);
+        f->shared = false;
+        file_put(t, f);
         errno = ENOMEM;
         return NULL;
     }
     f->shared = true;
     t->nr_files++;
     return f;
-}
-
-/* ---- AVL tree ---- */
-
-static int
-height(const struct dma_map *m)
-{
-    return m != NULL ? m->height : 0;
-}
-
-static void
-fix_height(struct dma_map *m)
-{
-    int l = height(m->left), r = height(m->right);
-
-    m->height = (l > r ? l : r) + 1;
-}
-
-static struct dma_map *
-rotate_right(struct dma_map *m)
-{
-    struct dma_map *l = m->left;
-
-    m->left = l->right;
-    l->right = m;
-    fix_height(m);
-    fix_height(l);
-    return l;
-}
-
-static struct dma_map *
-rotate_left(struct dma_map *m)
-{
-    struct dma_map *r = m->right;
-
-    m->right = r->left;
-    r->left = m;
-    fix_height(m);
-    fix_height(r);
-    return r;
-}
-
-static struct dma_map *
-balance(struct dma_map *m)
-{
-    int bf;
-
-    fix_height(m);
-    bf = height(m->left) - height(m->right);
-    if (bf > 1) {
-        if (height(m->left->left) < height(m->left->right)) {
-            m->left = rotate_left(m->left);
-        }
-        return rotate_right(m);
-    }
-    if (bf < -1) {
-        if (height(m->right->right) < height(m->right->left)) {
-            m->right = rotate_right(m->right);
-        }
-        return rotate_left(m);
-    }
-    return m;
-}
-
-static struct dma_map *
-avl_insert(struct dma_map *root, struct dma_map *m)
-{
-    if (root == NULL) {
-        m->left = m->right = NULL;
-        m->height = 1;
-        return m;
-    }
-    if (m->iova < root->iova) {
-        root->left = avl_insert(root->left, m);
-    } else {
-        root->right = avl_insert(root->right, m);
-    }
-    return balance(root);
-}
-
-static struct dma_map *
-avl_remove_min(struct dma_map *root, struct dma_map **min)
-{
-    if (root->left == NULL) {
-        *min = root;
-        return root->right;
-    }
-    root->left = avl_remove_min(root->left, min);
-    return balance(root);
-}
-
-static struct dma_map *
-avl_remove(struct dma_map *root, uint64_t iova)
-{
-    struct dma_map *l, *r, *min;
-
-    if (root == NULL) {
-        return NULL;
-    }
-    if (iova < root->iova) {
-        root->left = avl_remove(root->left, iova);
-    } else if (iova > root->iova) {
-        root->right = avl_remove(root->right, iova);
-    } else {
-        l = root->left;
-        r = root->right;
-        if (r == NULL) {
-            return l;
-        }
-        r = avl_remove_min(r, &min);
-        min->left = l;
-        min->right = r;
-        return balance(min);
-    }
-    return balance(root);
-}
-
-/* The map with the greatest iova <= addr. */
-static struct dma_map *
-floor_map(struct dma_map *n, uint64_t addr)
-{
-    struct dma_map *best = NULL;
-
-    while (n != NULL) {
-        if (n->iova <= addr) {
-            best = n;
-            n = n->right;
-        } else {
-            n = n->left;
-        }
-    }
-    return best;
-}
-
-/* The map with the smallest iova > addr. */
-static struct dma_map *
-above_map(struct dma_map *n, uint64_t addr)
-{
-    struct dma_map *best = NULL;
-
-    while (n != NULL) {
-        if (n->iova > addr) {
-            best = n;
-            n = n->left;
-        } else {
-            n = n->right;
-        }
-    }
-    return best;
 }
 
 /* ---- the lookup index ---- */
@@ -520,6 +410,45 @@ idx_remove(struct dma_table *t, uint64_t key)
     }
 }
 
+/* The map with the greatest iova <= addr, or NULL. */
+static struct dma_map *
+floor_map(const struct dma_table *t, uint64_t addr)
+{
+    int i = idx_block(t, addr);
+    const struct dma_block *b;
+
+    if (i < 0) {
+        return NULL;
+    }
+    b = t->blocks[i];
+    return t->maps[b->slot[block_count_le(b, addr) - 1]];
+}
+
+/* The map with the smallest iova > addr, or NULL. */
+static struct dma_map *
+above_map(const struct dma_table *t, uint64_t addr)
+{
+    int i = idx_block(t, addr);
+    const struct dma_block *b;
+    uint32_t c;
+
+    if (t->nr_blocks == 0) {
+        return NULL;
+    }
+    if (i < 0) {
+        return t->maps[t->blocks[0]->slot[0]];
+    }
+    b = t->blocks[i];
+    c = block_count_le(b, addr);
+    if (c < b->n) {
+        return t->maps[b->slot[c]];
+    }
+    if ((uint32_t)i + 1 < t->nr_blocks) {
+        return t->maps[t->blocks[i + 1]->slot[0]];
+    }
+    return NULL;
+}
+
 /* ---- the table ---- */
 
 struct dma_table *
@@ -620,6 +549,42 @@ slots_grow(struct dma_table *t, uint32_t n)
     return 0;
 }
 
+/* Where m starts in this process, or NULL if it is not mapped. */
+static char *
+map_vaddr(const struct dma_map *m)
+{
+    const struct dma_file *f = m->file;
+
+    return f != NULL && f->base != NULL ? f->base + (m->file_off - f->base_off)
+                                        : NULL;
+}
+
+void
+dma_map_info(const struct dma_map *m, vfu_dma_info_t *info)
+{
+    const struct dma_file *f = m->file;
+    char *start = map_vaddr(m);
+
+    memset(info, 0, sizeof(*info));
+    info->iova.iov_base = (void *)(uintptr_t)m->iova;
+    info->iova.iov_len = m->last - m->iova + 1;
+    info->prot = m->prot;
+    info->page_size = f != NULL ? f->page_size : host_page_size();
+    info->vaddr = start;
+    if (start != NULL) {
+        /* The part of the file mapping this map can use, page rounded. */
+        uintptr_t pg = f->page_size;
+        char *lo = (char *)((uintptr_t)start & ~(pg - 1));
+        char *hi = (char *)(((uintptr_t)start + info->iova.iov_len + pg - 1) &
+                            ~(pg - 1));
+        char *end = f->base + f->size;
+
+        info->mapping.iov_base = lo < f->base ? f->base : lo;
+        info->mapping.iov_len = (size_t)((hi > end ? end : hi) -
+                                         (char *)info->mapping.iov_base);
+    }
+}
+
 static int
 slot_alloc(struct dma_table *t, struct dma_map *m)
 {
@@ -637,7 +602,7 @@ slot_alloc(struct dma_table *t, struct dma_map *m)
     m->slot = t->free_slots[--t->nr_free];
     t->maps[m->slot] = m;
     t->slots[m->slot] = (struct dma_slot){
-        .iova = m->iova, .last = m->last, .vaddr = m->info.vaddr, .prot = m->prot,
+        .iova = m->iova, .last = m->last, .vaddr = map_vaddr(m), .prot = m->prot,
     };
     return 0;
 }
@@ -646,35 +611,59 @@ slot_alloc(struct dma_table *t, struct dma_map *m)
 
 #define TLB_MIN_BITS 10u
 #define TLB_MAX_BITS 18u     /* 512 KiB: room for 65,535 maps, 4 entries each */
+#define TLB_WIDE_BITS 20u    /* 4 MiB: one entry a map up to 1,048,576 */
 
 /*
- * Size the cache for nr_maps maps: four entries a map, so that random
- * lookups over all of them mostly hit. Failing to grow only costs speed.
+ * Size the cache for nr_maps maps: four 16-bit entries a map while slot
+ * numbers fit in 16 bits, so that random lookups over all of them mostly
+ * hit. Past that, one 32-bit entry a map: 4 bytes a map, where four would
+ * cost 16; a lookup that misses still only searches the index. Failing to
+ * grow only costs speed.
  */
 static void
 tlb_fit(struct dma_table *t, uint32_t nr_maps)
 {
+    bool wide = t->nr_slots > (uint32_t)UINT16_MAX + 1;
     uint32_t bits = TLB_MIN_BITS;
-    _Atomic uint16_t *tlb;
+    void *tlb;
 
-    while (bits < TLB_MAX_BITS && (1ull << bits) < 4ull * nr_maps) {
-        bits++;
+    if (wide) {
+        while (bits < TLB_WIDE_BITS && (1ull << bits) < nr_maps) {
+            bits++;
+        }
+        bits = bits < TLB_MAX_BITS ? TLB_MAX_BITS : bits;
+    } else {
+        while (bits < TLB_MAX_BITS && (1ull << bits) < 4ull * nr_maps) {
+            bits++;
+        }
     }
-    if (t->tlb != NULL && 64 - t->tlb_shift >= bits) {
+    if (t->tlb != NULL && t->tlb_wide == wide && 64 - t->tlb_shift >= bits) {
         return;
     }
-    tlb = calloc(1ull << bits, sizeof(*tlb));
+    tlb = calloc(1ull << bits, wide ? sizeof(uint32_t) : sizeof(uint16_t));
     if (tlb == NULL) {
         return;
     }
+    /* Only DMA_MAP resizes, while no device thread looks maps up. */
     free((void *)t->tlb);
     t->tlb = tlb;
+    t->tlb_wide = wide;
     t->tlb_shift = 64 - bits;
 }
 
+static size_t
+tlb_bytes(const struct dma_table *t)
+{
+    if (t->tlb == NULL) {
+        return 0;
+    }
+    return (t->tlb_wide ? sizeof(uint32_t) : sizeof(uint16_t)) << (64 - t->tlb_shift);
+}
+
 struct dma_map *
-dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
-              uint64_t offset, uint32_t prot, uint32_t max_maps)
+dma_table_insert(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
+                 uint64_t offset, uint32_t prot, bool file_io,
+                 uint32_t max_maps)
 {
     struct dma_map *m, *n;
     uint64_t last, base_off = 0;
@@ -686,9 +675,9 @@ dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
         return NULL;
     }
     last = iova + (size - 1);
-    n = floor_map(t->root, iova);
+    n = floor_map(t, iova);
     if ((n != NULL && n->last >= iova) ||
-        ((n = above_map(t->root, iova)) != NULL && n->iova <= last)) {
+        ((n = above_map(t, iova)) != NULL && n->iova <= last)) {
         errno = EEXIST;
         return NULL;
     }
@@ -707,13 +696,9 @@ dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
     m->iova = iova;
     m->last = last;
     m->prot = prot;
-    m->info.iova.iov_base = (void *)(uintptr_t)iova;
-    m->info.iova.iov_len = size;
-    m->info.prot = prot;
     if (fd >= 0) {
-        struct dma_file *f = file_get(t, fd, offset, size, (int)prot, &base_off);
-        char *lo, *hi, *start, *end;
-        uintptr_t pg;
+        struct dma_file *f = file_get(t, fd, offset, size, (int)prot, file_io,
+                                      &base_off);
 
         if (f == NULL) {
             int saved = errno;
@@ -722,17 +707,7 @@ dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
             return NULL;
         }
         m->file = f;
-        start = f->base + (offset - base_off);
-        m->info.vaddr = start;
-        m->info.page_size = f->page_size;
-        /* The part of the file mapping this map can use, page rounded. */
-        pg = f->page_size;
-        lo = (char *)((uintptr_t)start & ~(pg - 1));
-        hi = (char *)(((uintptr_t)start + size + pg - 1) & ~(pg - 1));
-        end = f->base + f->size;
-        m->info.mapping.iov_base = lo < f->base ? f->base : lo;
-        m->info.mapping.iov_len = (hi > end ? end : hi) -
-                                  (char *)m->info.mapping.iov_base;
+        m->file_off = offset;
     }
     if (slot_alloc(t, m) < 0) {
         int saved = errno;
@@ -743,7 +718,6 @@ dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
         errno = saved;
         return NULL;
     }
-    t->root = avl_insert(t->root, m);
     idx_insert(t, iova, m->slot);
     t->nr_maps++;
     tlb_fit(t, t->nr_maps);
@@ -753,7 +727,7 @@ dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
 struct dma_map *
 dma_table_find(struct dma_table *t, uint64_t iova, uint64_t size)
 {
-    struct dma_map *m = floor_map(t->root, iova);
+    struct dma_map *m = floor_map(t, iova);
 
     if (m == NULL || m->iova != iova || size == 0 || m->last - m->iova != size - 1) {
         return NULL;
@@ -764,7 +738,6 @@ dma_table_find(struct dma_table *t, uint64_t iova, uint64_t size)
 void
 dma_table_del(struct dma_table *t, struct dma_map *m)
 {
-    t->root = avl_remove(t->root, m->iova);
     idx_remove(t, m->iova);
     t->maps[m->slot] = NULL;
     t->slots[m->slot] = (struct dma_slot){ .iova = 1 };
@@ -802,9 +775,15 @@ dma_table_lookup_index(struct dma_table *t, uint64_t addr)
     if (addr > s->last) {
         return NULL;
     }
-    if (t->tlb != NULL && slot <= UINT16_MAX) {
-        atomic_store_explicit(&t->tlb[dma_tlb_index(t, addr)], (uint16_t)slot,
-                              memory_order_relaxed);
+    if (t->tlb != NULL) {
+        uint32_t e = dma_tlb_index(t, addr);
+
+        if (t->tlb_wide) {
+            atomic_store_explicit(&t->tlb32[e], slot, memory_order_relaxed);
+        } else if (slot <= UINT16_MAX) {
+            atomic_store_explicit(&t->tlb[e], (uint16_t)slot,
+                                  memory_order_relaxed);
+        }
     }
     return s;
 }
@@ -817,10 +796,21 @@ dma_table_lookup(struct dma_table *t, uint64_t addr)
     return s != NULL ? t->maps[s - t->slots] : NULL;
 }
 
+struct dma_map *
+dma_table_next(struct dma_table *t, uint64_t addr)
+{
+    struct dma_map *m = floor_map(t, addr);
+
+    if (m != NULL && m->last >= addr) {
+        return m;
+    }
+    return above_map(t, addr);
+}
+
 bool
 dma_table_overlaps(struct dma_table *t, uint64_t iova, uint64_t last)
 {
-    struct dma_map *n = floor_map(t->root, last);
+    struct dma_map *n = floor_map(t, last);
 
     return n != NULL && n->last >= iova;
 }
@@ -828,7 +818,10 @@ dma_table_overlaps(struct dma_table *t, uint64_t iova, uint64_t last)
 struct dma_map *
 dma_table_any(struct dma_table *t)
 {
-    return t != NULL ? t->root : NULL;
+    if (t == NULL || t->nr_blocks == 0) {
+        return NULL;
+    }
+    return t->maps[t->blocks[0]->slot[0]];
 }
 
 size_t
@@ -844,7 +837,7 @@ dma_table_mem(const struct dma_table *t)
            (size_t)t->cap_blocks * (sizeof(t->top[0]) + sizeof(t->blocks[0])) +
            (size_t)(t->nr_blocks + (t->spare != NULL)) * sizeof(struct dma_block) +
            (size_t)t->nr_files * sizeof(struct dma_file) +
-           (t->tlb != NULL ? sizeof(t->tlb[0]) << (64 - t->tlb_shift) : 0);
+           tlb_bytes(t);
 }
 
 void
@@ -853,8 +846,10 @@ dma_table_destroy(struct dma_table *t)
     if (t == NULL) {
         return;
     }
-    while (t->root != NULL) {
-        dma_table_del(t, t->root);
+    struct dma_map *m;
+
+    while ((m = dma_table_any(t)) != NULL) {
+        dma_table_del(t, m);
     }
     free(t->maps);
     hot_free(t->slots, t->nr_slots * sizeof(t->slots[0]));

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "dma_internal.h"
 #include "tran_sock.h"
@@ -39,7 +40,10 @@ dma_sg_size(void)
     return sizeof(struct dma_sg);
 }
 
-/* The map an entry refers to, if it is still there and holds the entry. */
+/*
+ * An entry's region is its map's slot plus one, so that no live entry
+ * names region 0 (what a zeroed entry holds).
+ */
 static struct dma_slot *
 sg_map(vfu_ctx_t *ctx, const dma_sg_t *sg)
 {
@@ -47,10 +51,10 @@ sg_map(vfu_ctx_t *ctx, const dma_sg_t *sg)
     struct dma_slot *m;
     uint64_t span;
 
-    if ((unsigned)sg->region >= t->nr_slots) {
+    if (sg->region <= 0 || (unsigned)sg->region - 1 >= t->nr_slots) {
         return NULL;
     }
-    m = &t->slots[sg->region];
+    m = &t->slots[sg->region - 1];
     if (m->prot == 0 || m->iova != (uint64_t)(uintptr_t)sg->dma_addr) {
         return NULL;
     }
@@ -68,7 +72,7 @@ sg_fill(vfu_ctx_t *ctx, dma_sg_t *sg, const struct dma_slot *m, uint64_t cur,
         uint64_t len, int prot)
 {
     sg->dma_addr = (vfu_dma_addr_t)(uintptr_t)m->iova;
-    sg->region = (int)(m - ctx->dma->slots);
+    sg->region = (int)(m - ctx->dma->slots) + 1;
     sg->offset = cur - m->iova;
     sg->length = len;
     sg->writeable = (prot & PROT_WRITE) != 0;
@@ -325,10 +329,37 @@ dma_by_message(vfu_ctx_t *ctx, uint64_t addr, uint64_t len, char *data,
     return ret;
 }
 
+/* pread()/pwrite() all of [off, off + len) of fd, for FILE_IO maps. */
+static int
+dma_by_file(int fd, uint64_t off, uint64_t len, char *data, bool is_write)
+{
+    while (len > 0) {
+        size_t n = len < (uint64_t)SSIZE_MAX ? (size_t)len : SSIZE_MAX;
+        ssize_t r = is_write ? pwrite(fd, data, n, (off_t)off)
+                             : pread(fd, data, n, (off_t)off);
+
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            return -1;
+        }
+        if (r == 0) {
+            errno = EFAULT;     /* the file ends inside the map */
+            return -1;
+        }
+        data += r;
+        off += (uint64_t)r;
+        len -= (uint64_t)r;
+    }
+    return 0;
+}
+
 static int
 sgl_rw(vfu_ctx_t *ctx, dma_sg_t *sg, size_t cnt, void *data, int flags,
        bool is_write)
 {
+    const struct dma_map *map;
     struct dma_slot *m;
 
     if (cnt != 1) {
@@ -345,12 +376,19 @@ sgl_rw(vfu_ctx_t *ctx, dma_sg_t *sg, size_t cnt, void *data, int flags,
         errno = EPERM;
         return -1;
     }
+    map = (flags & VFU_SGL_DIRECT_ACCESS) && m->vaddr == NULL
+          ? ctx->dma->maps[sg->region - 1] : NULL;
     if (m->vaddr != NULL && (flags & VFU_SGL_DIRECT_ACCESS)) {
         char *p = m->vaddr + sg->offset;
         if (is_write) {
             memcpy(p, data, sg->length);
         } else {
             memcpy(data, p, sg->length);
+        }
+    } else if (map != NULL && map->file != NULL && map->file->fd >= 0) {
+        if (dma_by_file(map->file->fd, map->file_off + sg->offset, sg->length,
+                        data, is_write) < 0) {
+            return -1;
         }
     } else if (dma_by_message(ctx, (uint64_t)(uintptr_t)sg->dma_addr + sg->offset,
                               sg->length, data, is_write) < 0) {

@@ -177,7 +177,7 @@ test_too_many_maps(void **state)
         assert_int_equal(vfu_client_dma_map(f->c, (uint64_t)i << 20, PG, RW, -1, 0, NULL), 0);
     }
     assert_int_equal(vfu_client_dma_map(f->c, 100ull << 20, PG, RW, -1, 0, NULL), -1);
-    assert_int_equal(errno, ENOSPC);
+    assert_int_equal(errno, EINVAL);     /* past max_regions, as libvfio-user */
     assert_int_equal(vfu_client_dma_unmap(f->c, 0, PG, 0), 0);
     assert_int_equal(vfu_client_dma_map(f->c, 100ull << 20, PG, RW, -1, 0, NULL), 0);
     assert_int_equal(harness_server_exec(f->s, set_max_maps, &dflt), 0);
@@ -300,6 +300,106 @@ test_message_only(void **state)
     free(sg);
 }
 
+/*
+ * DMA_MAP's access modes: MMAP is what a map with an fd gets anyway;
+ * FILE_IO maps are reached with pread()/pwrite() on the file, never mapped,
+ * and only with VFU_SGL_DIRECT_ACCESS; without it, by messages.
+ */
+static void
+test_access_modes(void **state)
+{
+    struct fixture *f = *state;
+    const uint32_t mmap_mode = VFIO_USER_F_DMA_REGION_MMAP;
+    const uint32_t file_io = VFIO_USER_F_DMA_REGION_FILE_IO;
+    int fd = harness_memfd(4 * PG);
+    char *local = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    dma_sg_t *sg = calloc(1, dma_sg_size());
+    struct poller p = { .c = f->c };
+    char buf[64], back[64];
+    vfu_dma_info_t info;
+    struct dma_map *m;
+    struct iovec iov;
+
+    assert_true(local != MAP_FAILED);
+    assert_non_null(sg);
+    for (size_t i = 0; i < sizeof(buf); i++) {
+        buf[i] = (char)(i * 3 + 1);
+    }
+    /* Both modes, a mode without an fd, an unknown flag. */
+    assert_int_equal(vfu_client_dma_map(f->c, 0x1000000, PG, RW | mmap_mode | file_io,
+                                        fd, 0, NULL), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(vfu_client_dma_map(f->c, 0x1000000, PG, RW | file_io, -1, 0,
+                                        local), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(vfu_client_dma_map(f->c, 0x1000000, PG, RW | mmap_mode, -1, 0,
+                                        local), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(vfu_client_dma_map(f->c, 0x1000000, PG, RW | (1u << 4), fd, 0,
+                                        NULL), -1);
+    assert_int_equal(errno, EINVAL);
+
+    /* MMAP: mapped into the server. */
+    assert_int_equal(vfu_client_dma_map(f->c, 0x1000000, 2 * PG, RW | mmap_mode, fd,
+                                        0, local), 0);
+    assert_int_equal(vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)0x1000010, 64, sg, 1,
+                                     PROT_READ | PROT_WRITE), 1);
+    assert_true(vfu_sg_is_mappable(f->ctx, sg));
+    assert_int_equal(vfu_sgl_get(f->ctx, sg, &iov, 1, 0), 0);
+    memcpy(iov.iov_base, buf, sizeof(buf));
+    vfu_sgl_put(f->ctx, sg, &iov, 1);
+    assert_memory_equal(local + 0x10, buf, sizeof(buf));
+    assert_int_equal(vfu_client_dma_unmap(f->c, 0x1000000, 2 * PG, 0), 0);
+
+    /* FILE_IO, at an offset into the file. */
+    assert_int_equal(vfu_client_dma_map(f->c, 0x2000000, 2 * PG, RW | file_io, fd,
+                                        PG, local + PG), 0);
+    m = dma_table_lookup(f->ctx->dma, 0x2000000);
+    assert_non_null(m);
+    dma_map_info(m, &info);
+    assert_null(info.vaddr);
+    assert_null(info.mapping.iov_base);
+    assert_int_equal(info.mapping.iov_len, 0);
+    assert_int_equal(info.page_size, PG);
+    assert_int_equal(info.iova.iov_len, 2 * PG);
+    assert_int_equal(vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)0x2000100, 64, sg, 1,
+                                     PROT_READ | PROT_WRITE), 1);
+    assert_false(vfu_sg_is_mappable(f->ctx, sg));
+    assert_int_equal(vfu_sgl_get(f->ctx, sg, &iov, 1, 0), -1);
+    assert_int_equal(errno, EFAULT);
+    /* Direct: pwrite()/pread() on the file, no message (nobody serves one). */
+    assert_int_equal(vfu_sgl_write(f->ctx, sg, 1, buf, VFU_SGL_DIRECT_ACCESS), 0);
+    assert_memory_equal(local + PG + 0x100, buf, sizeof(buf));
+    local[PG + 0x100] = 'x';
+    assert_int_equal(vfu_sgl_read(f->ctx, sg, 1, back, VFU_SGL_DIRECT_ACCESS), 0);
+    assert_int_equal(back[0], 'x');
+    assert_memory_equal(back + 1, buf + 1, sizeof(buf) - 1);
+    /* Without the flag: DMA_READ/WRITE messages, served by the client. */
+    assert_int_equal(pthread_create(&p.thr, NULL, poll_thread, &p), 0);
+    buf[0] = 'y';
+    assert_int_equal(vfu_sgl_write(f->ctx, sg, 1, buf, 0), 0);
+    memset(back, 0, sizeof(back));
+    assert_int_equal(vfu_sgl_read(f->ctx, sg, 1, back, 0), 0);
+    __atomic_store_n(&p.stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(p.thr, NULL);
+    assert_memory_equal(back, buf, sizeof(buf));
+    assert_memory_equal(local + PG + 0x100, buf, sizeof(buf));
+    /* Beyond the end of the file: refused, as for mapped files. */
+    assert_int_equal(vfu_client_dma_map(f->c, 0x3000000, 2 * PG, RW | file_io, fd,
+                                        3 * PG, NULL), -1);
+    assert_int_equal(errno, EINVAL);
+    /* Two FILE_IO maps of one file share one dup of its fd. */
+    assert_int_equal(vfu_client_dma_map(f->c, 0x3000000, PG, RW | file_io, fd,
+                                        0, NULL), 0);
+    assert_ptr_equal(dma_table_lookup(f->ctx->dma, 0x3000000)->file,
+                     dma_table_lookup(f->ctx->dma, 0x2000000)->file);
+    assert_int_equal(vfu_client_dma_unmap(f->c, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL), 0);
+    assert_alive(f);
+    munmap(local, 4 * PG);
+    close(fd);
+    free(sg);
+}
+
 static void
 test_dirty_logging(void **state)
 {
@@ -330,8 +430,10 @@ test_dirty_logging(void **state)
                                                    sizeof(bm)), -1);
     assert_int_equal(errno, EINVAL);
     assert_int_equal(vfu_client_dma_logging_start(f->c, PG, r, 2), 0);
-    assert_int_equal(vfu_client_dma_logging_start(f->c, PG, r, 2), -1);
-    assert_int_equal(errno, EBUSY);
+    /* Again at the same page size: a no-op; at another one: refused. */
+    assert_int_equal(vfu_client_dma_logging_start(f->c, PG, r, 2), 0);
+    assert_int_equal(vfu_client_dma_logging_start(f->c, 2 * PG, r, 2), -1);
+    assert_int_equal(errno, EINVAL);
     /* A write through vfu_sgl_write, one through get/put, one marked. */
     n = vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)0x101ffe, 4, sg, 4, PROT_WRITE);
     assert_int_equal(n, 1);
@@ -359,10 +461,14 @@ test_dirty_logging(void **state)
                                                    sizeof(bm)), 0);
     assert_int_equal(bm[0], 0);     /* read and cleared */
     vfu_sgl_put(f->ctx, sg, iov, 1);
-    /* Bigger report pages: one bit per 2 MiB covering both maps. */
-    assert_int_equal(vfu_client_dma_logging_report(f->c, 0x100000, 0x40000, 2u << 20,
+    /* Bigger report pages: one bit per 128 KiB. */
+    assert_int_equal(vfu_client_dma_logging_report(f->c, 0x100000, 0x40000, 0x20000,
                                                    bm, 8), 0);
     assert_int_equal(bm[0], 1);     /* page 5 again, from the put */
+    /* A report page bigger than the range: refused, as libvfio-user does. */
+    assert_int_equal(vfu_client_dma_logging_report(f->c, 0x100000, 0x40000, 2u << 20,
+                                                   bm, 8), -1);
+    assert_int_equal(errno, EINVAL);
     /* Outside the logged ranges, across the gap. */
     assert_int_equal(vfu_client_dma_logging_report(f->c, 0x140000, PG, PG, bm, 8), -1);
     assert_int_equal(errno, EINVAL);
@@ -383,6 +489,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_too_many_maps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sgl_mapped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_message_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_access_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dirty_logging, setup, teardown),
     };
 
