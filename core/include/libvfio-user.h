@@ -868,11 +868,18 @@ vfu_pci_get_config_space(vfu_ctx_t *vfu_ctx);
  *           Variable-size capabilities, such as vendor-specific ones, must
  *           carry their length.  The bytes are copied.
  *
- * The library implements the behaviour of the PCI Express, MSI-X and Power
- * Management capabilities itself, but they still have to be added here.
- * With VFU_CAP_FLAG_CALLBACK all accesses go to the config region callback,
- * which must not let the header (ID and next pointer) be rewritten.  Without
- * VFU_CAP_FLAG_READONLY the client may write anything past the header.
+ * The library implements the behaviour of the PCI Express, MSI, MSI-X and
+ * Power Management capabilities itself, but they still have to be added
+ * here; the PCI Express one takes VFIO_USER_PCI_CAP_EXP_SIZEOF bytes and MSI
+ * VFIO_USER_PCI_CAP_MSI_SIZEOF, whatever its flags.  With
+ * VFU_CAP_FLAG_CALLBACK all accesses go to the config region callback, which
+ * must not let the header (ID and next pointer) be rewritten.  Otherwise a
+ * client write to the header (for vendor-specific capabilities, the length
+ * too), to a VFU_CAP_FLAG_READONLY capability or to the Device Serial Number
+ * fails with EPERM; Power Management registers take whole-register writes,
+ * of which only the control/status register is writable (others: ENOTSUP,
+ * partial ones: EINVAL), and an MSI Multiple Message Enable beyond Multiple
+ * Message Capable fails with EINVAL.
  *
  * Returns the capability's config space offset, or -1 with errno set: EINVAL
  * for a bad position, flags or capability, ENOTSUP for an unsupported
@@ -900,11 +907,13 @@ vfu_pci_find_capability(vfu_ctx_t *vfu_ctx, bool extended, int cap_id);
  * @vfu_ctx:  the context.
  * @extended: search the extended list instead of the standard one.
  * @pos:      offset of an existing capability where the search resumes
- *            (that capability itself is skipped).
+ *            (that capability itself is skipped), or 0 to search from the
+ *            start of the list like vfu_pci_find_capability().
  * @cap_id:   PCI_CAP_ID_* or PCI_EXT_CAP_ID_* value.
  *
  * Returns the offset of the next capability with @cap_id, or 0 with errno
- * set: ENOENT if there are no more, EINVAL if @pos is not a capability.
+ * set: ENOENT if there are no more or no capability starts at @pos, EINVAL
+ * if @pos lies outside the list's part of config space.
  */
 size_t
 vfu_pci_find_next_capability(vfu_ctx_t *vfu_ctx, bool extended,

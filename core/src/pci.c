@@ -415,7 +415,7 @@ call_cb(vfu_ctx_t *ctx, vfu_region_access_cb_t *cb, char *buf, size_t len,
 
 /* Refuse a write that touches a byte nobody may write, before any lands. */
 static int
-check_write(vfu_ctx_t *ctx, size_t offset, size_t end,
+check_write(vfu_ctx_t *ctx, const uint8_t *buf, size_t offset, size_t end,
             vfu_region_access_cb_t *cb)
 {
     const struct vfu_pci *pci = ctx->pci;
@@ -430,10 +430,9 @@ check_write(vfu_ctx_t *ctx, size_t offset, size_t end,
             errno = EINVAL;
             return -1;
         }
-        if (kind == SEG_CAP && (cap->flags & VFU_CAP_FLAG_READONLY)) {
-            vfu_log(ctx, LOG_ERR, "config write at %#zx: read-only "
-                    "capability %#x", pos, cap->id);
-            errno = EPERM;
+        if (kind == SEG_CAP &&
+            pci_cap_check_write(ctx, cap, buf + (pos - offset),
+                                pos - cap->off, stop - pos) < 0) {
             return -1;
         }
         pos = stop;
@@ -468,7 +467,8 @@ vfu_pci_config_access(vfu_ctx_t *ctx, char *buf, size_t count,
     }
 
     size_t end = (size_t)offset + count;
-    if (is_write && check_write(ctx, (size_t)offset, end, cb) < 0) {
+    if (is_write &&
+        check_write(ctx, (const uint8_t *)buf, (size_t)offset, end, cb) < 0) {
         return -1;
     }
 
