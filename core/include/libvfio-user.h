@@ -937,7 +937,8 @@ vfu_sg_is_mappable(vfu_ctx_t *vfu_ctx, dma_sg_t *sg);
  *
  * @vfu_ctx:       the context.
  * @region_idx:    region the ioeventfd watches; it must already be set up.
- * @fd:            eventfd to signal.
+ * @fd:            eventfd to signal, or -1: the client is then told of the
+ *                 location with fd_index UINT32_MAX and no descriptor.
  * @gpa_offset:    offset inside the region of the watched location.
  * @size:          access width in bytes.
  * @flags:         ioeventfd flags, e.g. whether @datamatch applies.
@@ -950,7 +951,8 @@ vfu_sg_is_mappable(vfu_ctx_t *vfu_ctx, dma_sg_t *sg);
  *                 @shadow_fd is -1.
  *
  * The descriptors are handed to the client through
- * VFIO_USER_DEVICE_GET_REGION_IO_FDS.
+ * VFIO_USER_DEVICE_GET_REGION_IO_FDS, each distinct one once, however many
+ * ioeventfds share it.
  *
  * Returns 0, or -1 with errno set: EINVAL for a bad region index, a range
  * outside the region, or @shadow_fd without shadow ioeventfd support; ENOMEM.
