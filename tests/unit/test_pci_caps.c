@@ -590,6 +590,44 @@ test_px_and_flr(void **state)
     assert_int_equal(rd(f->ctx, 0x6c, 4), 0);
 }
 
+/* The PCIe capability is the whole v2 layout, as the caller's struct pxcap. */
+static void
+test_px_size(void **state)
+{
+    struct fix *f = *state;
+    struct pxcap px = { .hdr.id = PCI_CAP_ID_EXP, .pxcaps.ver = 2 };
+    uint8_t *raw = (uint8_t *)&px;
+
+    _Static_assert(sizeof(struct pxcap) == VFIO_USER_PCI_CAP_EXP_SIZEOF,
+                   "pxcap size");
+    _Static_assert(VFIO_USER_PCI_CAP_EXP_SIZEOF == PCI_EXP_SLTSTA2 + 2,
+                   "the capability ends with Slot Status 2");
+    _Static_assert(offsetof(struct pxcap, pxlc2) == PCI_EXP_LNKCTL2,
+                   "pxlc2 offset");
+    /* read-only registers the device fills in, past the old 42 bytes */
+    raw[PCI_EXP_LNKCAP2] = 0x0e;        /* 2.5, 5 and 8 GT/s */
+    raw[PCI_EXP_LNKSTA2] = 0x01;
+
+    init(f, VFU_PCI_TYPE_EXPRESS);
+    assert_int_equal(vfu_pci_add_capability(f->ctx, 0, 0, &px), 0x40);
+    assert_int_equal(add_vsc(f->ctx, 0, 0, 4),
+                     0x40 + VFIO_USER_PCI_CAP_EXP_SIZEOF);
+    assert_int_equal(vfu_realize_ctx(f->ctx), 0);
+
+    assert_int_equal(rd(f->ctx, 0x40 + PCI_EXP_LNKCAP2, 4), 0x0e);
+    assert_int_equal(rd(f->ctx, 0x40 + PCI_EXP_LNKSTA2, 2), 0x01);
+    /* Link Control 2 is writable, Link Capabilities 2 is not */
+    wr(f->ctx, 0x40 + PCI_EXP_LNKCTL2, 0xbeef, 2);
+    assert_int_equal(rd(f->ctx, 0x40 + PCI_EXP_LNKCTL2, 2), 0xbeef);
+    wr(f->ctx, 0x40 + PCI_EXP_LNKCAP2, 0, 4);
+    assert_int_equal(rd(f->ctx, 0x40 + PCI_EXP_LNKCAP2, 4), 0x0e);
+    /* the last bytes belong to the capability, not to free space */
+    wr(f->ctx, 0x40 + PCI_EXP_SLTSTA2, 0xffff, 2);
+    assert_int_equal(rd(f->ctx, 0x40 + PCI_EXP_SLTSTA2, 2), 0);
+    vfu_pci_reset(f->ctx);
+    assert_int_equal(rd(f->ctx, 0x40 + PCI_EXP_LNKCTL2, 2), 0);
+}
+
 static void
 test_readonly_cap(void **state)
 {
@@ -680,6 +718,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_msi_registers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_msix_registers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_px_and_flr, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_px_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_cap, setup, teardown),
     };
