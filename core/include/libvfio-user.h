@@ -192,6 +192,7 @@ vfu_get_poll_fd(vfu_ctx_t *vfu_ctx);
  * calls again.
  *
  * Returns the number of requests handled (possibly 0), or -1 with errno set:
+ * EINVAL before vfu_realize_ctx(),
  * ENOTCONN when the client disconnected (call vfu_attach_ctx() again),
  * EBUSY while a quiesce requested from the device is still in progress
  * (see vfu_device_quiesce_cb_t), or another error from request handling.
@@ -291,7 +292,8 @@ typedef ssize_t (vfu_region_access_cb_t)(vfu_ctx_t *vfu_ctx, char *buf,
  * @vfu_ctx:       the context.
  * @region_idx:    region index (VFU_PCI_DEV_*_REGION_IDX for PCI devices).
  * @size:          region size in bytes; ignored for the config space region,
- *                 whose size follows from the PCI type.
+ *                 whose size follows from the PCI type.  0 removes the
+ *                 region (it then takes no fd).
  * @region_access: callback serving VFIO_USER_REGION_READ/WRITE, or NULL.
  * @flags:         VFU_REGION_FLAG_* bits.
  * @mmap_areas:    parts of the region the client may mmap, as offset/length
@@ -310,10 +312,17 @@ typedef ssize_t (vfu_region_access_cb_t)(vfu_ctx_t *vfu_ctx, char *buf,
  * vfu_pci_add_capability().  Other config space bytes go to @region_access,
  * or, when it is NULL, reads are answered from the config space buffer and
  * writes are rejected.  VFU_REGION_FLAG_ALWAYS_CB sends every config access
- * to @region_access.
+ * to @region_access, which it then needs; VFU_REGION_FLAG_MEM,
+ * VFU_REGION_FLAG_64_BITS and VFU_REGION_FLAG_PREFETCH do not apply to it.
+ *
+ * VFU_REGION_FLAG_64_BITS and VFU_REGION_FLAG_PREFETCH are for memory BARs
+ * and set the BAR's type bits at vfu_realize_ctx().  A 64-bit BAR is BAR0,
+ * 2 or 4, and its upper half takes the next BAR's slot, which must then stay
+ * without a region (in either order of setting up).  A BAR too big for
+ * 32 bits becomes 64-bit by itself.  Setting up a region again replaces it.
  *
  * Returns 0, or -1 with errno set: EINVAL for a bad index, flags, size or
- * mmap area list, EEXIST if the region was already set up, ENOMEM.
+ * mmap area list, or a BAR slot a 64-bit BAR conflicts with; ENOMEM.
  */
 int
 vfu_setup_region(vfu_ctx_t *vfu_ctx, int region_idx, size_t size,

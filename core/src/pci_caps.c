@@ -272,12 +272,16 @@ int
 pci_cap_check_write(vfu_ctx_t *ctx, const struct pci_cap *cap,
                     const uint8_t *buf, size_t start, size_t len)
 {
+    if (cap->flags & VFU_CAP_FLAG_READONLY) {
+        vfu_log(ctx, LOG_ERR, "write to read-only capability %#x", cap->id);
+        errno = EPERM;
+        return -1;
+    }
     if (cap->flags & VFU_CAP_FLAG_CALLBACK) {
         return 0;   /* the device's callback decides */
     }
-    if ((cap->flags & VFU_CAP_FLAG_READONLY) ||
-        (cap_is_ext(cap) && cap->id == PCI_EXT_CAP_ID_DSN)) {
-        vfu_log(ctx, LOG_ERR, "write to read-only capability %#x", cap->id);
+    if (cap_is_ext(cap) && cap->id == PCI_EXT_CAP_ID_DSN) {
+        vfu_log(ctx, LOG_ERR, "write to the device serial number");
         errno = EPERM;
         return -1;
     }

@@ -132,6 +132,37 @@ test_init_errors_and_sizes(void **state)
     assert_non_null(vfu_pci_get_config_space(f->ctx));
 }
 
+/* A PCI device over a socket is all vfu_create_ctx() makes; the rest is
+ * ENOTSUP, while a mistake of the caller's is EINVAL. */
+static void
+test_create_ctx_errors(void **state)
+{
+    struct fix *f = *state;
+    char path[128];
+
+    snprintf(path, sizeof(path), "%s/other", f->dir);
+    errno = 0;
+    assert_null(vfu_create_ctx(VFU_TRANS_MAX, path, 0, NULL,
+                               VFU_DEV_TYPE_PCI));
+    assert_int_equal(errno, ENOTSUP);
+    errno = 0;
+    assert_null(vfu_create_ctx(VFU_TRANS_SOCK, path, 0, NULL,
+                               (vfu_dev_type_t)(VFU_DEV_TYPE_PCI + 4)));
+    assert_int_equal(errno, ENOTSUP);
+    errno = 0;
+    assert_null(vfu_create_ctx(VFU_TRANS_SOCK, path, 999, NULL,
+                               VFU_DEV_TYPE_PCI));
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_null(vfu_create_ctx(VFU_TRANS_SOCK, NULL, 0, NULL,
+                               VFU_DEV_TYPE_PCI));
+    assert_int_equal(errno, EINVAL);
+    /* nothing to run before the device is realized */
+    errno = 0;
+    assert_int_equal(vfu_run_ctx(f->ctx), -1);
+    assert_int_equal(errno, EINVAL);
+}
+
 static void
 test_sizes_by_type(void **state)
 {
@@ -728,6 +759,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_init_errors_and_sizes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_create_ctx_errors, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sizes_by_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_realize_without_init,

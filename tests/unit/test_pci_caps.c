@@ -701,6 +701,28 @@ test_callback_cap(void **state)
     assert_int_equal(f->cb_count, 0x64 - 0x58);
 }
 
+/* READONLY wins over CALLBACK: the write is refused before the device. */
+static void
+test_readonly_callback_cap(void **state)
+{
+    struct fix *f = *state;
+    uint32_t v = 0;
+
+    init(f, VFU_PCI_TYPE_CONVENTIONAL);
+    assert_int_equal(vfu_setup_region(f->ctx, VFU_PCI_DEV_CFG_REGION_IDX, 0,
+                                      cfg_cb, VFU_REGION_FLAG_RW, NULL, 0, -1,
+                                      0), 0);
+    assert_int_equal(add_vsc(f->ctx, 0, VFU_CAP_FLAG_CALLBACK |
+                             VFU_CAP_FLAG_READONLY, 8), 0x40);
+    assert_int_equal(vfu_realize_ctx(f->ctx), 0);
+    assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&v, 4, 0x44, true),
+                     -1);
+    assert_int_equal(errno, EPERM);
+    assert_int_equal(f->cb_calls, 0);
+    assert_int_equal(rd(f->ctx, 0x44, 4), 0x3c3c3c3c);
+    assert_int_equal(f->cb_calls, 1);
+}
+
 int
 main(void)
 {
@@ -721,6 +743,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_px_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_callback_cap, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
