@@ -22,7 +22,7 @@
 #define STD_CHAIN_MAX   ((PCI_CFG_SPACE_SIZE - STD_CAP_START) / 4)
 #define EXT_CHAIN_MAX   ((PCI_CFG_SPACE_EXP_SIZE - EXT_CAP_START) / 4)
 
-/* Registers of the Power Management capability past its header. */
+/* The two one-byte Power Management registers after PMCSR. */
 #define PM_PMCSR_BSE    (PCI_PM_CTRL + 2)   /* bridge support extensions */
 #define PM_DATA         (PCI_PM_CTRL + 3)
 
