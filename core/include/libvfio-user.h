@@ -192,6 +192,7 @@ vfu_get_poll_fd(vfu_ctx_t *vfu_ctx);
  * calls again.
  *
  * Returns the number of requests handled (possibly 0), or -1 with errno set:
+ * EINVAL before vfu_realize_ctx(),
  * ENOTCONN when the client disconnected (call vfu_attach_ctx() again),
  * EBUSY while a quiesce requested from the device is still in progress
  * (see vfu_device_quiesce_cb_t), or another error from request handling.
@@ -291,7 +292,8 @@ typedef ssize_t (vfu_region_access_cb_t)(vfu_ctx_t *vfu_ctx, char *buf,
  * @vfu_ctx:       the context.
  * @region_idx:    region index (VFU_PCI_DEV_*_REGION_IDX for PCI devices).
  * @size:          region size in bytes; ignored for the config space region,
- *                 whose size follows from the PCI type.
+ *                 whose size follows from the PCI type.  0 removes the
+ *                 region (it then takes no fd).
  * @region_access: callback serving VFIO_USER_REGION_READ/WRITE, or NULL.
  * @flags:         VFU_REGION_FLAG_* bits.
  * @mmap_areas:    parts of the region the client may mmap, as offset/length
@@ -310,10 +312,17 @@ typedef ssize_t (vfu_region_access_cb_t)(vfu_ctx_t *vfu_ctx, char *buf,
  * vfu_pci_add_capability().  Other config space bytes go to @region_access,
  * or, when it is NULL, reads are answered from the config space buffer and
  * writes are rejected.  VFU_REGION_FLAG_ALWAYS_CB sends every config access
- * to @region_access.
+ * to @region_access, which it then needs; VFU_REGION_FLAG_MEM,
+ * VFU_REGION_FLAG_64_BITS and VFU_REGION_FLAG_PREFETCH do not apply to it.
+ *
+ * VFU_REGION_FLAG_64_BITS and VFU_REGION_FLAG_PREFETCH are for memory BARs
+ * and set the BAR's type bits at vfu_realize_ctx().  A 64-bit BAR is BAR0,
+ * 2 or 4, and its upper half takes the next BAR's slot, which must then stay
+ * without a region (in either order of setting up).  A BAR too big for
+ * 32 bits becomes 64-bit by itself.  Setting up a region again replaces it.
  *
  * Returns 0, or -1 with errno set: EINVAL for a bad index, flags, size or
- * mmap area list, EEXIST if the region was already set up, ENOMEM.
+ * mmap area list, or a BAR slot a 64-bit BAR conflicts with; ENOMEM.
  */
 int
 vfu_setup_region(vfu_ctx_t *vfu_ctx, int region_idx, size_t size,
@@ -889,11 +898,18 @@ vfu_pci_get_config_space(vfu_ctx_t *vfu_ctx);
  *           Variable-size capabilities, such as vendor-specific ones, must
  *           carry their length.  The bytes are copied.
  *
- * The library implements the behaviour of the PCI Express, MSI-X and Power
- * Management capabilities itself, but they still have to be added here.
- * With VFU_CAP_FLAG_CALLBACK all accesses go to the config region callback,
- * which must not let the header (ID and next pointer) be rewritten.  Without
- * VFU_CAP_FLAG_READONLY the client may write anything past the header.
+ * The library implements the behaviour of the PCI Express, MSI, MSI-X and
+ * Power Management capabilities itself, but they still have to be added
+ * here; the PCI Express one takes VFIO_USER_PCI_CAP_EXP_SIZEOF bytes and MSI
+ * VFIO_USER_PCI_CAP_MSI_SIZEOF, whatever its flags.  With
+ * VFU_CAP_FLAG_CALLBACK all accesses go to the config region callback, which
+ * must not let the header (ID and next pointer) be rewritten.  Otherwise a
+ * client write to the header (for vendor-specific capabilities, the length
+ * too), to a VFU_CAP_FLAG_READONLY capability or to the Device Serial Number
+ * fails with EPERM; Power Management registers take whole-register writes,
+ * of which only the control/status register is writable (others: ENOTSUP,
+ * partial ones: EINVAL), and an MSI Multiple Message Enable beyond Multiple
+ * Message Capable fails with EINVAL.
  *
  * Returns the capability's config space offset, or -1 with errno set: EINVAL
  * for a bad position, flags or capability, ENOTSUP for an unsupported
@@ -921,11 +937,13 @@ vfu_pci_find_capability(vfu_ctx_t *vfu_ctx, bool extended, int cap_id);
  * @vfu_ctx:  the context.
  * @extended: search the extended list instead of the standard one.
  * @pos:      offset of an existing capability where the search resumes
- *            (that capability itself is skipped).
+ *            (that capability itself is skipped), or 0 to search from the
+ *            start of the list like vfu_pci_find_capability().
  * @cap_id:   PCI_CAP_ID_* or PCI_EXT_CAP_ID_* value.
  *
  * Returns the offset of the next capability with @cap_id, or 0 with errno
- * set: ENOENT if there are no more, EINVAL if @pos is not a capability.
+ * set: ENOENT if there are no more or no capability starts at @pos, EINVAL
+ * if @pos lies outside the list's part of config space.
  */
 size_t
 vfu_pci_find_next_capability(vfu_ctx_t *vfu_ctx, bool extended,
@@ -949,7 +967,8 @@ vfu_sg_is_mappable(vfu_ctx_t *vfu_ctx, dma_sg_t *sg);
  *
  * @vfu_ctx:       the context.
  * @region_idx:    region the ioeventfd watches; it must already be set up.
- * @fd:            eventfd to signal.
+ * @fd:            eventfd to signal, or -1: the client is then told of the
+ *                 location with fd_index UINT32_MAX and no descriptor.
  * @gpa_offset:    offset inside the region of the watched location.
  * @size:          access width in bytes.
  * @flags:         ioeventfd flags, e.g. whether @datamatch applies.
@@ -962,7 +981,8 @@ vfu_sg_is_mappable(vfu_ctx_t *vfu_ctx, dma_sg_t *sg);
  *                 @shadow_fd is -1.
  *
  * The descriptors are handed to the client through
- * VFIO_USER_DEVICE_GET_REGION_IO_FDS.
+ * VFIO_USER_DEVICE_GET_REGION_IO_FDS, each distinct one once, however many
+ * ioeventfds share it.
  *
  * Returns 0, or -1 with errno set: EINVAL for a bad region index, a range
  * outside the region, or @shadow_fd without shadow ioeventfd support; ENOMEM.

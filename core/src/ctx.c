@@ -92,10 +92,14 @@ vfu_create_ctx(vfu_trans_t trans, const char *path, int flags, void *pvt,
     vfu_ctx_t *ctx;
     int saved;
 
-    if (trans != VFU_TRANS_SOCK || path == NULL || dev_type != VFU_DEV_TYPE_PCI ||
-        (flags & ~LIBVFIO_USER_FLAG_ATTACH_NB) != 0) {
-        errno = trans >= VFU_TRANS_MAX || trans != VFU_TRANS_SOCK ? ENOTSUP
-                                                                  : EINVAL;
+    /* What the library cannot do is ENOTSUP; what the caller got wrong,
+     * EINVAL. */
+    if (trans != VFU_TRANS_SOCK || dev_type != VFU_DEV_TYPE_PCI) {
+        errno = ENOTSUP;
+        return NULL;
+    }
+    if (path == NULL || (flags & ~LIBVFIO_USER_FLAG_ATTACH_NB) != 0) {
+        errno = EINVAL;
         return NULL;
     }
     ctx = calloc(1, sizeof(*ctx));
@@ -373,7 +377,7 @@ vfu_run_ctx(vfu_ctx_t *ctx)
     bool block, lost = false;
     int count = 0, rc, err = 0;
 
-    if (ctx == NULL) {
+    if (ctx == NULL || !ctx->realized) {
         errno = EINVAL;
         return -1;
     }

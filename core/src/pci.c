@@ -183,9 +183,11 @@ vfu_pci_free(vfu_ctx_t *ctx)
 
 /*
  * Give each BAR its type bits and writable mask from the regions. A memory
- * BAR is 64-bit when the device marked it so in config space or when it is
- * too big for 32 bits; its upper half takes the next slot, which must then
- * have no region of its own.
+ * BAR is 64-bit when its region says VFU_REGION_FLAG_64_BITS, when the
+ * device marked it so in config space, or when it is too big for 32 bits;
+ * its upper half takes the next slot, which must then have no region of its
+ * own. Prefetchable likewise comes from the region flag or the device's
+ * config space.
  */
 static int
 bars_realize(vfu_ctx_t *ctx)
@@ -215,11 +217,15 @@ bars_realize(vfu_ctx_t *ctx)
 
         uint32_t keep = bars[i].raw & (PCI_BASE_ADDRESS_MEM_TYPE_MASK |
                                        PCI_BASE_ADDRESS_MEM_PREFETCH);
+        if (r->flags & VFU_REGION_FLAG_PREFETCH) {
+            keep |= PCI_BASE_ADDRESS_MEM_PREFETCH;
+        }
         p = pow2_ceil(size < BAR_MEM_MIN ? BAR_MEM_MIN : size);
         if (p == 0) {
             goto too_big;
         }
-        bool is64 = (keep & PCI_BASE_ADDRESS_MEM_TYPE_MASK) ==
+        bool is64 = (r->flags & VFU_REGION_FLAG_64_BITS) ||
+                    (keep & PCI_BASE_ADDRESS_MEM_TYPE_MASK) ==
                     PCI_BASE_ADDRESS_MEM_TYPE_64 || p > (1ull << 31);
         if (!is64) {
             bars[i].raw = keep;
@@ -235,6 +241,7 @@ bars_realize(vfu_ctx_t *ctx)
         keep &= ~PCI_BASE_ADDRESS_MEM_TYPE_MASK;
         bars[i].raw = keep | PCI_BASE_ADDRESS_MEM_TYPE_64;
         pci->bar_wmask[i] = (uint32_t)~(p - 1) & PCI_BASE_ADDRESS_MEM_MASK;
+        /* The upper half: all address bits, writable above the size. */
         bars[i + 1].raw = 0;
         pci->bar_wmask[i + 1] = (uint32_t)(~(p - 1) >> 32);
         i++;
@@ -415,7 +422,7 @@ call_cb(vfu_ctx_t *ctx, vfu_region_access_cb_t *cb, char *buf, size_t len,
 
 /* Refuse a write that touches a byte nobody may write, before any lands. */
 static int
-check_write(vfu_ctx_t *ctx, size_t offset, size_t end,
+check_write(vfu_ctx_t *ctx, const uint8_t *buf, size_t offset, size_t end,
             vfu_region_access_cb_t *cb)
 {
     const struct vfu_pci *pci = ctx->pci;
@@ -430,10 +437,9 @@ check_write(vfu_ctx_t *ctx, size_t offset, size_t end,
             errno = EINVAL;
             return -1;
         }
-        if (kind == SEG_CAP && (cap->flags & VFU_CAP_FLAG_READONLY)) {
-            vfu_log(ctx, LOG_ERR, "config write at %#zx: read-only "
-                    "capability %#x", pos, cap->id);
-            errno = EPERM;
+        if (kind == SEG_CAP &&
+            pci_cap_check_write(ctx, cap, buf + (pos - offset),
+                                pos - cap->off, stop - pos) < 0) {
             return -1;
         }
         pos = stop;
@@ -468,7 +474,8 @@ vfu_pci_config_access(vfu_ctx_t *ctx, char *buf, size_t count,
     }
 
     size_t end = (size_t)offset + count;
-    if (is_write && check_write(ctx, (size_t)offset, end, cb) < 0) {
+    if (is_write &&
+        check_write(ctx, (const uint8_t *)buf, (size_t)offset, end, cb) < 0) {
         return -1;
     }
 

@@ -22,9 +22,12 @@
 #define STD_CHAIN_MAX   ((PCI_CFG_SPACE_SIZE - STD_CAP_START) / 4)
 #define EXT_CHAIN_MAX   ((PCI_CFG_SPACE_EXP_SIZE - EXT_CAP_START) / 4)
 
-/* The PCIe capability is reserved up to the end of a v2 endpoint's link
- * registers; the caller's struct pxcap covers only its first part. */
-#define PX_CAP_SIZE     PCI_CAP_EXP_ENDPOINT_SIZEOF_V2
+/* The two one-byte Power Management registers after PMCSR. */
+#define PM_PMCSR_BSE    (PCI_PM_CTRL + 2)   /* bridge support extensions */
+#define PM_DATA         (PCI_PM_CTRL + 3)
+
+/* The largest Multiple Message Enable the MSI encoding allows: 32 vectors. */
+#define MSI_MME_MAX     5u
 
 static bool
 cap_is_ext(const struct pci_cap *cap)
@@ -208,6 +211,99 @@ pci_cap_byte_mask(const struct vfu_pci *pci, const struct pci_cap *cap,
     }
 }
 
+/* Bytes at the start of a capability that only the library writes. */
+static size_t
+cap_hdr_size(const struct pci_cap *cap)
+{
+    if (cap_is_ext(cap)) {
+        return cap->id == PCI_EXT_CAP_ID_VNDR ? VSEC_HDR_SIZE : EXT_HDR_SIZE;
+    }
+    return cap->id == PCI_CAP_ID_VNDR ? sizeof(struct vsc) : STD_HDR_SIZE;
+}
+
+/*
+ * Power Management registers take whole-register accesses only, and of
+ * them only the control/status register is implemented.
+ */
+static int
+pm_check_write(vfu_ctx_t *ctx, size_t start, size_t len)
+{
+    int err;
+
+    if (start == PCI_PM_PMC && len == 2) {
+        err = ENOTSUP;      /* capabilities: read-only */
+    } else if (start == PCI_PM_CTRL && len == 2) {
+        return 0;
+    } else if ((start == PM_PMCSR_BSE || start == PM_DATA) && len == 1) {
+        err = ENOTSUP;      /* read-only */
+    } else {
+        err = EINVAL;       /* not one whole register */
+    }
+    vfu_log(ctx, LOG_ERR, "power management write of %zu bytes at %#zx "
+            "refused", len, start);
+    errno = err;
+    return -1;
+}
+
+/* Refuse a Multiple Message Enable beyond what the device offers. */
+static int
+msi_check_write(vfu_ctx_t *ctx, const struct vfu_pci *pci,
+                const struct pci_cap *cap, const uint8_t *buf, size_t start,
+                size_t len)
+{
+    const uint8_t *raw = (const uint8_t *)pci->cfg + cap->off;
+    unsigned int mmc, mme;
+
+    if (start > PCI_MSI_FLAGS || start + len <= PCI_MSI_FLAGS) {
+        return 0;
+    }
+    mmc = (raw[PCI_MSI_FLAGS] & PCI_MSI_FLAGS_QMASK) >> 1;
+    mme = (buf[PCI_MSI_FLAGS - start] & PCI_MSI_FLAGS_QSIZE) >> 4;
+    if (mme > MSI_MME_MAX || mme > mmc) {
+        vfu_log(ctx, LOG_ERR, "MSI: %u enabled vectors (log2) over the "
+                "%u offered", mme, mmc);
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
+int
+pci_cap_check_write(vfu_ctx_t *ctx, const struct pci_cap *cap,
+                    const uint8_t *buf, size_t start, size_t len)
+{
+    if (cap->flags & VFU_CAP_FLAG_READONLY) {
+        vfu_log(ctx, LOG_ERR, "write to read-only capability %#x", cap->id);
+        errno = EPERM;
+        return -1;
+    }
+    if (cap->flags & VFU_CAP_FLAG_CALLBACK) {
+        return 0;   /* the device's callback decides */
+    }
+    if (cap_is_ext(cap) && cap->id == PCI_EXT_CAP_ID_DSN) {
+        vfu_log(ctx, LOG_ERR, "write to the device serial number");
+        errno = EPERM;
+        return -1;
+    }
+    if (start < cap_hdr_size(cap)) {
+        vfu_log(ctx, LOG_ERR, "write to the header of capability %#x",
+                cap->id);
+        errno = EPERM;
+        return -1;
+    }
+    if (cap_is_ext(cap)) {
+        return 0;
+    }
+    switch (cap->id) {
+    case PCI_CAP_ID_PM:
+        return pm_check_write(ctx, start, len);
+    case PCI_CAP_ID_MSI:
+        return msi_check_write(ctx, ctx->pci, cap, buf, start, len);
+    default:
+        return 0;
+    }
+}
+
 int
 pci_cap_written(vfu_ctx_t *ctx, const struct pci_cap *cap,
                 const uint8_t *buf, size_t start, size_t len)
@@ -259,7 +355,7 @@ vfu_pci_write_starts_flr(vfu_ctx_t *ctx, uint64_t offset, const uint8_t *data,
  */
 static int
 cap_size(vfu_ctx_t *ctx, const uint8_t *data, bool ext, uint16_t *id,
-         size_t *size, size_t *copy)
+         size_t *size)
 {
     if (ext) {
         *id = (uint16_t)(data[0] | (data[1] << 8));
@@ -280,7 +376,6 @@ cap_size(vfu_ctx_t *ctx, const uint8_t *data, bool ext, uint16_t *id,
             errno = ENOTSUP;
             return -1;
         }
-        *copy = *size;
         return 0;
     }
 
@@ -289,25 +384,18 @@ cap_size(vfu_ctx_t *ctx, const uint8_t *data, bool ext, uint16_t *id,
     case PCI_CAP_ID_PM:
         *size = PCI_PM_SIZEOF;
         break;
-    case PCI_CAP_ID_MSI: {
-        uint16_t flags = (uint16_t)(data[PCI_MSI_FLAGS] |
-                                    (data[PCI_MSI_FLAGS + 1] << 8));
-        bool is64 = flags & PCI_MSI_FLAGS_64BIT;
-
-        if (flags & PCI_MSI_FLAGS_MASKBIT) {
-            *size = is64 ? PCI_MSI_PENDING_64 + 4 : PCI_MSI_PENDING_32 + 4;
-        } else {
-            *size = is64 ? PCI_MSI_DATA_64 + 2 : PCI_MSI_DATA_32 + 2;
-        }
+    case PCI_CAP_ID_MSI:
+        /* Room for the largest layout whatever the flags say, as the
+         * caller's struct msicap has; unused registers read as given and
+         * ignore writes. */
+        *size = VFIO_USER_PCI_CAP_MSI_SIZEOF;
         break;
-    }
     case PCI_CAP_ID_MSIX:
         *size = PCI_CAP_MSIX_SIZEOF;
         break;
     case PCI_CAP_ID_EXP:
-        *size = PX_CAP_SIZE;
-        *copy = sizeof(struct pxcap);
-        return 0;
+        *size = VFIO_USER_PCI_CAP_EXP_SIZEOF;
+        break;
     case PCI_CAP_ID_VNDR:
         *size = data[PCI_CAP_FLAGS];
         if (*size < sizeof(struct vsc)) {
@@ -322,7 +410,6 @@ cap_size(vfu_ctx_t *ctx, const uint8_t *data, bool ext, uint16_t *id,
         errno = ENOTSUP;
         return -1;
     }
-    *copy = *size;
     return 0;
 }
 
@@ -417,7 +504,7 @@ vfu_pci_add_capability(vfu_ctx_t *ctx, size_t pos, int flags, void *data)
                       VFU_CAP_FLAG_READONLY;
     struct vfu_pci *pci;
     bool ext = flags & VFU_CAP_FLAG_EXTENDED;
-    size_t size, copy;
+    size_t size;
     uint16_t id;
 
     if (ctx == NULL || data == NULL || ctx->pci == NULL ||
@@ -443,7 +530,7 @@ vfu_pci_add_capability(vfu_ctx_t *ctx, size_t pos, int flags, void *data)
             return -1;
         }
     }
-    if (cap_size(ctx, data, ext, &id, &size, &copy) < 0) {
+    if (cap_size(ctx, data, ext, &id, &size) < 0) {
         return -1;
     }
     pos = cap_place(ctx, pos, ext, size);
@@ -462,8 +549,7 @@ vfu_pci_add_capability(vfu_ctx_t *ctx, size_t pos, int flags, void *data)
     }
 
     uint8_t *raw = (uint8_t *)pci->cfg;
-    memcpy(raw + pos, data, copy);
-    memset(raw + pos + copy, 0, size - copy);
+    memcpy(raw + pos, data, size);
     cap_link(pci, pos, ext);
     pci->caps[pci->nr_caps++] = (struct pci_cap) {
         .off = (uint16_t)pos, .size = (uint16_t)size, .id = id, .flags = flags,
@@ -558,12 +644,23 @@ vfu_pci_find_next_capability(vfu_ctx_t *ctx, bool extended, size_t pos,
         return 0;
     }
     pci = ctx->pci;
+    if (pos == 0) {
+        /* No capability lives at 0: start at the head of the list. */
+        return vfu_pci_find_capability(ctx, extended, cap_id);
+    }
+    /* Outside the list's space: not a position at all. */
+    if (extended ? (pos < EXT_CAP_START || pos > pci->size - EXT_HDR_SIZE)
+                 : (pos < STD_CAP_START ||
+                    pos > PCI_CFG_SPACE_SIZE - STD_HDR_SIZE)) {
+        errno = EINVAL;
+        return 0;
+    }
     for (p = chain_first(pci, extended); p != 0 && p != pos && budget > 0;
          p = chain_next(pci, extended, p)) {
         budget--;
     }
-    if (p != pos || p == 0) {
-        errno = EINVAL;
+    if (p != pos) {
+        errno = ENOENT;     /* no capability starts there */
         return 0;
     }
     return find_from(pci, extended, chain_next(pci, extended, p), cap_id,

@@ -64,6 +64,15 @@ struct pci_byte_mask pci_cap_byte_mask(const struct vfu_pci *pci,
                                        const struct pci_cap *cap, size_t i);
 
 /*
+ * May a client write bytes [start, start + len) of capability cap with the
+ * values in buf? Returns 0, or -1 with errno: EPERM for a read-only
+ * capability or its header, EINVAL/ENOTSUP for an access the capability's
+ * registers do not take. Nothing has been written yet.
+ */
+int pci_cap_check_write(vfu_ctx_t *ctx, const struct pci_cap *cap,
+                        const uint8_t *buf, size_t start, size_t len);
+
+/*
  * Act on a client write that already landed in capability cap: bytes
  * [start, start + len) of the capability held the values in buf. Returns 0
  * or -1 with errno (a failing reset callback).

@@ -20,6 +20,73 @@ _Static_assert(sizeof(struct vfio_user_region_access) == 16, "region access");
 _Static_assert(sizeof(struct vfio_region_info) == 32, "region info");
 _Static_assert(sizeof(struct vfio_user_write_multi_one) == 24, "write multi");
 
+static bool
+is_bar(int idx)
+{
+    return idx >= VFU_PCI_DEV_BAR0_REGION_IDX &&
+           idx <= VFU_PCI_DEV_BAR5_REGION_IDX;
+}
+
+static bool
+is_64bit_bar(const vfu_ctx_t *ctx, int idx)
+{
+    const struct vfu_region *r = &ctx->regions[idx];
+
+    return is_bar(idx) && r->size != 0 && (r->flags & VFU_REGION_FLAG_64_BITS);
+}
+
+/*
+ * The flags that only make sense for a PCI region of a given kind, and the
+ * BAR slots a 64-bit BAR shares with its upper half. Returns 0, or -1 with
+ * errno EINVAL.
+ */
+static int
+check_pci_flags(vfu_ctx_t *ctx, int idx, size_t size, vfu_region_access_cb_t *cb,
+                int flags)
+{
+    const int bar_only = VFU_REGION_FLAG_64_BITS | VFU_REGION_FLAG_PREFETCH;
+
+    if (idx == VFU_PCI_DEV_CFG_REGION_IDX) {
+        if ((flags & (VFU_REGION_FLAG_MEM | bar_only)) ||
+            ((flags & VFU_REGION_FLAG_ALWAYS_CB) && cb == NULL)) {
+            vfu_log(ctx, LOG_ERR, "config region: bad flags %#x or no "
+                    "callback", flags);
+            errno = EINVAL;
+            return -1;
+        }
+        return 0;
+    }
+    if (size == 0) {
+        return 0;   /* clearing a region is always allowed */
+    }
+    if ((flags & bar_only) &&
+        (!is_bar(idx) || !(flags & VFU_REGION_FLAG_MEM))) {
+        vfu_log(ctx, LOG_ERR, "region %d: 64-bit and prefetchable are for "
+                "memory BARs", idx);
+        errno = EINVAL;
+        return -1;
+    }
+    if (!is_bar(idx)) {
+        return 0;
+    }
+    if (flags & VFU_REGION_FLAG_64_BITS) {
+        /* BAR0, 2 or 4, with the next slot free for the upper half. */
+        if ((idx - VFU_PCI_DEV_BAR0_REGION_IDX) % 2 != 0 ||
+            ctx->regions[idx + 1].size != 0) {
+            vfu_log(ctx, LOG_ERR, "BAR%d cannot be 64-bit: odd, or BAR%d is "
+                    "set up", idx, idx + 1);
+            errno = EINVAL;
+            return -1;
+        }
+    } else if (idx > VFU_PCI_DEV_BAR0_REGION_IDX && is_64bit_bar(ctx, idx - 1)) {
+        vfu_log(ctx, LOG_ERR, "BAR%d is the upper half of 64-bit BAR%d", idx,
+                idx - 1);
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
 int
 vfu_setup_region(vfu_ctx_t *ctx, int idx, size_t size,
                  vfu_region_access_cb_t *cb, int flags,
@@ -33,10 +100,13 @@ vfu_setup_region(vfu_ctx_t *ctx, int idx, size_t size,
         (flags & ~VFU_REGION_FLAG_MASK) != 0 || !(flags & VFU_REGION_FLAG_RW) ||
         (nr_mmap_areas > 0 && (mmap_areas == NULL || fd < 0)) ||
         (mmap_areas != NULL && nr_mmap_areas == 0) ||
-        (idx != VFU_PCI_DEV_CFG_REGION_IDX && size == 0) ||
         (idx == VFU_PCI_DEV_CFG_REGION_IDX && fd >= 0) ||
         (fd >= 0 && offset > UINT64_MAX - size)) {
         errno = EINVAL;
+        return -1;
+    }
+    if (ctx->dev_type == VFU_DEV_TYPE_PCI &&
+        check_pci_flags(ctx, idx, size, cb, flags) < 0) {
         return -1;
     }
     for (uint32_t i = 0; i < nr_mmap_areas; i++) {
@@ -46,6 +116,10 @@ vfu_setup_region(vfu_ctx_t *ctx, int idx, size_t size,
             errno = EINVAL;
             return -1;
         }
+    }
+    if (idx != VFU_PCI_DEV_CFG_REGION_IDX && size == 0 && fd >= 0) {
+        errno = EINVAL;     /* nothing to map */
+        return -1;
     }
     if (nr_mmap_areas > 0) {
         areas = malloc(nr_mmap_areas * sizeof(*areas));
@@ -153,22 +227,23 @@ vfu_handle_region_info(vfu_ctx_t *ctx, struct vfu_msg *msg)
         out->flags |= VFIO_REGION_INFO_FLAG_MMAP;
         out->offset = r->fd_offset;
     }
+    if (caps > 0 && in->argsz < need) {
+        /* Too small for the cap chain: say how much is needed and send the
+         * bare info, without the fd, which comes with the full reply. */
+        return vfu_msg_reply_add(msg, out, sizeof(*out));
+    }
     if (caps > 0) {
+        struct vfio_region_info_cap_sparse_mmap *sp = (void *)(out + 1);
+
         out->flags |= VFIO_REGION_INFO_FLAG_CAPS;
-        if (in->argsz >= need) {
-            struct vfio_region_info_cap_sparse_mmap *sp = (void *)(out + 1);
-            out->cap_offset = sizeof(*out);
-            sp->header.id = VFIO_REGION_INFO_CAP_SPARSE_MMAP;
-            sp->header.version = 1;
-            sp->header.next = 0;
-            sp->nr_areas = r->nr_mmap_areas;
-            for (uint32_t i = 0; i < r->nr_mmap_areas; i++) {
-                sp->areas[i].offset = (uintptr_t)r->mmap_areas[i].iov_base;
-                sp->areas[i].size = r->mmap_areas[i].iov_len;
-            }
-        } else {
-            /* Too small: say how much is needed, and send no caps. */
-            need = sizeof(*out);
+        out->cap_offset = sizeof(*out);
+        sp->header.id = VFIO_REGION_INFO_CAP_SPARSE_MMAP;
+        sp->header.version = 1;
+        sp->header.next = 0;
+        sp->nr_areas = r->nr_mmap_areas;
+        for (uint32_t i = 0; i < r->nr_mmap_areas; i++) {
+            sp->areas[i].offset = (uintptr_t)r->mmap_areas[i].iov_base;
+            sp->areas[i].size = r->mmap_areas[i].iov_len;
         }
     }
     if (mappable) {
@@ -222,7 +297,7 @@ check_access(vfu_ctx_t *ctx, uint32_t idx, uint64_t offset, uint64_t count,
     const struct vfu_region *r;
     size_t size;
 
-    if (idx >= ctx->nr_regions || count == 0 || count > VFU_DEFAULT_MAX_DATA_XFER) {
+    if (idx >= ctx->nr_regions || count > VFU_DEFAULT_MAX_DATA_XFER) {
         errno = EINVAL;
         return -1;
     }
@@ -259,7 +334,9 @@ vfu_handle_region_read(vfu_ctx_t *ctx, struct vfu_msg *msg)
         return -1;
     }
     *out = *in;
-    n = vfu_region_access(ctx, in->region, (char *)out->data, in->count,
+    /* An empty access succeeds without troubling the device. */
+    n = in->count == 0 ? 0 :
+        vfu_region_access(ctx, in->region, (char *)out->data, in->count,
                           in->offset, false);
     if (n < 0) {
         return -1;
@@ -282,7 +359,8 @@ vfu_handle_region_write(vfu_ctx_t *ctx, struct vfu_msg *msg)
     if (check_access(ctx, in->region, in->offset, in->count, true) < 0) {
         return -1;
     }
-    n = vfu_region_access(ctx, in->region, (char *)in->data, in->count,
+    n = in->count == 0 ? 0 :
+        vfu_region_access(ctx, in->region, (char *)in->data, in->count,
                           in->offset, true);
     if (n < 0 || (out = vfu_scratch(ctx, sizeof(*out))) == NULL) {
         return -1;
@@ -338,7 +416,7 @@ vfu_create_ioeventfd(vfu_ctx_t *ctx, uint32_t idx, int fd, size_t gpa_offset,
     struct vfu_ioeventfd *e;
     struct vfu_region *r;
 
-    if (ctx == NULL || idx >= ctx->nr_regions || fd < 0 || shadow_fd >= 0 ||
+    if (ctx == NULL || idx >= ctx->nr_regions || fd < -1 || shadow_fd >= 0 ||
         (size != 1 && size != 2 && size != 4 && size != 8)) {
         errno = EINVAL;
         return -1;
@@ -365,6 +443,22 @@ vfu_create_ioeventfd(vfu_ctx_t *ctx, uint32_t idx, int fd, size_t gpa_offset,
     return 0;
 }
 
+/*
+ * Where fd sits in fds[0..*n), appending it if new: the reply sends each
+ * distinct fd once, however many ioeventfds share it.
+ */
+static uint32_t
+fd_slot(int *fds, uint32_t *n, int fd)
+{
+    for (uint32_t i = 0; i < *n; i++) {
+        if (fds[i] == fd) {
+            return i;
+        }
+    }
+    fds[*n] = fd;
+    return (*n)++;
+}
+
 int
 vfu_handle_region_io_fds(vfu_ctx_t *ctx, struct vfu_msg *msg)
 {
@@ -372,7 +466,7 @@ vfu_handle_region_io_fds(vfu_ctx_t *ctx, struct vfu_msg *msg)
     struct vfio_user_region_io_fds_reply *out;
     struct vfu_region *r;
     size_t need, sub = sizeof(out->sub_regions[0]);
-    uint32_t n = 0;
+    uint32_t n = 0, nr_fds = 0;
 
     if (msg->in_size != sizeof(*in) || in->argsz < sizeof(*out) ||
         in->index >= ctx->nr_regions || in->flags != 0 || in->count != 0) {
@@ -380,9 +474,10 @@ vfu_handle_region_io_fds(vfu_ctx_t *ctx, struct vfu_msg *msg)
         return -1;
     }
     r = &ctx->regions[in->index];
-    if (r->nr_ioeventfds > VFU_DEFAULT_MAX_FDS ||
-        r->nr_ioeventfds > ctx->caps.max_msg_fds) {
-        errno = ENOSPC;
+    if (region_size(ctx, in->index) == 0) {
+        vfu_log(ctx, LOG_ERR, "REGION_IO_FDS: region %u is not set up",
+                in->index);
+        errno = EINVAL;
         return -1;
     }
     need = sizeof(*out) + r->nr_ioeventfds * sub;
@@ -402,13 +497,19 @@ vfu_handle_region_io_fds(vfu_ctx_t *ctx, struct vfu_msg *msg)
         struct vfio_user_sub_region_ioeventfd *s = &out->sub_regions[n].ioeventfd;
         s->gpa_offset = e->offset;
         s->size = e->size;
-        s->fd_index = n;
+        /* An ioeventfd without an fd is still described; it has none. */
+        s->fd_index = e->fd >= 0 ? fd_slot(fds, &nr_fds, e->fd) : UINT32_MAX;
         s->type = VFIO_USER_IO_FD_TYPE_IOEVENTFD;
         s->flags = e->flags;
         s->datamatch = e->datamatch;
-        fds[n] = e->fd;
+    }
+    if (nr_fds > VFU_DEFAULT_MAX_FDS || nr_fds > ctx->caps.max_msg_fds) {
+        vfu_log(ctx, LOG_ERR, "REGION_IO_FDS: %u fds are more than a message "
+                "carries", nr_fds);
+        errno = ENOSPC;
+        return -1;
     }
     msg->out_fds = fds;
-    msg->nr_out_fds = n;
+    msg->nr_out_fds = nr_fds;
     return vfu_msg_reply_add(msg, out, need);
 }

@@ -85,6 +85,37 @@ test_bar_out_of_range(void **state)
     assert_int_equal(vfu_client_region_read(f->c, 0, 0, &v, 4), 0);
 }
 
+/* An access of 0 bytes inside a region succeeds and moves nothing. */
+static void
+test_bar_zero_count(void **state)
+{
+    struct harness_fixture *f = *state;
+    struct vfio_user_region_access req = { .offset = HARNESS_BAR0_SIZE,
+                                           .region = 0, .count = 0 };
+    struct vfio_user_region_access rep;
+    size_t size = sizeof(rep);
+
+    assert_int_equal(vfu_client_call(f->c, VFIO_USER_REGION_READ, &req,
+                                     sizeof(req), NULL, 0, &rep, &size, NULL,
+                                     NULL), 0);
+    assert_int_equal(size, sizeof(rep));
+    assert_int_equal(rep.count, 0);
+    size = sizeof(rep);
+    assert_int_equal(vfu_client_call(f->c, VFIO_USER_REGION_WRITE, &req,
+                                     sizeof(req), NULL, 0, &rep, &size, NULL,
+                                     NULL), 0);
+    assert_int_equal(size, sizeof(rep));
+    assert_int_equal(rep.count, 0);
+    /* past the end is still past the end */
+    req.offset = HARNESS_BAR0_SIZE + 1;
+    size = sizeof(rep);
+    errno = 0;
+    assert_int_equal(vfu_client_call(f->c, VFIO_USER_REGION_READ, &req,
+                                     sizeof(req), NULL, 0, &rep, &size, NULL,
+                                     NULL), -1);
+    assert_int_equal(errno, EINVAL);
+}
+
 static void
 test_config_space(void **state)
 {
@@ -397,7 +428,8 @@ test_reconnect_keeps_state(void **state)
                      VFU_RESET_LOST_CONN);
 }
 
-/* ---- IO_FDS: a device with one ioeventfd on BAR0 ---- */
+/* ---- IO_FDS: a device with ioeventfds on BAR0: two share an eventfd,
+ * one has none ---- */
 
 struct iofd_dev {
     struct harness_dev dev;
@@ -412,7 +444,11 @@ iofd_setup(vfu_ctx_t *ctx, void *arg)
     if (harness_dev_setup(ctx, &d->dev) < 0) {
         return -1;
     }
-    return vfu_create_ioeventfd(ctx, 0, d->efd, 0x100, 4, 0, 0, -1, 0);
+    if (vfu_create_ioeventfd(ctx, 0, d->efd, 0x100, 4, 0, 0, -1, 0) < 0 ||
+        vfu_create_ioeventfd(ctx, 0, -1, 0x180, 4, 0, 0, -1, 0) < 0) {
+        return -1;
+    }
+    return vfu_create_ioeventfd(ctx, 0, d->efd, 0x200, 8, 0, 0, -1, 0);
 }
 
 static void
@@ -433,17 +469,27 @@ test_io_fds(void **state)
     assert_non_null(s);
     c = harness_connect(s);
     assert_int_equal(vfu_client_get_region_io_fds(c, 0, rep, &size, fds, &nr), 0);
-    assert_int_equal(rep->count, 1);
+    assert_int_equal(rep->count, 3);
+    /* The shared eventfd travels once; the one without an fd has none. */
     assert_int_equal(nr, 1);
-    assert_int_equal(size, sizeof(*rep) + sizeof(rep->sub_regions[0]));
-    assert_int_equal(rep->sub_regions[0].ioeventfd.gpa_offset, 0x100);
-    assert_int_equal(rep->sub_regions[0].ioeventfd.size, 4);
-    assert_int_equal(rep->sub_regions[0].ioeventfd.type,
-                     VFIO_USER_IO_FD_TYPE_IOEVENTFD);
+    assert_int_equal(size, sizeof(*rep) + 3 * sizeof(rep->sub_regions[0]));
+    struct vfio_user_sub_region_ioeventfd *e[3];
+    for (int i = 0; i < 3; i++) {
+        e[i] = &rep->sub_regions[i].ioeventfd;
+        assert_int_equal(e[i]->type, VFIO_USER_IO_FD_TYPE_IOEVENTFD);
+    }
+    /* newest first */
+    assert_int_equal(e[0]->gpa_offset, 0x200);
+    assert_int_equal(e[0]->size, 8);
+    assert_int_equal(e[1]->gpa_offset, 0x180);
+    assert_int_equal(e[1]->fd_index, UINT32_MAX);
+    assert_int_equal(e[2]->gpa_offset, 0x100);
+    assert_int_equal(e[2]->size, 4);
+    assert_int_equal(e[0]->fd_index, 0);
+    assert_int_equal(e[2]->fd_index, 0);
     /* The fd we got is the device's eventfd. */
     uint64_t one = 1;
-    assert_int_equal(write(fds[rep->sub_regions[0].ioeventfd.fd_index], &one,
-                           8), 8);
+    assert_int_equal(write(fds[e[2]->fd_index], &one, 8), 8);
     assert_int_equal(harness_eventfd_wait(d.efd, WAIT_MS), 1);
     close(fds[0]);
 
@@ -466,6 +512,13 @@ test_io_fds(void **state)
     errno = 0;
     assert_int_equal(vfu_client_get_region_io_fds(c, 99, rep, &size, fds, &nr), -1);
     assert_int_equal(errno, EINVAL);
+    /* BAR3 was never set up: there is no region to ask about. */
+    size = sizeof(buf);
+    nr = 4;
+    errno = 0;
+    assert_int_equal(vfu_client_get_region_io_fds(c, VFU_PCI_DEV_BAR3_REGION_IDX,
+                                                  rep, &size, fds, &nr), -1);
+    assert_int_equal(errno, EINVAL);
 
     vfu_client_close(c);
     assert_int_equal(harness_server_stop(s), 0);
@@ -482,6 +535,7 @@ main(void)
         T(test_bar_rw),
         T(test_bar_large),
         T(test_bar_out_of_range),
+        T(test_bar_zero_count),
         T(test_config_space),
         T(test_posted_write),
         T(test_pipelining),

@@ -132,6 +132,37 @@ test_init_errors_and_sizes(void **state)
     assert_non_null(vfu_pci_get_config_space(f->ctx));
 }
 
+/* A PCI device over a socket is all vfu_create_ctx() makes; the rest is
+ * ENOTSUP, while a mistake of the caller's is EINVAL. */
+static void
+test_create_ctx_errors(void **state)
+{
+    struct fix *f = *state;
+    char path[128];
+
+    snprintf(path, sizeof(path), "%s/other", f->dir);
+    errno = 0;
+    assert_null(vfu_create_ctx(VFU_TRANS_MAX, path, 0, NULL,
+                               VFU_DEV_TYPE_PCI));
+    assert_int_equal(errno, ENOTSUP);
+    errno = 0;
+    assert_null(vfu_create_ctx(VFU_TRANS_SOCK, path, 0, NULL,
+                               (vfu_dev_type_t)(VFU_DEV_TYPE_PCI + 4)));
+    assert_int_equal(errno, ENOTSUP);
+    errno = 0;
+    assert_null(vfu_create_ctx(VFU_TRANS_SOCK, path, 999, NULL,
+                               VFU_DEV_TYPE_PCI));
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_null(vfu_create_ctx(VFU_TRANS_SOCK, NULL, 0, NULL,
+                               VFU_DEV_TYPE_PCI));
+    assert_int_equal(errno, EINVAL);
+    /* nothing to run before the device is realized */
+    errno = 0;
+    assert_int_equal(vfu_run_ctx(f->ctx), -1);
+    assert_int_equal(errno, EINVAL);
+}
+
 static void
 test_sizes_by_type(void **state)
 {
@@ -383,6 +414,145 @@ test_bar64_in_last_slot(void **state)
     assert_int_equal(errno, EINVAL);
 }
 
+static int
+bar(vfu_ctx_t *ctx, int idx, size_t size, int flags)
+{
+    return vfu_setup_region(ctx, idx, size, NULL, VFU_REGION_FLAG_RW | flags,
+                            NULL, 0, -1, 0);
+}
+
+/* Size a 64-bit BAR pair the way Linux does: all-ones into both halves. */
+static uint64_t
+bar64_size(vfu_ctx_t *ctx, int i)
+{
+    uint64_t off = PCI_BASE_ADDRESS_0 + 4 * (uint64_t)i;
+    uint64_t mask;
+
+    wr(ctx, off, 0xffffffff, 4);
+    wr(ctx, off + 4, 0xffffffff, 4);
+    mask = ((uint64_t)rd(ctx, off + 4, 4) << 32) |
+           (rd(ctx, off, 4) & PCI_BASE_ADDRESS_MEM_MASK);
+    return ~mask + 1;
+}
+
+static void
+test_bar_region_flags(void **state)
+{
+    struct fix *f = *state;
+    const int mem = VFU_REGION_FLAG_MEM;
+
+    assert_int_equal(vfu_pci_init(f->ctx, VFU_PCI_TYPE_EXPRESS,
+                                  PCI_HEADER_TYPE_NORMAL, 0), 0);
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_BAR0_REGION_IDX, 0x10000,
+                         mem | VFU_REGION_FLAG_64_BITS |
+                         VFU_REGION_FLAG_PREFETCH), 0);
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_BAR2_REGION_IDX, 0x1000,
+                         mem | VFU_REGION_FLAG_PREFETCH), 0);
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_BAR3_REGION_IDX, 0x100, 0), 0);
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_BAR4_REGION_IDX, (size_t)4 << 30,
+                         mem | VFU_REGION_FLAG_64_BITS), 0);
+    assert_int_equal(vfu_realize_ctx(f->ctx), 0);
+
+    /* the type bits, in config space and as the client reads them */
+    vfu_bar_t *bars = vfu_pci_get_config_space(f->ctx)->hdr.bars;
+    assert_int_equal(bars[0].raw, PCI_BASE_ADDRESS_SPACE_MEMORY |
+                     PCI_BASE_ADDRESS_MEM_TYPE_64 |
+                     PCI_BASE_ADDRESS_MEM_PREFETCH);
+    assert_int_equal(bars[1].raw, 0);
+    assert_int_equal(bars[2].raw, PCI_BASE_ADDRESS_MEM_PREFETCH);
+    assert_int_equal(bars[3].raw, PCI_BASE_ADDRESS_SPACE_IO);
+    assert_int_equal(bars[4].raw, PCI_BASE_ADDRESS_MEM_TYPE_64);
+    assert_int_equal(bars[5].raw, 0);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_0, 4), 0xc);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_2, 4), 0x8);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_4, 4), 0x4);
+
+    /* sizing: each pair reports its size, and keeps its type bits */
+    assert_int_equal(bar64_size(f->ctx, 0), 0x10000);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_0, 4), 0xffff000c);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_1, 4), 0xffffffff);
+    assert_int_equal(bar64_size(f->ctx, 4), (uint64_t)4 << 30);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_4, 4), 0x4);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_5, 4), 0xffffffff);
+    wr(f->ctx, PCI_BASE_ADDRESS_2, 0xffffffff, 4);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_2, 4), 0xfffff008);
+
+    /* a 64-bit address above 4 GiB: the upper half takes all its bits */
+    wr(f->ctx, PCI_BASE_ADDRESS_0, 0x9abc1234, 4);
+    wr(f->ctx, PCI_BASE_ADDRESS_1, 0x12345678, 4);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_0, 4), 0x9abc000c);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_1, 4), 0x12345678);
+    wr(f->ctx, PCI_BASE_ADDRESS_4, 0xffff0000, 4);
+    wr(f->ctx, PCI_BASE_ADDRESS_5, 0x00000003, 4);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_4, 4), 0x4);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_5, 4), 0x3);
+
+    /* a reset forgets the addresses, not the types */
+    vfu_pci_reset(f->ctx);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_0, 4), 0xc);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_1, 4), 0);
+    assert_int_equal(rd(f->ctx, PCI_BASE_ADDRESS_5, 4), 0);
+}
+
+static void
+test_bar_region_flag_errors(void **state)
+{
+    struct fix *f = *state;
+    const int mem = VFU_REGION_FLAG_MEM, b64 = VFU_REGION_FLAG_64_BITS;
+
+    /* a 64-bit BAR is BAR0, 2 or 4 */
+    for (int i = VFU_PCI_DEV_BAR1_REGION_IDX; i <= VFU_PCI_DEV_BAR5_REGION_IDX;
+         i += 2) {
+        assert_int_equal(bar(f->ctx, i, 0x1000, mem | b64), -1);
+        assert_int_equal(errno, EINVAL);
+    }
+    /* memory BARs only */
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_BAR0_REGION_IDX, 0x1000, b64), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_BAR0_REGION_IDX, 0x1000,
+                         VFU_REGION_FLAG_PREFETCH), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_ROM_REGION_IDX, 0x1000,
+                         mem | VFU_REGION_FLAG_PREFETCH), -1);
+    assert_int_equal(errno, EINVAL);
+    /* the config region is neither memory nor a BAR, and always-callback
+     * needs the callback */
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_CFG_REGION_IDX, 0, mem), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_CFG_REGION_IDX, 0, b64), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_CFG_REGION_IDX, 0,
+                         VFU_REGION_FLAG_ALWAYS_CB), -1);
+    assert_int_equal(errno, EINVAL);
+
+    /* the upper half's slot is taken either way round */
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_BAR0_REGION_IDX, 0x1000, mem | b64),
+                     0);
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_BAR1_REGION_IDX, 0x1000, mem), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_BAR3_REGION_IDX, 0x1000, mem), 0);
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_BAR2_REGION_IDX, 0x1000, mem | b64),
+                     -1);
+    assert_int_equal(errno, EINVAL);
+    /* size 0 clears a region, which frees the slot */
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_BAR3_REGION_IDX, 0, 0), 0);
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_BAR2_REGION_IDX, 0x1000, mem | b64),
+                     0);
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_BAR0_REGION_IDX, 0, 0), 0);
+    assert_int_equal(bar(f->ctx, VFU_PCI_DEV_BAR1_REGION_IDX, 0x1000, mem), 0);
+    /* a cleared region takes no fd */
+    assert_int_equal(vfu_setup_region(f->ctx, VFU_PCI_DEV_BAR5_REGION_IDX, 0,
+                                      NULL, VFU_REGION_FLAG_RW, NULL, 0, 0, 0),
+                     -1);
+    assert_int_equal(errno, EINVAL);
+
+    assert_int_equal(vfu_realize_ctx(f->ctx), 0);
+    vfu_bar_t *bars = vfu_pci_get_config_space(f->ctx)->hdr.bars;
+    assert_int_equal(bars[0].raw, 0);
+    assert_int_equal(bars[1].raw, 0);
+    assert_int_equal(bars[2].raw, PCI_BASE_ADDRESS_MEM_TYPE_64);
+}
+
 static void
 test_interrupt_pin_and_line(void **state)
 {
@@ -590,6 +760,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_init_errors_and_sizes, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_create_ctx_errors, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_sizes_by_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_realize_without_init,
                                         setup, teardown),
@@ -601,6 +773,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_rom_bar, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_rom_no_bars, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bar64_without_room, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bar_region_flags, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bar_region_flag_errors, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bar64_in_last_slot, setup,
                                         teardown),

@@ -139,7 +139,9 @@ test_all_standard_caps(void **state)
     assert_int_equal(vfu_pci_add_capability(f->ctx, 0, 0, &msi), 0x48);
     assert_int_equal(vfu_pci_add_capability(f->ctx, 0, 0, &msix), 0x60);
     assert_int_equal(vfu_pci_add_capability(f->ctx, 0, 0, &px), 0x6c);
-    assert_int_equal(add_vsc(f->ctx, 0, 0, 10), 0xa0);
+    /* the PCIe capability takes VFIO_USER_PCI_CAP_EXP_SIZEOF bytes */
+    assert_int_equal(add_vsc(f->ctx, 0, 0, 10),
+                     0x6c + VFIO_USER_PCI_CAP_EXP_SIZEOF);
     assert_int_equal(vfu_realize_ctx(f->ctx), 0);
 
     cs = vfu_pci_get_config_space(f->ctx);
@@ -149,9 +151,9 @@ test_all_standard_caps(void **state)
     assert_int_equal(rd(f->ctx, 0x41, 1), 0x48);
     assert_int_equal(rd(f->ctx, 0x49, 1), 0x60);
     assert_int_equal(rd(f->ctx, 0x61, 1), 0x6c);
-    assert_int_equal(rd(f->ctx, 0x6d, 1), 0xa0);
-    assert_int_equal(rd(f->ctx, 0xa1, 1), 0);
-    assert_int_equal(rd(f->ctx, 0xa2, 1), 10);
+    assert_int_equal(rd(f->ctx, 0x6d, 1), 0xa8);
+    assert_int_equal(rd(f->ctx, 0xa9, 1), 0);
+    assert_int_equal(rd(f->ctx, 0xaa, 1), 10);
 
     assert_int_equal(vfu_pci_find_capability(f->ctx, false, PCI_CAP_ID_PM),
                      0x40);
@@ -162,7 +164,7 @@ test_all_standard_caps(void **state)
     assert_int_equal(vfu_pci_find_capability(f->ctx, false, PCI_CAP_ID_EXP),
                      0x6c);
     assert_int_equal(vfu_pci_find_capability(f->ctx, false, PCI_CAP_ID_VNDR),
-                     0xa0);
+                     0xa8);
     errno = 0;
     assert_int_equal(vfu_pci_find_capability(f->ctx, false, PCI_CAP_ID_SATA),
                      0);
@@ -193,12 +195,25 @@ test_find_next(void **state)
     assert_int_equal(vfu_pci_find_next_capability(f->ctx, false, 0x58,
                                                    PCI_CAP_ID_VNDR), 0);
     assert_int_equal(errno, ENOENT);
+    /* no capability starts at 0x44 */
     errno = 0;
     assert_int_equal(vfu_pci_find_next_capability(f->ctx, false, 0x44,
                                                    PCI_CAP_ID_VNDR), 0);
-    assert_int_equal(errno, EINVAL);
-    errno = 0;
+    assert_int_equal(errno, ENOENT);
+    /* 0 searches from the start of the list */
     assert_int_equal(vfu_pci_find_next_capability(f->ctx, false, 0,
+                                                   PCI_CAP_ID_VNDR), 0x40);
+    assert_int_equal(vfu_pci_find_next_capability(f->ctx, false, 0,
+                                                   PCI_CAP_ID_PM), 0x48);
+    /* outside standard capability space */
+    for (size_t pos = 0x3c; pos <= 0x2000; pos += 0x2000 - 0x3c) {
+        errno = 0;
+        assert_int_equal(vfu_pci_find_next_capability(f->ctx, false, pos,
+                                                       PCI_CAP_ID_VNDR), 0);
+        assert_int_equal(errno, EINVAL);
+    }
+    errno = 0;
+    assert_int_equal(vfu_pci_find_next_capability(f->ctx, false, 0xff,
                                                    PCI_CAP_ID_VNDR), 0);
     assert_int_equal(errno, EINVAL);
     /* no extended space on conventional PCI */
@@ -273,19 +288,41 @@ test_extended_caps(void **state)
                                                    PCI_EXT_CAP_ID_VNDR), 0);
     assert_int_equal(errno, ENOENT);
 
-    /* DSN is read-only; the VSEC body is the device's to expose writable */
-    wr(f->ctx, 0x104, 0xffffffff, 4);
+    /* outside extended capability space, and not a capability */
+    errno = 0;
+    assert_int_equal(vfu_pci_find_next_capability(f->ctx, true, 0xffd,
+                                                   PCI_EXT_CAP_ID_VNDR), 0);
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_int_equal(vfu_pci_find_next_capability(f->ctx, true, 0x104,
+                                                   PCI_EXT_CAP_ID_VNDR), 0);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(vfu_pci_find_next_capability(f->ctx, true, 0,
+                                                   PCI_EXT_CAP_ID_VNDR), 0x400);
+
+    /* DSN is read-only, and so are VSEC headers: writes fail, and leave
+     * nothing behind */
+    uint32_t v = 0xffffffff;
+    assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&v, 4, 0x104,
+                                           true), -1);
+    assert_int_equal(errno, EPERM);
     assert_int_equal(rd(f->ctx, 0x104, 4), 0x01020304);
-    wr(f->ctx, 0x400, 0, 4);
-    wr(f->ctx, 0x404, 0, 4);
+    for (uint64_t off = 0x400; off < 0x408; off += 4) {
+        v = 0;
+        assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&v, 4, off,
+                                               true), -1);
+        assert_int_equal(errno, EPERM);
+    }
     assert_int_equal(rd(f->ctx, 0x400, 4), (0x10cu << 20) | 0x1000b);
     assert_int_equal(rd(f->ctx, 0x404, 4), (32u << 20) | 0xabc);
+    /* the VSEC body is the device's to expose writable */
     wr(f->ctx, 0x408, 0xcafef00d, 4);
     assert_int_equal(rd(f->ctx, 0x408, 4), 0xcafef00d);
-    /* a write that covers two capabilities lands in each by its rules */
+    /* a write that covers two capabilities is refused if one refuses */
     uint64_t q = 0;
     assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&q, 8, 0x108, true),
-                     8);
+                     -1);
+    assert_int_equal(errno, EPERM);
     assert_int_equal(rd(f->ctx, 0x108, 4), 0x05060708);
     assert_int_equal(rd(f->ctx, 0x10c, 4), 0x1000b);
 }
@@ -398,10 +435,33 @@ test_pm_registers(void **state)
     assert_int_equal(vfu_realize_ctx(f->ctx), 0);
     uint16_t pc = (uint16_t)rd(f->ctx, 0x42, 2);
 
-    /* header and PMC are read-only */
-    wr(f->ctx, 0x40, 0xffffffff, 4);
+    /* the header may not be written, PMC is not implemented as writable,
+     * and each register takes whole-register writes only */
+    uint32_t v = 0xffffffff;
+    assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&v, 4, 0x40, true),
+                     -1);
+    assert_int_equal(errno, EPERM);
+    assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&v, 2, 0x42, true),
+                     -1);
+    assert_int_equal(errno, ENOTSUP);
+    assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&v, 1, 0x42, true),
+                     -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&v, 4, 0x44, true),
+                     -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&v, 1, 0x44, true),
+                     -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&v, 1, 0x46, true),
+                     -1);
+    assert_int_equal(errno, ENOTSUP);
+    assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&v, 1, 0x47, true),
+                     -1);
+    assert_int_equal(errno, ENOTSUP);
     assert_int_equal(rd(f->ctx, 0x40, 2), PCI_CAP_ID_PM);
     assert_int_equal(rd(f->ctx, 0x42, 2), pc);
+    assert_int_equal(rd(f->ctx, 0x44, 4), 0);
     /* power state and PME enable stick; PME status is write-1-to-clear */
     wr(f->ctx, 0x44, 0x0103, 2);
     assert_int_equal(rd(f->ctx, 0x44, 2), 0x0103);
@@ -419,18 +479,29 @@ test_msi_registers(void **state)
     struct fix *f = *state;
     struct msicap msi = { .hdr.id = PCI_CAP_ID_MSI,
                           .mc = { .c64 = 1, .pvm = 1, .mmc = 3 } };
-    uint8_t msi32[16] = { PCI_CAP_ID_MSI, 0, 0x02, 0x00 };
+    struct msicap msi32 = { .hdr.id = PCI_CAP_ID_MSI, .mc.mmc = 1 };
 
     init(f, VFU_PCI_TYPE_CONVENTIONAL);
     assert_int_equal(vfu_pci_add_capability(f->ctx, 0, 0, &msi), 0x40);
-    /* 32-bit, no masking: 10 bytes, so the next cap lands at 0x64 */
-    assert_int_equal(vfu_pci_add_capability(f->ctx, 0, 0, msi32), 0x58);
-    assert_int_equal(add_vsc(f->ctx, 0, 0, 4), 0x64);
+    /* 32-bit, no masking: still VFIO_USER_PCI_CAP_MSI_SIZEOF bytes */
+    assert_int_equal(vfu_pci_add_capability(f->ctx, 0, 0, &msi32), 0x58);
+    assert_int_equal(add_vsc(f->ctx, 0, 0, 4),
+                     0x58 + VFIO_USER_PCI_CAP_MSI_SIZEOF);
     assert_int_equal(vfu_realize_ctx(f->ctx), 0);
 
+    /* Multiple Message Enable: at most 5 (32 vectors), at most MMC */
     uint16_t ro = (uint16_t)rd(f->ctx, 0x42, 2);
-    wr(f->ctx, 0x42, 0xffff, 2);
-    assert_int_equal(rd(f->ctx, 0x42, 2), ro | 0x71);
+    uint16_t v = 0xffff;
+    assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&v, 2, 0x42, true),
+                     -1);
+    assert_int_equal(errno, EINVAL);
+    v = 0x0041;
+    assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&v, 2, 0x42, true),
+                     -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(rd(f->ctx, 0x42, 2), ro);
+    wr(f->ctx, 0x42, 0xffbf, 2);
+    assert_int_equal(rd(f->ctx, 0x42, 2), ro | 0x31);
     wr(f->ctx, 0x44, 0xffffffff, 4);
     assert_int_equal(rd(f->ctx, 0x44, 4), 0xfffffffc);
     wr(f->ctx, 0x48, 0x12345678, 4);
@@ -519,6 +590,44 @@ test_px_and_flr(void **state)
     assert_int_equal(rd(f->ctx, 0x6c, 4), 0);
 }
 
+/* The PCIe capability is the whole v2 layout, as the caller's struct pxcap. */
+static void
+test_px_size(void **state)
+{
+    struct fix *f = *state;
+    struct pxcap px = { .hdr.id = PCI_CAP_ID_EXP, .pxcaps.ver = 2 };
+    uint8_t *raw = (uint8_t *)&px;
+
+    _Static_assert(sizeof(struct pxcap) == VFIO_USER_PCI_CAP_EXP_SIZEOF,
+                   "pxcap size");
+    _Static_assert(VFIO_USER_PCI_CAP_EXP_SIZEOF == PCI_EXP_SLTSTA2 + 2,
+                   "the capability ends with Slot Status 2");
+    _Static_assert(offsetof(struct pxcap, pxlc2) == PCI_EXP_LNKCTL2,
+                   "pxlc2 offset");
+    /* read-only registers the device fills in, past the old 42 bytes */
+    raw[PCI_EXP_LNKCAP2] = 0x0e;        /* 2.5, 5 and 8 GT/s */
+    raw[PCI_EXP_LNKSTA2] = 0x01;
+
+    init(f, VFU_PCI_TYPE_EXPRESS);
+    assert_int_equal(vfu_pci_add_capability(f->ctx, 0, 0, &px), 0x40);
+    assert_int_equal(add_vsc(f->ctx, 0, 0, 4),
+                     0x40 + VFIO_USER_PCI_CAP_EXP_SIZEOF);
+    assert_int_equal(vfu_realize_ctx(f->ctx), 0);
+
+    assert_int_equal(rd(f->ctx, 0x40 + PCI_EXP_LNKCAP2, 4), 0x0e);
+    assert_int_equal(rd(f->ctx, 0x40 + PCI_EXP_LNKSTA2, 2), 0x01);
+    /* Link Control 2 is writable, Link Capabilities 2 is not */
+    wr(f->ctx, 0x40 + PCI_EXP_LNKCTL2, 0xbeef, 2);
+    assert_int_equal(rd(f->ctx, 0x40 + PCI_EXP_LNKCTL2, 2), 0xbeef);
+    wr(f->ctx, 0x40 + PCI_EXP_LNKCAP2, 0, 4);
+    assert_int_equal(rd(f->ctx, 0x40 + PCI_EXP_LNKCAP2, 4), 0x0e);
+    /* the last bytes belong to the capability, not to free space */
+    wr(f->ctx, 0x40 + PCI_EXP_SLTSTA2, 0xffff, 2);
+    assert_int_equal(rd(f->ctx, 0x40 + PCI_EXP_SLTSTA2, 2), 0);
+    vfu_pci_reset(f->ctx);
+    assert_int_equal(rd(f->ctx, 0x40 + PCI_EXP_LNKCTL2, 2), 0);
+}
+
 static void
 test_readonly_cap(void **state)
 {
@@ -540,8 +649,14 @@ test_readonly_cap(void **state)
                      -1);
     assert_int_equal(errno, EPERM);
     assert_int_equal(rd(f->ctx, 0x4c, 4), 0x07060504);
-    /* the writable vendor cap: body changes, header does not */
-    wr(f->ctx, 0x48, 0xffffffff, 4);
+    /* the writable vendor cap: its header (with the length) refuses
+     * writes, its body takes them */
+    for (uint64_t off = 0x48; off < 0x4b; off++) {
+        assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&v, 1, off,
+                                               true), -1);
+        assert_int_equal(errno, EPERM);
+    }
+    wr(f->ctx, 0x4b, 0xff, 1);
     assert_int_equal(rd(f->ctx, 0x48, 4), 0xff080009);
 }
 
@@ -586,6 +701,28 @@ test_callback_cap(void **state)
     assert_int_equal(f->cb_count, 0x64 - 0x58);
 }
 
+/* READONLY wins over CALLBACK: the write is refused before the device. */
+static void
+test_readonly_callback_cap(void **state)
+{
+    struct fix *f = *state;
+    uint32_t v = 0;
+
+    init(f, VFU_PCI_TYPE_CONVENTIONAL);
+    assert_int_equal(vfu_setup_region(f->ctx, VFU_PCI_DEV_CFG_REGION_IDX, 0,
+                                      cfg_cb, VFU_REGION_FLAG_RW, NULL, 0, -1,
+                                      0), 0);
+    assert_int_equal(add_vsc(f->ctx, 0, VFU_CAP_FLAG_CALLBACK |
+                             VFU_CAP_FLAG_READONLY, 8), 0x40);
+    assert_int_equal(vfu_realize_ctx(f->ctx), 0);
+    assert_int_equal(vfu_pci_config_access(f->ctx, (char *)&v, 4, 0x44, true),
+                     -1);
+    assert_int_equal(errno, EPERM);
+    assert_int_equal(f->cb_calls, 0);
+    assert_int_equal(rd(f->ctx, 0x44, 4), 0x3c3c3c3c);
+    assert_int_equal(f->cb_calls, 1);
+}
+
 int
 main(void)
 {
@@ -603,8 +740,11 @@ main(void)
         cmocka_unit_test_setup_teardown(test_msi_registers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_msix_registers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_px_and_flr, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_px_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_callback_cap, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

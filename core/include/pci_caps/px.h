@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Copyright (c) 2026 the vfu authors. */
 
-/* PCI Express capability (registers up to Device Control 2). */
+/* PCI Express capability, version 2 layout. */
 
 #ifndef LIB_VFIO_USER_PCI_CAPS_PX_H
 #define LIB_VFIO_USER_PCI_CAPS_PX_H
@@ -108,9 +108,37 @@ struct pxdc2 {
 } __attribute__((packed));
 VFU_STATIC_ASSERT(sizeof(struct pxdc2) == 0x2, "pxdc2 must be 2 bytes");
 
+/* Device Status 2 register, kept opaque. */
+struct pxds2 {
+    unsigned int stuff:16;
+} __attribute__((packed));
+VFU_STATIC_ASSERT(sizeof(struct pxds2) == 0x2, "pxds2 must be 2 bytes");
+
+/* Link Capabilities 2 register, kept opaque. */
+struct pxlcap2 {
+    unsigned int stuff:32;
+} __attribute__((packed));
+VFU_STATIC_ASSERT(sizeof(struct pxlcap2) == 0x4, "pxlcap2 must be 4 bytes");
+
+/* Link Control 2 register, kept opaque. */
+struct pxlc2 {
+    unsigned int stuff:16;
+} __attribute__((packed));
+VFU_STATIC_ASSERT(sizeof(struct pxlc2) == 0x2, "pxlc2 must be 2 bytes");
+
+/* Link Status 2 register, kept opaque. */
+struct pxls2 {
+    unsigned int stuff:16;
+} __attribute__((packed));
+VFU_STATIC_ASSERT(sizeof(struct pxls2) == 0x2, "pxls2 must be 2 bytes");
+
+/* Bytes the library reserves for a PCI Express capability: a version 2
+ * capability through the Slot Status 2 register. */
+#define VFIO_USER_PCI_CAP_EXP_SIZEOF (0x3c)
+
 /*
- * Capability body from the header through Device Control 2; the slot and
- * root registers in between are left as raw padding.
+ * The whole version 2 capability; the slot and root registers, which an
+ * endpoint does not implement, are left as raw padding.
  */
 struct pxcap {
     struct cap_hdr hdr;         /* 0x00 */
@@ -124,13 +152,31 @@ struct pxcap {
     uint8_t pad[0x10];          /* 0x14 slot/root registers */
     struct pxdcap2 pxdcap2;     /* 0x24 */
     struct pxdc2 pxdc2;         /* 0x28 */
+    struct pxds2 pxds2;         /* 0x2a */
+    struct pxlcap2 pxlcap2;     /* 0x2c */
+    struct pxlc2 pxlc2;         /* 0x30 */
+    struct pxls2 pxls2;         /* 0x32 */
+    uint8_t pad2[0x8];          /* 0x34 slot 2 registers */
 } __attribute__((packed));
-VFU_STATIC_ASSERT(sizeof(struct pxcap) == 0x2a, "pxcap must be 42 bytes");
+VFU_STATIC_ASSERT(sizeof(struct pxcap) == VFIO_USER_PCI_CAP_EXP_SIZEOF,
+                  "pxcap must be VFIO_USER_PCI_CAP_EXP_SIZEOF bytes");
 VFU_STATIC_ASSERT(offsetof(struct pxcap, hdr) == 0, "pxcap.hdr offset");
+VFU_STATIC_ASSERT(offsetof(struct pxcap, pxdc) == PCI_EXP_DEVCTL,
+                  "pxcap.pxdc offset");
 VFU_STATIC_ASSERT(offsetof(struct pxcap, pxdcap2) == PCI_EXP_DEVCAP2,
                   "pxcap.pxdcap2 offset");
 VFU_STATIC_ASSERT(offsetof(struct pxcap, pxdc2) == PCI_EXP_DEVCTL2,
                   "pxcap.pxdc2 offset");
+VFU_STATIC_ASSERT(offsetof(struct pxcap, pxds2) == PCI_EXP_DEVSTA2,
+                  "pxcap.pxds2 offset");
+VFU_STATIC_ASSERT(offsetof(struct pxcap, pxlcap2) == PCI_EXP_LNKCAP2,
+                  "pxcap.pxlcap2 offset");
+VFU_STATIC_ASSERT(offsetof(struct pxcap, pxlc2) == PCI_EXP_LNKCTL2,
+                  "pxcap.pxlc2 offset");
+VFU_STATIC_ASSERT(offsetof(struct pxcap, pxls2) == PCI_EXP_LNKSTA2,
+                  "pxcap.pxls2 offset");
+VFU_STATIC_ASSERT(offsetof(struct pxcap, pad2) == PCI_EXP_SLTCAP2,
+                  "pxcap.pad2 offset");
 
 #ifdef __cplusplus
 }
