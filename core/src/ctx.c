@@ -16,8 +16,13 @@
 #include "private.h"
 #include "tran_sock.h"
 
-/* What a request may carry at most: the data plus its fixed part. */
-#define VFU_MAX_MSG_SIZE (VFU_DEFAULT_MAX_DATA_XFER + 4096)
+/*
+ * The largest request we take, header included: a REGION_WRITE of the
+ * max_data_xfer_size we announce, behind its 16-byte header and 16-byte
+ * access struct, is the largest any command needs. A header announcing
+ * more is answered EINVAL at once, without waiting for its payload.
+ */
+#define VFU_MAX_MSG_SIZE (VFU_DEFAULT_MAX_DATA_XFER + 2 * VFU_HDR_SIZE)
 
 /*
  * The poll fd is an epoll set of the listening socket or the connection
@@ -225,13 +230,17 @@ negotiate(vfu_ctx_t *ctx)
         }
     }
     if (rc < 0) {
-        /* A header too short to frame anything: nothing to answer. */
         vfu_log_errno(ctx, LOG_ERR, errno, "reading VERSION");
         return negotiation_failed(ctx, EINVAL);
     }
     if (msg->in == NULL) {
-        vfu_log(ctx, LOG_ERR, "VERSION of %u bytes is too large",
+        /* Its payload is not waited for: the client is dropped anyway. */
+        vfu_log(ctx, LOG_ERR, "first message of bad size %u",
                 msg->hdr.msg_size);
+        vfu_msg_close_fds(msg);
+        if (vfu_conn_reply(c, msg, EINVAL) < 0) {
+            /* the client is dropped anyway */
+        }
         return negotiation_failed(ctx, EINVAL);
     }
     if (msg->hdr.cmd != VFIO_USER_VERSION) {

@@ -132,8 +132,9 @@ precheck(vfu_ctx_t *ctx, const struct vfu_msg *msg)
 {
     uint16_t cmd = msg->hdr.cmd;
 
+    /* A header declaring more than we take, or less than itself. */
     if (msg->in == NULL) {
-        return E2BIG;
+        return EINVAL;
     }
     if ((msg->hdr.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_TYPE_COMMAND ||
         (msg->hdr.flags & VFIO_USER_F_ERROR)) {
@@ -143,7 +144,7 @@ precheck(vfu_ctx_t *ctx, const struct vfu_msg *msg)
         return EINVAL;
     }
     if (cmd >= ARRAY_SIZE(handlers) || handlers[cmd] == NULL) {
-        return ENOSYS;
+        return EINVAL;
     }
     /* VERSION comes first, and once. */
     if ((cmd == VFIO_USER_VERSION) == ctx->negotiated) {
