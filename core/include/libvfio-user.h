@@ -385,12 +385,15 @@ vfu_setup_device_quiesce_cb(vfu_ctx_t *vfu_ctx,
  *                 which the pending operation is failed (the device is then
  *                 reset).
  *
- * Runs the operation that was waiting for the quiesce, then unquiesces the
- * device.
+ * Runs the operation that was waiting for the quiesce and replies to the
+ * client, then unquiesces the device. If the quiesce was for a lost client
+ * (vfu_run_ctx() failed with EBUSY after the client went away), the client
+ * is dropped here instead (the reset callback runs with VFU_RESET_LOST_CONN)
+ * and vfu_run_ctx() then fails with ENOTCONN.
  *
- * Returns 0, or -1 with errno set: EINVAL if no quiesce was pending or no
- * quiesce callback is installed, otherwise the error of the pending
- * operation.
+ * Returns 0 once the pending operation is done, whatever its outcome (the
+ * client gets that in its reply), or -1 with errno EINVAL if no quiesce was
+ * pending or no quiesce callback is installed.
  */
 int
 vfu_device_quiesced(vfu_ctx_t *vfu_ctx, int quiesce_errno);

@@ -311,6 +311,7 @@ vfu_get_poll_fds(vfu_ctx_t *ctx, int fds[2])
  * The client is gone: tell the device, drop everything the client gave us
  * (DMA maps, eventfds) and abandon any migration (the device is brought
  * back to RUNNING). Config space and the device's own state are kept.
+ * The caller has quiesced the device if it needed to.
  */
 void
 vfu_conn_lost(vfu_ctx_t *ctx)
@@ -319,6 +320,7 @@ vfu_conn_lost(vfu_ctx_t *ctx)
         return;
     }
     vfu_log(ctx, LOG_INFO, "client disconnected");
+    ctx->lost_pending = false;
     vfu_conn_fail_calls(ctx->conn, ENOTCONN);
     if (ctx->reset_cb != NULL) {
         ctx->reset_cb(ctx, VFU_RESET_LOST_CONN);
@@ -340,6 +342,35 @@ vfu_conn_lost(vfu_ctx_t *ctx)
     vfu_conn_fini(c);
     free(c);
     ctx->negotiated = false;
+}
+
+/*
+ * The connection broke while serving: the teardown unmaps the client's DMA,
+ * so a device with a quiesce callback is quiesced first. If it answers
+ * EBUSY the teardown waits for vfu_device_quiesced() and this returns -1
+ * with errno EBUSY. A device that fails to quiesce otherwise is torn down
+ * all the same: the client is gone either way.
+ */
+int
+vfu_conn_lost_quiesce(vfu_ctx_t *ctx)
+{
+    if (ctx->conn == NULL) {
+        return 0;
+    }
+    if (ctx->quiesce_cb != NULL && !ctx->quiesced) {
+        errno = 0;
+        if (ctx->quiesce_cb(ctx) < 0) {
+            if (errno == EBUSY) {
+                ctx->lost_pending = true;
+                return -1;
+            }
+            vfu_log_errno(ctx, LOG_WARNING, errno,
+                          "quiesce for a lost client failed");
+        }
+        ctx->quiesced = true;
+    }
+    vfu_conn_lost(ctx);
+    return 0;
 }
 
 /*
@@ -388,7 +419,7 @@ vfu_run_ctx(vfu_ctx_t *ctx)
         errno = ENOTCONN;
         return -1;
     }
-    if (ctx->quiesce_pending) {
+    if (ctx->quiesce_pending || ctx->lost_pending) {
         errno = EBUSY;
         return -1;
     }
@@ -451,8 +482,7 @@ vfu_run_ctx(vfu_ctx_t *ctx)
         if (err != ENOTCONN) {
             vfu_log_errno(ctx, LOG_ERR, err, "dropping client");
         }
-        vfu_conn_lost(ctx);
-        err = ENOTCONN;
+        err = vfu_conn_lost_quiesce(ctx) < 0 ? EBUSY : ENOTCONN;
     }
     if (rc < 0) {
         errno = err;
@@ -574,9 +604,20 @@ vfu_setup_device_quiesce_cb(vfu_ctx_t *ctx, vfu_device_quiesce_cb_t *quiesce_cb)
 int
 vfu_device_quiesced(vfu_ctx_t *ctx, int quiesce_errno)
 {
-    if (ctx == NULL || !ctx->quiesce_pending || ctx->quiesce_cb == NULL) {
+    if (ctx == NULL || ctx->quiesce_cb == NULL ||
+        (!ctx->quiesce_pending && !ctx->lost_pending)) {
         errno = EINVAL;
         return -1;
+    }
+    if (ctx->lost_pending) {
+        /* Quiesced or not, the client is gone: finish dropping it. */
+        if (quiesce_errno != 0) {
+            vfu_log_errno(ctx, LOG_WARNING, quiesce_errno,
+                          "quiesce for a lost client failed");
+        }
+        ctx->quiesced = true;
+        vfu_conn_lost(ctx);
+        return 0;
     }
     return vfu_dispatch_resume(ctx, quiesce_errno);
 }

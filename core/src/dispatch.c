@@ -256,6 +256,10 @@ vfu_dispatch(vfu_ctx_t *ctx, struct vfu_msg *msg)
     return finish(ctx, msg, err);
 }
 
+/*
+ * The request's own outcome goes to the client: this fails only when there
+ * was nothing to finish.
+ */
 int
 vfu_dispatch_resume(vfu_ctx_t *ctx, int quiesce_errno)
 {
@@ -271,19 +275,18 @@ vfu_dispatch_resume(vfu_ctx_t *ctx, int quiesce_errno)
     if (err == 0) {
         ctx->quiesced = true;
         err = run_handler(ctx, msg);
-        ctx->quiesced = false;
     } else if (ctx->reset_cb != NULL) {
         /* A device that could not quiesce is put back to a known state. */
         ctx->reset_cb(ctx, VFU_RESET_DEVICE);
     }
     if (finish(ctx, msg, err) < 0) {
+        /* Gone while the device is still quiesced: drop it right away. */
         vfu_log_errno(ctx, LOG_ERR, errno, "reply after quiesce failed");
+        vfu_conn_lost(ctx);
+    } else {
+        vfu_conn_unpin(ctx->conn);
     }
-    vfu_conn_unpin(ctx->conn);
-    if (err != 0) {
-        errno = err;
-        return -1;
-    }
+    ctx->quiesced = false;
     return 0;
 }
 
