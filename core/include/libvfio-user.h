@@ -626,9 +626,11 @@ vfu_setup_device_migration_callbacks(vfu_ctx_t *vfu_ctx,
  * @subindex: vector number within whichever of INTx, MSI or MSI-X the
  *            client has enabled; the library picks the type.
  *
- * Returns 0, or -1 with errno set: EINVAL if @subindex is out of range,
- * ENOENT if the client has not attached an eventfd to the vector, or the
- * error from writing the eventfd.  May be called from any thread.
+ * Returns 0, or -1 with errno set: EINVAL if @subindex is beyond every
+ * INTx, MSI and MSI-X count of the device, ENOENT if the client has not
+ * attached an eventfd to the vector (or enabled no type with that many
+ * vectors), or the error from writing the eventfd.  May be called from any
+ * thread.
  */
 int
 vfu_irq_trigger(vfu_ctx_t *vfu_ctx, uint32_t subindex);
