@@ -373,13 +373,20 @@ vfu_conn_lost_quiesce(vfu_ctx_t *ctx)
     return 0;
 }
 
+/* Why vfu_run_ctx() drops the client. */
+enum lost {
+    LOST_NONE,
+    LOST_STREAM,    /* reading failed: closed, reset or unframeable */
+    LOST_REPLY,     /* a request was handled, but its reply could not go */
+};
+
 /*
  * Handle every complete message already buffered. Returns 0, or -1 with
  * errno: EBUSY (a request waits for the device to quiesce) or the reason
  * the client must go (*lost).
  */
 static int
-drain(vfu_ctx_t *ctx, int *count, bool *lost)
+drain(vfu_ctx_t *ctx, int *count, enum lost *lost)
 {
     struct vfu_conn *c = ctx->conn;
     struct vfu_msg *msg = &ctx->msg;
@@ -387,7 +394,8 @@ drain(vfu_ctx_t *ctx, int *count, bool *lost)
 
     while ((rc = vfu_conn_take(c, msg)) == 1) {
         if (vfu_dispatch(ctx, msg) < 0) {
-            *lost = true;
+            (*count)++;
+            *lost = LOST_REPLY;
             return -1;
         }
         (*count)++;
@@ -399,7 +407,7 @@ drain(vfu_ctx_t *ctx, int *count, bool *lost)
         vfu_conn_unpin(c);
     }
     if (rc < 0) {
-        *lost = true;
+        *lost = LOST_STREAM;
     }
     return rc;
 }
@@ -408,8 +416,9 @@ int
 vfu_run_ctx(vfu_ctx_t *ctx)
 {
     struct vfu_conn *c;
-    bool block, lost = false;
+    enum lost lost = LOST_NONE;
     int count = 0, rc, err = 0;
+    bool block;
 
     if (ctx == NULL) {
         errno = EINVAL;
@@ -449,7 +458,7 @@ vfu_run_ctx(vfu_ctx_t *ctx)
                 rc = 0;
             } else {
                 rc = -1;
-                lost = true;
+                lost = LOST_STREAM;
             }
             break;
         }
@@ -478,11 +487,19 @@ vfu_run_ctx(vfu_ctx_t *ctx)
         pthread_cond_broadcast(&c->call_cond);
         pthread_mutex_unlock(&c->call_lock);
     }
-    if (lost) {
+    if (lost != LOST_NONE) {
         if (err != ENOTCONN) {
             vfu_log_errno(ctx, LOG_ERR, err, "dropping client");
         }
         err = vfu_conn_lost_quiesce(ctx) < 0 ? EBUSY : ENOTCONN;
+        /*
+         * Non-blocking, a request was handled before its reply failed: this
+         * call reports it, as libvfio-user does, and the next one the loss
+         * (the client is already dropped).
+         */
+        if (lost == LOST_REPLY && err == ENOTCONN && !block && count > 0) {
+            rc = 0;
+        }
     }
     if (rc < 0) {
         errno = err;
