@@ -192,6 +192,7 @@ vfu_get_poll_fd(vfu_ctx_t *vfu_ctx);
  * calls again.
  *
  * Returns the number of requests handled (possibly 0), or -1 with errno set:
+ * EINVAL if the context is not realized,
  * ENOTCONN when the client disconnected (call vfu_attach_ctx() again),
  * EBUSY while a quiesce requested from the device is still in progress
  * (see vfu_device_quiesce_cb_t), or another error from request handling.

@@ -420,7 +420,7 @@ vfu_run_ctx(vfu_ctx_t *ctx)
     int count = 0, rc, err = 0;
     bool block;
 
-    if (ctx == NULL) {
+    if (ctx == NULL || !ctx->realized) {
         errno = EINVAL;
         return -1;
     }
