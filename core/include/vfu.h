@@ -26,8 +26,10 @@ extern "C" {
  *
  * @hdr:      the message header (for a reply: the reply's header).
  * @payload:  bytes after the header; NULL for an oversized request, whose
- *            payload is dropped unseen.
- * @size:     payload size (for an oversized request, the size it declared).
+ *            payload is dropped unseen, and for a header whose msg_size is
+ *            below 16 (taken as the bare header).
+ * @size:     payload size (for an oversized request, the size it declared;
+ *            0 for a header below 16).
  * @is_reply: false for a request from the client, true for our reply.
  * @arg:      what vfu_setup_trace() was given.
  *

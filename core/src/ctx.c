@@ -16,8 +16,13 @@
 #include "private.h"
 #include "tran_sock.h"
 
-/* What a request may carry at most: the data plus its fixed part. */
-#define VFU_MAX_MSG_SIZE (VFU_DEFAULT_MAX_DATA_XFER + 4096)
+/*
+ * The largest request we take, header included: a REGION_WRITE of the
+ * max_data_xfer_size we announce, behind its 16-byte header and 16-byte
+ * access struct, is the largest any command needs. A header announcing
+ * more is answered EINVAL at once, without waiting for its payload.
+ */
+#define VFU_MAX_MSG_SIZE (VFU_DEFAULT_MAX_DATA_XFER + 2 * VFU_HDR_SIZE)
 
 /*
  * The poll fd is an epoll set of the listening socket or the connection
@@ -229,13 +234,17 @@ negotiate(vfu_ctx_t *ctx)
         }
     }
     if (rc < 0) {
-        /* A header too short to frame anything: nothing to answer. */
         vfu_log_errno(ctx, LOG_ERR, errno, "reading VERSION");
         return negotiation_failed(ctx, EINVAL);
     }
     if (msg->in == NULL) {
-        vfu_log(ctx, LOG_ERR, "VERSION of %u bytes is too large",
+        /* Its payload is not waited for: the client is dropped anyway. */
+        vfu_log(ctx, LOG_ERR, "first message of bad size %u",
                 msg->hdr.msg_size);
+        vfu_msg_close_fds(msg);
+        if (vfu_conn_reply(c, msg, EINVAL) < 0) {
+            /* the client is dropped anyway */
+        }
         return negotiation_failed(ctx, EINVAL);
     }
     if (msg->hdr.cmd != VFIO_USER_VERSION) {
@@ -306,6 +315,7 @@ vfu_get_poll_fds(vfu_ctx_t *ctx, int fds[2])
  * The client is gone: tell the device, drop everything the client gave us
  * (DMA maps, eventfds) and abandon any migration (the device is brought
  * back to RUNNING). Config space and the device's own state are kept.
+ * The caller has quiesced the device if it needed to.
  */
 void
 vfu_conn_lost(vfu_ctx_t *ctx)
@@ -314,6 +324,7 @@ vfu_conn_lost(vfu_ctx_t *ctx)
         return;
     }
     vfu_log(ctx, LOG_INFO, "client disconnected");
+    ctx->lost_pending = false;
     vfu_conn_fail_calls(ctx->conn, ENOTCONN);
     vfu_twin_hangup(ctx);       /* the twin goes with the main socket */
     if (ctx->reset_cb != NULL) {
@@ -340,12 +351,48 @@ vfu_conn_lost(vfu_ctx_t *ctx)
 }
 
 /*
+ * The connection broke while serving: the teardown unmaps the client's DMA,
+ * so a device with a quiesce callback is quiesced first. If it answers
+ * EBUSY the teardown waits for vfu_device_quiesced() and this returns -1
+ * with errno EBUSY. A device that fails to quiesce otherwise is torn down
+ * all the same: the client is gone either way.
+ */
+int
+vfu_conn_lost_quiesce(vfu_ctx_t *ctx)
+{
+    if (ctx->conn == NULL) {
+        return 0;
+    }
+    if (ctx->quiesce_cb != NULL && !ctx->quiesced) {
+        errno = 0;
+        if (ctx->quiesce_cb(ctx) < 0) {
+            if (errno == EBUSY) {
+                ctx->lost_pending = true;
+                return -1;
+            }
+            vfu_log_errno(ctx, LOG_WARNING, errno,
+                          "quiesce for a lost client failed");
+        }
+        ctx->quiesced = true;
+    }
+    vfu_conn_lost(ctx);
+    return 0;
+}
+
+/* Why vfu_run_ctx() drops the client. */
+enum lost {
+    LOST_NONE,
+    LOST_STREAM,    /* reading failed: closed, reset or unframeable */
+    LOST_REPLY,     /* a request was handled, but its reply could not go */
+};
+
+/*
  * Handle every complete message already buffered. Returns 0, or -1 with
  * errno: EBUSY (a request waits for the device to quiesce) or the reason
  * the client must go (*lost).
  */
 static int
-drain(vfu_ctx_t *ctx, int *count, bool *lost)
+drain(vfu_ctx_t *ctx, int *count, enum lost *lost)
 {
     struct vfu_conn *c = ctx->conn;
     struct vfu_msg *msg = &ctx->msg;
@@ -353,7 +400,8 @@ drain(vfu_ctx_t *ctx, int *count, bool *lost)
 
     while ((rc = vfu_conn_take(c, msg)) == 1) {
         if (vfu_dispatch(ctx, msg) < 0) {
-            *lost = true;
+            (*count)++;
+            *lost = LOST_REPLY;
             return -1;
         }
         (*count)++;
@@ -365,7 +413,7 @@ drain(vfu_ctx_t *ctx, int *count, bool *lost)
         vfu_conn_unpin(c);
     }
     if (rc < 0) {
-        *lost = true;
+        *lost = LOST_STREAM;
     }
     return rc;
 }
@@ -374,8 +422,9 @@ int
 vfu_run_ctx(vfu_ctx_t *ctx)
 {
     struct vfu_conn *c;
-    bool block, lost = false;
+    enum lost lost = LOST_NONE;
     int count = 0, rc, err = 0;
+    bool block;
 
     if (ctx == NULL || !ctx->realized) {
         errno = EINVAL;
@@ -385,7 +434,7 @@ vfu_run_ctx(vfu_ctx_t *ctx)
         errno = ENOTCONN;
         return -1;
     }
-    if (ctx->quiesce_pending) {
+    if (ctx->quiesce_pending || ctx->lost_pending) {
         errno = EBUSY;
         return -1;
     }
@@ -415,7 +464,7 @@ vfu_run_ctx(vfu_ctx_t *ctx)
                 rc = 0;
             } else {
                 rc = -1;
-                lost = true;
+                lost = LOST_STREAM;
             }
             break;
         }
@@ -444,12 +493,19 @@ vfu_run_ctx(vfu_ctx_t *ctx)
         pthread_cond_broadcast(&c->call_cond);
         pthread_mutex_unlock(&c->call_lock);
     }
-    if (lost) {
+    if (lost != LOST_NONE) {
         if (err != ENOTCONN) {
             vfu_log_errno(ctx, LOG_ERR, err, "dropping client");
         }
-        vfu_conn_lost(ctx);
-        err = ENOTCONN;
+        err = vfu_conn_lost_quiesce(ctx) < 0 ? EBUSY : ENOTCONN;
+        /*
+         * Non-blocking, a request was handled before its reply failed: this
+         * call reports it, as libvfio-user does, and the next one the loss
+         * (the client is already dropped).
+         */
+        if (lost == LOST_REPLY && err == ENOTCONN && !block && count > 0) {
+            rc = 0;
+        }
     }
     if (rc < 0) {
         errno = err;
@@ -571,9 +627,20 @@ vfu_setup_device_quiesce_cb(vfu_ctx_t *ctx, vfu_device_quiesce_cb_t *quiesce_cb)
 int
 vfu_device_quiesced(vfu_ctx_t *ctx, int quiesce_errno)
 {
-    if (ctx == NULL || !ctx->quiesce_pending || ctx->quiesce_cb == NULL) {
+    if (ctx == NULL || ctx->quiesce_cb == NULL ||
+        (!ctx->quiesce_pending && !ctx->lost_pending)) {
         errno = EINVAL;
         return -1;
+    }
+    if (ctx->lost_pending) {
+        /* Quiesced or not, the client is gone: finish dropping it. */
+        if (quiesce_errno != 0) {
+            vfu_log_errno(ctx, LOG_WARNING, quiesce_errno,
+                          "quiesce for a lost client failed");
+        }
+        ctx->quiesced = true;
+        vfu_conn_lost(ctx);
+        return 0;
     }
     return vfu_dispatch_resume(ctx, quiesce_errno);
 }

@@ -132,8 +132,9 @@ precheck(vfu_ctx_t *ctx, const struct vfu_msg *msg)
 {
     uint16_t cmd = msg->hdr.cmd;
 
+    /* A header declaring more than we take, or less than itself. */
     if (msg->in == NULL) {
-        return E2BIG;
+        return EINVAL;
     }
     if ((msg->hdr.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_TYPE_COMMAND ||
         (msg->hdr.flags & VFIO_USER_F_ERROR)) {
@@ -143,7 +144,7 @@ precheck(vfu_ctx_t *ctx, const struct vfu_msg *msg)
         return EINVAL;
     }
     if (cmd >= ARRAY_SIZE(handlers) || handlers[cmd] == NULL) {
-        return ENOSYS;
+        return EINVAL;
     }
     /* VERSION comes first, and once. */
     if ((cmd == VFIO_USER_VERSION) == ctx->negotiated) {
@@ -255,6 +256,10 @@ vfu_dispatch(vfu_ctx_t *ctx, struct vfu_msg *msg)
     return finish(ctx, msg, err);
 }
 
+/*
+ * The request's own outcome goes to the client: this fails only when there
+ * was nothing to finish.
+ */
 int
 vfu_dispatch_resume(vfu_ctx_t *ctx, int quiesce_errno)
 {
@@ -275,23 +280,13 @@ vfu_dispatch_resume(vfu_ctx_t *ctx, int quiesce_errno)
         ctx->reset_cb(ctx, VFU_RESET_DEVICE);
     }
     if (finish(ctx, msg, err) < 0) {
-        /*
-         * The client is gone. Drop it now, while the device is still
-         * quiesced, rather than leave its maps to the next vfu_run_ctx():
-         * that one then reports ENOTCONN. The command itself was done.
-         */
+        /* Gone while the device is still quiesced: drop it right away. */
         vfu_log_errno(ctx, LOG_ERR, errno, "reply after quiesce failed");
-        vfu_conn_unpin(ctx->conn);
         vfu_conn_lost(ctx);
-        ctx->quiesced = false;
     } else {
-        ctx->quiesced = false;
         vfu_conn_unpin(ctx->conn);
     }
-    if (err != 0) {
-        errno = err;
-        return -1;
-    }
+    ctx->quiesced = false;
     return 0;
 }
 

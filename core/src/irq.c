@@ -132,9 +132,8 @@ vfu_handle_irq_info(vfu_ctx_t *ctx, struct vfu_msg *msg)
     out->flags = VFIO_IRQ_INFO_EVENTFD;
     if (in->index == VFU_DEV_INTX_IRQ) {
         out->flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
-    } else if (in->index == VFU_DEV_MSI_IRQ || in->index == VFU_DEV_MSIX_IRQ) {
-        out->flags |= VFIO_IRQ_INFO_NORESIZE;
     }
+    /* MSI and MSI-X vectors can be set one range at a time (no NORESIZE). */
     return vfu_msg_reply_add(msg, out, sizeof(*out));
 }
 
@@ -261,6 +260,19 @@ vfu_handle_set_irqs(vfu_ctx_t *ctx, struct vfu_msg *msg)
         errno = EINVAL;
         return -1;
     }
+    /* The error and request IRQs are signalled, never masked. */
+    if ((in->index == VFU_DEV_ERR_IRQ || in->index == VFU_DEV_REQ_IRQ) &&
+        action != VFIO_IRQ_SET_ACTION_TRIGGER) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* count 0 means one thing only: disable the whole index (TRIGGER with
+     * DATA_NONE, from vector 0). */
+    if (in->count == 0 && (in->start != 0 || data != VFIO_IRQ_SET_DATA_NONE ||
+                           action != VFIO_IRQ_SET_ACTION_TRIGGER)) {
+        errno = EINVAL;
+        return -1;
+    }
     size_t payload = data == VFIO_IRQ_SET_DATA_BOOL ? in->count : 0;
     if (msg->in_size != sizeof(*in) + payload ||
         (data != VFIO_IRQ_SET_DATA_EVENTFD && msg->nr_fds != 0)) {
@@ -305,11 +317,17 @@ vfu_irq_trigger(vfu_ctx_t *ctx, uint32_t subindex)
     }
     pthread_mutex_lock(&ctx->irq_lock);
     t = &ctx->irqs[ctx->irq_active];
-    if (subindex >= t->count) {
-        errno = EINVAL;
-        rc = -1;
-    } else {
+    if (subindex < t->count) {
         rc = fire(t, subindex);
+    } else {
+        /* A vector the device has, of a type the client has not enabled
+         * (or none yet): not set up, rather than out of range. */
+        uint32_t most = 0;
+        for (int i = VFU_DEV_INTX_IRQ; i <= VFU_DEV_MSIX_IRQ; i++) {
+            most = ctx->irqs[i].count > most ? ctx->irqs[i].count : most;
+        }
+        errno = subindex < most ? ENOENT : EINVAL;
+        rc = -1;
     }
     pthread_mutex_unlock(&ctx->irq_lock);
     return rc;

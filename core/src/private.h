@@ -139,6 +139,7 @@ struct vfu_ctx {
     /* quiesce state */
     bool quiesced;
     bool quiesce_pending;           /* quiesce_cb said EBUSY */
+    bool lost_pending;              /* ... for dropping a lost client */
     struct vfu_msg msg;             /* the request being handled */
     struct vfu_msg *pending_msg;    /* request waiting for the device */
 
@@ -155,7 +156,11 @@ struct vfu_ctx {
 void vfu_log_errno(vfu_ctx_t *ctx, int level, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 bool vfu_log_enabled(const vfu_ctx_t *ctx, int level);
+/* Drop the client now (the device is quiesced, or need not be). */
 void vfu_conn_lost(vfu_ctx_t *ctx);
+/* Drop a client whose connection broke, quiescing the device first:
+ * -1 with errno EBUSY if that finishes in vfu_device_quiesced(). */
+int vfu_conn_lost_quiesce(vfu_ctx_t *ctx);
 /* Serve an already connected socket (tests and fuzzing); takes the fd. */
 int vfu_attach_fd(vfu_ctx_t *ctx, int fd);
 

@@ -21,6 +21,10 @@
 /* Largest JSON document we accept; QEMU's hello is ~200 bytes. */
 #define VFU_VERSION_JSON_MAX 4096
 
+/* The most fds per message a client may claim to accept, as in
+ * libvfio-user (we send at most VFU_MAX_RX_FDS whatever it says). */
+#define VFU_CLIENT_MAX_FDS_LIMIT 1024
+
 static int
 get_u64(json_object *o, uint64_t *out)
 {
@@ -261,7 +265,13 @@ vfu_handle_version(vfu_ctx_t *ctx, struct vfu_msg *msg)
         bad = 2;
     } else if (client.pgsizes == 0 || (client.pgsizes & (VFU_DEFAULT_PGSIZE - 1)) != 0 ||
                !(client.pgsizes & VFU_DEFAULT_PGSIZE) ||
-               client.max_data_xfer_size == 0) {
+               client.max_data_xfer_size == 0 ||
+               client.max_msg_fds > VFU_CLIENT_MAX_FDS_LIMIT) {
+        bad = 2;
+    } else if (client.has_migration && vfu_migration_enabled(ctx) &&
+               client.migr_pgsize != VFU_DEFAULT_PGSIZE) {
+        /* Dirty pages are tracked in the host's pages, the one size we
+         * announce; a device without migration has no use for the value. */
         bad = 2;
     }
     if (bad >= 0) {

@@ -291,11 +291,21 @@ vfu_conn_take(struct vfu_conn *c, struct vfu_msg *m)
     }
     vfu_msg_reset(m);
     memcpy(&m->hdr, c->rx + c->rx_head, VFU_HDR_SIZE);
-    if (m->hdr.msg_size < VFU_HDR_SIZE) {
-        errno = EPROTO;
-        return -1;
-    }
     uint64_t start = c->rx_pos + c->rx_head;
+    if (m->hdr.msg_size < VFU_HDR_SIZE) {
+        if (!c->serve_mode) {
+            errno = EPROTO;
+            return -1;
+        }
+        /*
+         * A server answers it (EINVAL) and reads on after the header: the
+         * header is all it can have sent, and a client that got its size
+         * wrong is better told so than dropped.
+         */
+        vfu_conn_claim_fds(c, start, start + VFU_HDR_SIZE, m);
+        c->rx_head += VFU_HDR_SIZE;
+        return 1;
+    }
     if (m->hdr.msg_size > c->max_msg_size) {
         /* Answer it, then drop its payload as it streams in. */
         m->in_size = m->hdr.msg_size - VFU_HDR_SIZE;

@@ -145,9 +145,11 @@ ssize_t vfu_conn_fill(struct vfu_conn *c, bool block);
  * Take the next complete message. Returns 1 and fills msg (msg->in points
  * into the buffer, valid until the next vfu_conn_take/fill), 0 when none is
  * complete yet, -1 with errno when the stream is broken (EPROTO: header
- * size below 16). An oversized message is returned with in == NULL and
- * in_size holding its declared payload size: the caller answers E2BIG and
- * the payload is discarded as it arrives.
+ * size below 16, on a client's connection). An oversized message is
+ * returned with in == NULL and in_size holding its declared payload size:
+ * the caller answers it and the payload is discarded as it arrives. In
+ * serve_mode a header declaring less than its own 16 bytes is returned the
+ * same way, in == NULL and in_size 0, framed as the bare header.
  */
 int vfu_conn_take(struct vfu_conn *c, struct vfu_msg *msg);
 

@@ -118,8 +118,13 @@ scan(struct vfu_conn *c, struct vfu_call *mine,
         struct vfio_user_header h;
         memcpy(&h, c->rx + p, VFU_HDR_SIZE);
         if (h.msg_size < VFU_HDR_SIZE) {
-            errno = EPROTO;
-            return -1;
+            if (!c->serve_mode) {
+                errno = EPROTO;
+                return -1;
+            }
+            /* framed as the bare header, left for the loop to answer */
+            p += VFU_HDR_SIZE;
+            continue;
         }
         if (h.msg_size > c->max_msg_size || c->rx_tail - p < h.msg_size) {
             break;  /* the loop deals with it, or take_direct */

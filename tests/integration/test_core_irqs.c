@@ -41,9 +41,13 @@ test_intx_trigger(void **state)
     assert_int_equal(vfu_irq_trigger(ctx_of(f), 0), 0);
     assert_int_equal(vfu_irq_trigger(ctx_of(f), 0), 0);
     assert_int_equal(harness_eventfd_wait(efd, WAIT_MS), 2);
-    /* Out of range subindex. */
+    /* A vector INTx lacks but MSI-X has: not set up. */
     errno = 0;
     assert_int_equal(vfu_irq_trigger(ctx_of(f), 1), -1);
+    assert_int_equal(errno, ENOENT);
+    /* Beyond every type's count: out of range. */
+    errno = 0;
+    assert_int_equal(vfu_irq_trigger(ctx_of(f), 4096), -1);
     assert_int_equal(errno, EINVAL);
     close(efd);
 }
@@ -73,6 +77,25 @@ test_intx_mask_unmask(void **state)
     assert_int_equal(vfu_irq_trigger(ctx_of(f), 0), 0);
     assert_int_equal(harness_eventfd_wait(efd, WAIT_MS), 1);
     close(efd);
+}
+
+/* Every index takes eventfds; only INTx can be masked, and MSI/MSI-X
+ * vectors may be set one range at a time (no NORESIZE). */
+static void
+test_irq_info(void **state)
+{
+    struct harness_fixture *f = *state;
+    struct vfio_irq_info info;
+
+    assert_int_equal(vfu_client_get_irq_info(f->c, VFU_DEV_MSIX_IRQ, &info), 0);
+    assert_int_equal(info.flags, VFIO_IRQ_INFO_EVENTFD);
+    assert_int_equal(info.count, HARNESS_NR_MSIX);
+    assert_int_equal(vfu_client_get_irq_info(f->c, VFU_DEV_ERR_IRQ, &info), 0);
+    assert_int_equal(info.flags, VFIO_IRQ_INFO_EVENTFD);
+    assert_int_equal(info.count, 1);
+    assert_int_equal(vfu_client_get_irq_info(f->c, VFU_DEV_INTX_IRQ, &info), 0);
+    assert_true(info.flags & VFIO_IRQ_INFO_EVENTFD);
+    assert_true(info.flags & VFIO_IRQ_INFO_MASKABLE);
 }
 
 static void
@@ -228,6 +251,21 @@ test_set_irqs_errors(void **state)
     /* Eventfds with DATA_NONE. */
     expect_set_irqs_einval(f, VFIO_IRQ_SET_DATA_NONE | trig,
                            VFU_DEV_MSIX_IRQ, 0, 2, efd, 2, NULL, 0);
+    /* count 0 only disables a whole index: TRIGGER, DATA_NONE, start 0. */
+    expect_set_irqs_einval(f, VFIO_IRQ_SET_DATA_NONE | trig,
+                           VFU_DEV_MSIX_IRQ, 1, 0, NULL, 0, NULL, 0);
+    expect_set_irqs_einval(f, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK,
+                           VFU_DEV_MSIX_IRQ, 0, 0, NULL, 0, NULL, 0);
+    expect_set_irqs_einval(f, VFIO_IRQ_SET_DATA_BOOL | trig,
+                           VFU_DEV_MSIX_IRQ, 0, 0, NULL, 0, NULL, 0);
+    expect_set_irqs_einval(f, VFIO_IRQ_SET_DATA_EVENTFD | trig,
+                           VFU_DEV_MSIX_IRQ, 0, 0, NULL, 0, NULL, 0);
+    /* The error and request IRQs cannot be masked or unmasked. */
+    expect_set_irqs_einval(f, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK,
+                           VFU_DEV_ERR_IRQ, 0, 1, NULL, 0, NULL, 0);
+    expect_set_irqs_einval(f, VFIO_IRQ_SET_DATA_NONE |
+                           VFIO_IRQ_SET_ACTION_UNMASK,
+                           VFU_DEV_REQ_IRQ, 0, 1, NULL, 0, NULL, 0);
 
     /* Nothing took effect: no vector is assigned. */
     errno = 0;
@@ -276,6 +314,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         T(test_intx_trigger),
         T(test_intx_mask_unmask),
+        T(test_irq_info),
         T(test_msix_vectors),
         T(test_data_bool_trigger),
         T(test_unassign),

@@ -336,6 +336,91 @@ test_quiesce_async(void **state)
     assert_int_equal(vfu_client_region_read(f->c, 0, 0, &v, 4), 0);
 }
 
+static void
+fail_quiesce(vfu_ctx_t *ctx, void *arg)
+{
+    int *rc = arg;
+    struct harness_dev *d = vfu_get_private(ctx);
+
+    __atomic_store_n(&d->quiesce_busy, 0, __ATOMIC_SEQ_CST);
+    *rc = vfu_device_quiesced(ctx, EIO);
+}
+
+/* A device that fails to quiesce fails the request with its errno; the
+ * call that says so succeeds, and the device is reset. */
+static void
+test_quiesce_async_error(void **state)
+{
+    struct harness_fixture *f = *state;
+    struct vfio_user_header m = { .cmd = VFIO_USER_DEVICE_RESET,
+                                  .msg_size = 16 };
+    struct vfio_user_header h;
+    size_t size = 0;
+    int rc = -1;
+
+    __atomic_store_n(&f->dev.quiesce_busy, 1, __ATOMIC_SEQ_CST);
+    m.msg_id = vfu_client_next_msg_id(f->c);
+    assert_int_equal(vfu_client_send_raw(f->c, &m, sizeof(m), NULL, 0), 0);
+    for (int i = 0; i < 200 && harness_server_busy_count(f->srv) == 0; i++) {
+        harness_sleep_ms(10);
+    }
+    assert_true(harness_server_busy_count(f->srv) >= 1);
+    assert_int_equal(harness_server_exec(f->srv, fail_quiesce, &rc), 0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(vfu_client_recv_raw(f->c, &h, NULL, &size, NULL, NULL,
+                                         WAIT_MS), 0);
+    assert_int_equal(h.msg_id, m.msg_id);
+    assert_true(h.flags & VFIO_USER_F_ERROR);
+    assert_int_equal(h.error_no, EIO);
+    assert_int_equal(__atomic_load_n(&f->dev.reset_calls, __ATOMIC_SEQ_CST), 1);
+    uint32_t v;
+    assert_int_equal(vfu_client_region_read(f->c, 0, 0, &v, 4), 0);
+}
+
+/*
+ * A client that goes away: the device is quiesced before its DMA is
+ * dropped, and if that is deferred (EBUSY) the reset with LOST_CONN waits
+ * for vfu_device_quiesced().
+ */
+static void
+test_quiesce_lost_client(void **state)
+{
+    struct harness_fixture *f = *state;
+    int rc = -1;
+
+    assert_int_equal(vfu_client_dma_map(f->c, 0x100000, 0x1000,
+                                        VFIO_USER_F_DMA_REGION_READ |
+                                        VFIO_USER_F_DMA_REGION_WRITE,
+                                        -1, 0, NULL), 0);
+    unsigned q0 = __atomic_load_n(&f->dev.quiesce_calls, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&f->dev.quiesce_busy, 1, __ATOMIC_SEQ_CST);
+    vfu_client_close(f->c);
+    f->c = NULL;
+    for (int i = 0; i < 200 && harness_server_busy_count(f->srv) == 0; i++) {
+        harness_sleep_ms(10);
+    }
+    assert_true(harness_server_busy_count(f->srv) >= 1);
+    assert_int_equal(__atomic_load_n(&f->dev.quiesce_calls, __ATOMIC_SEQ_CST),
+                     q0 + 1);
+    assert_int_equal(__atomic_load_n(&f->dev.reset_calls, __ATOMIC_SEQ_CST), 0);
+    assert_int_equal(__atomic_load_n(&f->dev.dma_unregisters, __ATOMIC_SEQ_CST),
+                     0);
+
+    assert_int_equal(harness_server_exec(f->srv, complete_quiesce, &rc), 0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(__atomic_load_n(&f->dev.reset_calls, __ATOMIC_SEQ_CST), 1);
+    assert_int_equal(__atomic_load_n(&f->dev.last_reset_type, __ATOMIC_SEQ_CST),
+                     VFU_RESET_LOST_CONN);
+    assert_int_equal(__atomic_load_n(&f->dev.dma_unregisters, __ATOMIC_SEQ_CST),
+                     1);
+    assert_int_equal(__atomic_load_n(&f->dev.quiesce_calls, __ATOMIC_SEQ_CST),
+                     q0 + 1);
+    /* The next client is served. */
+    f->c = harness_connect(f->srv);
+    uint32_t v;
+    assert_int_equal(vfu_client_region_read(f->c, 0, 0, &v, 4), 0);
+}
+
 /*
  * Initiate-FLR written through config space resets the device, and like
  * DEVICE_RESET it waits for the device to quiesce first.
@@ -543,6 +628,8 @@ main(void)
         T(test_threads),
         T(test_reset),
         T(test_quiesce_async),
+        T(test_quiesce_async_error),
+        T(test_quiesce_lost_client),
         cmocka_unit_test(test_flr_quiesces),
         T(test_reconnect_keeps_state),
         cmocka_unit_test(test_io_fds),

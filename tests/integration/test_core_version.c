@@ -121,6 +121,22 @@ test_no_json(void **state)
     vfu_client_close(c);
 }
 
+/* A client may say it takes up to 1024 fds a message; the server's own
+ * bound is what it answers. */
+static void
+test_max_fds_limit(void **state)
+{
+    struct fx *f = *state;
+    vfu_client_t *c = connect_raw(f);
+    static const char doc[] = "{\"capabilities\":{\"max_msg_fds\":1024}}";
+    struct vfu_client_caps got;
+
+    assert_int_equal(vfu_client_negotiate_raw(c, 0, 0, doc, sizeof(doc), &got),
+                     0);
+    assert_int_equal(got.max_msg_fds, 8);
+    vfu_client_close(c);
+}
+
 static void
 test_minor_is_min(void **state)
 {
@@ -200,6 +216,7 @@ test_bad_json(void **state)
         "{\"capabilities\":5}",                         /* wrong type */
         "{\"capabilities\":{\"max_msg_fds\":\"16\"}}",
         "{\"capabilities\":{\"max_msg_fds\":-1}}",
+        "{\"capabilities\":{\"max_msg_fds\":1025}}",  /* above 1024 */
         "{\"capabilities\":{\"max_data_xfer_size\":true}}",
         "{\"capabilities\":{\"pgsizes\":1.5}}",
         "{\"capabilities\":{\"migration\":7}}",
@@ -308,6 +325,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_qemu_hello, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_negotiate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_fds_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_minor_is_min, setup, teardown),
         cmocka_unit_test_setup_teardown(test_major_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_json, setup, teardown),

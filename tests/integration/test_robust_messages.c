@@ -160,7 +160,7 @@ test_oversized(void **state)
     a->region = 2;
     a->count = (uint32_t)(n - sizeof(*a));
     int err = harness_call_errno(c, VFIO_USER_REGION_WRITE, big, n, NULL, 0);
-    assert_true(err == E2BIG || err == EINVAL);
+    assert_int_equal(err, EINVAL);
     free(big);
     /* The same connection keeps working: the payload was skipped. */
     uint32_t v;
@@ -180,7 +180,7 @@ test_unknown_commands(void **state)
 
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         int err = harness_call_errno(c, cmds[i], payload, sizeof(payload), NULL, 0);
-        if (err != ENOSYS && err != EINVAL) {
+        if (err != EINVAL) {
             fail_msg("cmd %u: errno %d", cmds[i], err);
         }
     }
@@ -254,16 +254,26 @@ test_broken_stream(void **state)
     struct vfio_user_header rh;
     size_t size = 0;
 
-    /* msg_size below the header size: the stream cannot be framed. */
+    /* msg_size below the header size: answered EINVAL, and the stream is
+     * read on after the 16 bytes of the header. */
+    h.msg_id = vfu_client_next_msg_id(c);
     assert_int_equal(vfu_client_send_raw(c, &h, sizeof(h), NULL, 0), 0);
-    errno = 0;
-    int rc = vfu_client_recv_raw(c, &rh, NULL, &size, NULL, NULL, WAIT_MS);
-    /* Either an error reply or the connection closed; then nothing more. */
-    if (rc == 0) {
-        assert_true(rh.flags & VFIO_USER_F_ERROR);
-    } else {
-        assert_int_equal(errno, ENOTCONN);
-    }
+    assert_int_equal(vfu_client_recv_raw(c, &rh, NULL, &size, NULL, NULL,
+                                         WAIT_MS), 0);
+    assert_int_equal(rh.msg_id, h.msg_id);
+    assert_true(rh.flags & VFIO_USER_F_ERROR);
+    assert_int_equal(rh.error_no, EINVAL);
+    assert_int_equal(size, 0);
+    uint32_t v;
+    assert_int_equal(vfu_client_region_read(c, 0, 0, &v, 4), 0);
+    /* msg_size 0 likewise. */
+    h.msg_size = 0;
+    h.msg_id = vfu_client_next_msg_id(c);
+    assert_int_equal(vfu_client_send_raw(c, &h, sizeof(h), NULL, 0), 0);
+    assert_int_equal(vfu_client_recv_raw(c, &rh, NULL, &size, NULL, NULL,
+                                         WAIT_MS), 0);
+    assert_int_equal(rh.error_no, EINVAL);
+    assert_int_equal(vfu_client_region_read(c, 0, 0, &v, 4), 0);
     vfu_client_close(c);
     assert_server_healthy(f);
 }

@@ -136,7 +136,7 @@ test_trace(void **state)
     /* ids increase: the trace is in order */
     assert_true(t->ev[2].msg_id != t->ev[4].msg_id);
 
-    /* An oversized request: traced with no payload, then its E2BIG. */
+    /* An oversized request: traced with no payload, then its EINVAL. */
     {
         struct vfio_user_header h = {
             .msg_id = vfu_client_next_msg_id(c),

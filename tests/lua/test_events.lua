@@ -62,14 +62,14 @@ H.eq(events(), "quiesce;mig running>stop;quiesce;mig stop>running;" ..
 H.fails(nil, c.mig_set, c, "error")
 H.eq(events(), "quiesce", "refused transition")
 
--- a client that goes away resets the device with "lost_conn", after its
--- DMA regions were dropped
+-- a client that goes away: the device is quiesced, then reset with
+-- "lost_conn", and its DMA regions are dropped
 assert(c:dma_map(0x20000, 0x1000))
 events()
 c:close()
 vfu.sleep(100)
 c = H.connect(s)
-H.eq(events(), "reset lost_conn;unmap 20000", "lost connection")
+H.eq(events(), "quiesce;reset lost_conn;unmap 20000", "lost connection")
 c:close()
 H.stop(s)
 H.done("events")
