@@ -292,7 +292,8 @@ typedef ssize_t (vfu_region_access_cb_t)(vfu_ctx_t *vfu_ctx, char *buf,
  * @vfu_ctx:       the context.
  * @region_idx:    region index (VFU_PCI_DEV_*_REGION_IDX for PCI devices).
  * @size:          region size in bytes; ignored for the config space region,
- *                 whose size follows from the PCI type.
+ *                 whose size follows from the PCI type.  0 removes the
+ *                 region (it then takes no fd).
  * @region_access: callback serving VFIO_USER_REGION_READ/WRITE, or NULL.
  * @flags:         VFU_REGION_FLAG_* bits.
  * @mmap_areas:    parts of the region the client may mmap, as offset/length
@@ -311,10 +312,17 @@ typedef ssize_t (vfu_region_access_cb_t)(vfu_ctx_t *vfu_ctx, char *buf,
  * vfu_pci_add_capability().  Other config space bytes go to @region_access,
  * or, when it is NULL, reads are answered from the config space buffer and
  * writes are rejected.  VFU_REGION_FLAG_ALWAYS_CB sends every config access
- * to @region_access.
+ * to @region_access, which it then needs; VFU_REGION_FLAG_MEM,
+ * VFU_REGION_FLAG_64_BITS and VFU_REGION_FLAG_PREFETCH do not apply to it.
+ *
+ * VFU_REGION_FLAG_64_BITS and VFU_REGION_FLAG_PREFETCH are for memory BARs
+ * and set the BAR's type bits at vfu_realize_ctx().  A 64-bit BAR is BAR0,
+ * 2 or 4, and its upper half takes the next BAR's slot, which must then stay
+ * without a region (in either order of setting up).  A BAR too big for
+ * 32 bits becomes 64-bit by itself.  Setting up a region again replaces it.
  *
  * Returns 0, or -1 with errno set: EINVAL for a bad index, flags, size or
- * mmap area list, EEXIST if the region was already set up, ENOMEM.
+ * mmap area list, or a BAR slot a 64-bit BAR conflicts with; ENOMEM.
  */
 int
 vfu_setup_region(vfu_ctx_t *vfu_ctx, int region_idx, size_t size,
@@ -570,7 +578,8 @@ typedef struct {
     /*
      * Move the device to @state.  Called only while the device is quiesced.
      * Returns 0, or -1 with errno set to refuse the transition; the errno is
-     * reported to the client.
+     * reported to the client and the device stays in the state it was in
+     * (for a request that takes several steps, the last step that worked).
      */
     int (*transition)(vfu_ctx_t *vfu_ctx, vfu_migr_state_t state);
 
@@ -604,17 +613,19 @@ VFU_HDR_STATIC_ASSERT_(sizeof(vfu_migration_callbacks_t) == 32 &&
 /*
  * vfu_setup_device_migration_callbacks() - make the device migratable.
  *
- * @vfu_ctx:   the context, before vfu_realize_ctx().
+ * @vfu_ctx:   the context.
  * @callbacks: callback table whose version is VFU_MIGR_CALLBACKS_VERS and
  *             whose transition, read_data and write_data members are set.
  *             The table is copied.
  *
- * Afterwards the device advertises migration support to the client and
- * answers VFIO_USER_DEVICE_FEATURE migration requests and
- * VFIO_USER_MIG_DATA_READ/WRITE through @callbacks.
+ * Afterwards the device answers VFIO_USER_DEVICE_FEATURE migration requests
+ * and VFIO_USER_MIG_DATA_READ/WRITE through @callbacks.  Best called before
+ * vfu_realize_ctx(): the VERSION reply offers migration only to clients that
+ * negotiate after this call.  Calling it again replaces the callbacks.
  *
  * Returns 0, or -1 with errno set: EINVAL if the version is wrong or the
- * table is unusable, ENOMEM.
+ * table is unusable, EBUSY if a migration is under way (the device is not in
+ * VFU_MIGR_STATE_RUNNING), ENOMEM.
  */
 int
 vfu_setup_device_migration_callbacks(vfu_ctx_t *vfu_ctx,
@@ -716,6 +727,22 @@ vfu_sgl_put(vfu_ctx_t *vfu_ctx, dma_sg_t *sgl, struct iovec *iov, size_t cnt);
 #define VFU_SGL_DIRECT_ACCESS (1 << 0)
 
 /*
+ * Message-based DMA and the twin socket. A client that proposes
+ * "twin_socket" in its VERSION (and takes fds: max_msg_fds of at least 1)
+ * is given a second socket with the VERSION reply: the client's end of a
+ * new socket pair, at the reply's fd index that the answer's
+ * "twin_socket": {"supported": true, "fd_index": n} names. The
+ * library's VFIO_USER_DMA_READ/WRITE requests and the client's replies
+ * then travel on it, and the main socket carries only the client's
+ * requests and the library's replies: a device thread's DMA never waits
+ * for vfu_run_ctx() to hand it a reply. A client that does not propose it
+ * (QEMU does not) gets none, and message-based DMA shares the main socket.
+ * Either way a request that gets no reply within 10 s fails with
+ * ETIMEDOUT, a peer that hangs up or answers garbage makes it fail with
+ * ENOTCONN, EPROTO or EINVAL, and the twin socket goes with the client.
+ */
+
+/*
  * vfu_sgl_read() - copy client memory into a local buffer.
  *
  * @vfu_ctx: the context.
@@ -730,7 +757,9 @@ vfu_sgl_put(vfu_ctx_t *vfu_ctx, dma_sg_t *sgl, struct iovec *iov, size_t cnt);
  *
  * Returns 0, or -1 with errno set: ENOTSUP if @cnt is not 1, EINVAL for
  * unknown @flags or a bad entry, ENOMEM, ENOTCONN if the client went away,
- * the client's errno for an error reply, EINVAL for a malformed reply.
+ * the client's errno for an error reply, EINVAL for a malformed reply;
+ * with VFU_SGL_DIRECT_ACCESS on a VFIO_USER_F_DMA_REGION_FILE_IO region,
+ * pread()'s error (EFAULT if the file ends inside the region).
  */
 int
 vfu_sgl_read(vfu_ctx_t *vfu_ctx, dma_sg_t *sg, size_t cnt, void *data,
@@ -750,7 +779,7 @@ vfu_sgl_read(vfu_ctx_t *vfu_ctx, dma_sg_t *sg, size_t cnt, void *data,
  * Returns 0, or -1 with errno set: ENOTSUP if @cnt is not 1, EINVAL for
  * unknown @flags, EPERM if the entry is not writable, ENOMEM, ENOTCONN if
  * the client went away, the client's errno for an error reply, EINVAL for a
- * malformed reply.
+ * malformed reply; pwrite()'s error as for vfu_sgl_read().
  */
 int
 vfu_sgl_write(vfu_ctx_t *vfu_ctx, dma_sg_t *sg, size_t cnt, void *data,
@@ -874,11 +903,18 @@ vfu_pci_get_config_space(vfu_ctx_t *vfu_ctx);
  *           Variable-size capabilities, such as vendor-specific ones, must
  *           carry their length.  The bytes are copied.
  *
- * The library implements the behaviour of the PCI Express, MSI-X and Power
- * Management capabilities itself, but they still have to be added here.
- * With VFU_CAP_FLAG_CALLBACK all accesses go to the config region callback,
- * which must not let the header (ID and next pointer) be rewritten.  Without
- * VFU_CAP_FLAG_READONLY the client may write anything past the header.
+ * The library implements the behaviour of the PCI Express, MSI, MSI-X and
+ * Power Management capabilities itself, but they still have to be added
+ * here; the PCI Express one takes VFIO_USER_PCI_CAP_EXP_SIZEOF bytes and MSI
+ * VFIO_USER_PCI_CAP_MSI_SIZEOF, whatever its flags.  With
+ * VFU_CAP_FLAG_CALLBACK all accesses go to the config region callback, which
+ * must not let the header (ID and next pointer) be rewritten.  Otherwise a
+ * client write to the header (for vendor-specific capabilities, the length
+ * too), to a VFU_CAP_FLAG_READONLY capability or to the Device Serial Number
+ * fails with EPERM; Power Management registers take whole-register writes,
+ * of which only the control/status register is writable (others: ENOTSUP,
+ * partial ones: EINVAL), and an MSI Multiple Message Enable beyond Multiple
+ * Message Capable fails with EINVAL.
  *
  * Returns the capability's config space offset, or -1 with errno set: EINVAL
  * for a bad position, flags or capability, ENOTSUP for an unsupported
@@ -906,11 +942,13 @@ vfu_pci_find_capability(vfu_ctx_t *vfu_ctx, bool extended, int cap_id);
  * @vfu_ctx:  the context.
  * @extended: search the extended list instead of the standard one.
  * @pos:      offset of an existing capability where the search resumes
- *            (that capability itself is skipped).
+ *            (that capability itself is skipped), or 0 to search from the
+ *            start of the list like vfu_pci_find_capability().
  * @cap_id:   PCI_CAP_ID_* or PCI_EXT_CAP_ID_* value.
  *
  * Returns the offset of the next capability with @cap_id, or 0 with errno
- * set: ENOENT if there are no more, EINVAL if @pos is not a capability.
+ * set: ENOENT if there are no more or no capability starts at @pos, EINVAL
+ * if @pos lies outside the list's part of config space.
  */
 size_t
 vfu_pci_find_next_capability(vfu_ctx_t *vfu_ctx, bool extended,
@@ -934,7 +972,8 @@ vfu_sg_is_mappable(vfu_ctx_t *vfu_ctx, dma_sg_t *sg);
  *
  * @vfu_ctx:       the context.
  * @region_idx:    region the ioeventfd watches; it must already be set up.
- * @fd:            eventfd to signal.
+ * @fd:            eventfd to signal, or -1: the client is then told of the
+ *                 location with fd_index UINT32_MAX and no descriptor.
  * @gpa_offset:    offset inside the region of the watched location.
  * @size:          access width in bytes.
  * @flags:         ioeventfd flags, e.g. whether @datamatch applies.
@@ -947,7 +986,8 @@ vfu_sg_is_mappable(vfu_ctx_t *vfu_ctx, dma_sg_t *sg);
  *                 @shadow_fd is -1.
  *
  * The descriptors are handed to the client through
- * VFIO_USER_DEVICE_GET_REGION_IO_FDS.
+ * VFIO_USER_DEVICE_GET_REGION_IO_FDS, each distinct one once, however many
+ * ioeventfds share it.
  *
  * Returns 0, or -1 with errno set: EINVAL for a bad region index, a range
  * outside the region, or @shadow_fd without shadow ioeventfd support; ENOMEM.
