@@ -184,6 +184,7 @@ vfu_attach_fd(vfu_ctx_t *ctx, int fd)
     poll_swap(ctx, ctx->listen_fd, ctx->poll_used ? fd : -1);
     ctx->negotiated = false;
     vfu_caps_defaults(&ctx->caps);
+    ctx->dma_msg_layout = 0;        /* each client shows its own */
     vfu_log(ctx, LOG_INFO, "client connected");
     return 0;
 }

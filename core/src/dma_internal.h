@@ -3,7 +3,8 @@
 
 /*
  * What dma_table.c (the map table), dma.c (DMA_MAP/UNMAP), sgl.c
- * (scatter/gather) and dirty.c (dirty page logging) share. The table and
+ * (scatter/gather), dma_msg.c (client memory by message) and dirty.c
+ * (dirty page logging) share. The table and
  * the log are usable on their own so that the unit tests can drive them
  * without a socket.
  */
@@ -256,5 +257,10 @@ dirty_mark(vfu_ctx_t *ctx, uint64_t iova, uint64_t len)
 void dirty_stop(vfu_ctx_t *ctx);
 /* Free all dirty state (ctx teardown). */
 void dirty_free(vfu_ctx_t *ctx);
+
+/* dma_msg.c: read or write [addr, addr + len) of client memory with
+ * VFIO_USER_DMA_READ/WRITE messages. Returns 0 or -1 with errno. */
+int dma_by_message(vfu_ctx_t *ctx, uint64_t addr, uint64_t len, char *data,
+                   bool is_write);
 
 #endif /* VFU_DMA_INTERNAL_H */

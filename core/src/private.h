@@ -15,7 +15,8 @@
  *   irq.c       IRQ info, SET_IRQS, vfu_irq_trigger
  *   pci.c       config space header and BARs; pci_caps.c capabilities
  *   dma.c       DMA_MAP/UNMAP; dma_table.c the map table; sgl.c scatter-
- *               gather; dirty.c dirty logging
+ *               gather; dma_msg.c client memory by message; dirty.c dirty
+ *               logging
  *   migration.c VFIO migration v2
  *   client.c    the client side of the protocol
  */
@@ -124,6 +125,9 @@ struct vfu_ctx {
                                      * set costs every message a callback) */
     bool kicked;
     struct vfu_conn *conn;          /* NULL when no client */
+    /* How this client lays out DMA_READ/WRITE (dma_msg.c), learnt from
+     * its replies; atomic, as device threads learn it. */
+    int dma_msg_layout;
     struct vfu_conn *twin;          /* the twin socket, when negotiated:
                                      * our DMA requests go there */
     /* Device threads doing message-based DMA hold it for reading, so the

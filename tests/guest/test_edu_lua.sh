@@ -15,4 +15,7 @@ echo 'edu_guest; sync; poweroff -f' > "$guest_work/edu.sh"
 guest_initramfs "$guest_work/initrd.gz" "$guest_work/edu.sh" "$prog"
 guest_serve edu "$vfu_lua" "$guest_top/devices/edu.lua"
 guest_boot "$guest_work/initrd.gz" -device "$(guest_device edu 0x4)"
+guest_verdict || exit 1
+guest_boot "$guest_work/initrd.gz" -device "$(guest_device edu 0x4)" \
+    -object memory-backend-ram,id=ram,size=512M -machine memory-backend=ram
 guest_verdict
