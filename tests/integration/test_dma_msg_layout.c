@@ -39,7 +39,7 @@ struct fx {
     char dir[64], path[96];
     vfu_ctx_t *ctx;
     int fd;                 /* the client's end */
-    char sg[64];            /* one dma_sg_t */
+    uint64_t sg[8];         /* one dma_sg_t (opaque, 8-aligned) */
     char mem[N];            /* the client's memory behind IOVA */
     int qemu;               /* answer in QEMU 10.2's layout */
     int requests;           /* DMA requests seen */
