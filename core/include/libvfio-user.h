@@ -441,6 +441,20 @@ vfu_setup_device_reset_cb(vfu_ctx_t *vfu_ctx, vfu_reset_cb_t *reset);
  *             than @iova because it is rounded to the backing page size.
  * @page_size: page size of that mapping (e.g. 2 MiB for huge pages).
  * @prot:      PROT_* flags of the mapping, as in mmap(2).
+ *
+ * A region whose file ends before the region does (a file of size 0, or an
+ * offset past its end, included) is accepted, with a warning in the log.
+ * Its @mapping is then its own (not shared with other regions of the file):
+ * the file's pages, followed contiguously by private anonymous memory of
+ * this process up to the end of the region, rounded to @page_size, the
+ * file's page size.  @vaddr and vfu_sgl_get() pointers reach the whole
+ * region, and no access faults, but what the device writes past the file's
+ * end stays in this process: the client never sees it, and it reads back
+ * as zeros until written.  That memory is charged to this process like any
+ * allocation of its own.  The file's extent is taken when the region is
+ * mapped: growing the file later does not change the region.  For a
+ * VFIO_USER_F_DMA_REGION_FILE_IO region, direct access past the end of the
+ * file instead fails with EFAULT (see vfu_sgl_read()).
  */
 typedef struct vfu_dma_info {
     struct iovec iova;
@@ -759,7 +773,8 @@ vfu_sgl_put(vfu_ctx_t *vfu_ctx, dma_sg_t *sgl, struct iovec *iov, size_t cnt);
  * unknown @flags or a bad entry, ENOMEM, ENOTCONN if the client went away,
  * the client's errno for an error reply, EINVAL for a malformed reply;
  * with VFU_SGL_DIRECT_ACCESS on a VFIO_USER_F_DMA_REGION_FILE_IO region,
- * pread()'s error (EFAULT if the file ends inside the region).
+ * pread()'s error, or EFAULT (nothing moved) if the entry runs past the end
+ * the file had when last mapped, or if the file ends inside it since.
  */
 int
 vfu_sgl_read(vfu_ctx_t *vfu_ctx, dma_sg_t *sg, size_t cnt, void *data,

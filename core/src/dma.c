@@ -115,6 +115,28 @@ vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg)
                       (unsigned long)req.offset);
         return -1;
     }
+    if (dma_map_past_eof(m) != 0) {
+        /*
+         * libvfio-user accepts such maps (and would fault on those pages);
+         * a client may size its file lazily. Worth a word all the same:
+         * the device's DMA there goes nowhere the client can see.
+         */
+        uint64_t past = dma_map_past_eof(m);
+
+        if (file_io) {
+            vfu_log(ctx, LOG_WARNING, "DMA_MAP %#lx+%#lx: the last %#llx bytes "
+                    "lie past the end of the file; direct accesses to them "
+                    "fail with EFAULT", (unsigned long)req.addr,
+                    (unsigned long)req.size, (unsigned long long)past);
+        } else {
+            vfu_log(ctx, LOG_WARNING, "DMA_MAP %#lx+%#lx: the last %#llx bytes "
+                    "lie past the end of the file; they are backed by the "
+                    "server's own memory (%#llx bytes for all maps), which the "
+                    "client never sees", (unsigned long)req.addr,
+                    (unsigned long)req.size, (unsigned long long)past,
+                    (unsigned long long)ctx->dma->anon_bytes);
+        }
+    }
     vfu_log(ctx, LOG_DEBUG, "DMA_MAP %#lx+%#lx%s", (unsigned long)req.addr,
             (unsigned long)req.size,
             fd < 0 ? " (messages only)" : file_io ? " (file I/O)" : "");

@@ -31,6 +31,12 @@ struct dma_sg {
  * A backing file, shared by every map that uses it: one mmap() of it, or
  * for VFIO_USER_F_DMA_REGION_FILE_IO maps one dup() of the client's fd,
  * reached with pread()/pwrite() and never mapped.
+ *
+ * A map running past the end of a regular file gets a mapping of its own
+ * instead (unshared): the file's pages, then private anonymous memory for
+ * the pages past its end (anon bytes), so that the device can touch the
+ * whole map without SIGBUS. Those pages are the server's: the client never
+ * sees what is written there.
  */
 struct dma_file {
     dev_t dev;
@@ -42,6 +48,9 @@ struct dma_file {
     uint64_t base_off;          /* file offset of base[0] */
     size_t size;
     size_t page_size;
+    size_t anon;                /* bytes at the end of base not from the file */
+    uint64_t file_end;          /* the file's size when last mapped; devices:
+                                 * UINT64_MAX (no size known) */
     uint32_t refcnt;            /* maps using it */
 };
 
@@ -112,6 +121,8 @@ struct dma_table {
     uint32_t tlb_shift;         /* 64 - log2(entries) */
     void *files;                /* tsearch(3) tree of shared dma_files */
     uint32_t nr_files;
+    uint64_t anon_bytes;        /* sum of dma_file.anon: server memory that
+                                 * backs maps past the end of their files */
 };
 
 /* dma_table.c: the table on its own. */
@@ -121,9 +132,11 @@ void dma_table_destroy(struct dma_table *t);
 /*
  * Add [iova, iova + size): fd < 0 for a message-only map, else mmap()ed
  * (the fd is not kept), or with file_io reached by pread()/pwrite() on a
- * dup of fd. Returns the new map, or NULL with errno: EINVAL (size 0,
- * wrap, bad prot, fd unusable or too small), EEXIST (overlap), ENOSPC (max
- * maps live), ENOMEM, or mmap()'s or dup()'s error.
+ * dup of fd. A regular file may end before the map does: see struct
+ * dma_file and dma_map_past_eof(). Returns the new map, or NULL with errno:
+ * EINVAL (size 0, wrap, bad prot, fd unusable, a file range past 2^63),
+ * EEXIST (overlap), ENOSPC (max maps live), ENOMEM, or mmap()'s or dup()'s
+ * error.
  */
 struct dma_map *dma_table_insert(struct dma_table *t, uint64_t iova,
                                  uint64_t size, int fd, uint64_t offset,
@@ -139,6 +152,12 @@ dma_table_add(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
 /* The map exactly [iova, iova + size), or NULL. */
 struct dma_map *dma_table_find(struct dma_table *t, uint64_t iova,
                                uint64_t size);
+/*
+ * Bytes at the end of m that lie past the end of its file (as it was when
+ * last mapped), 0 for most maps. Mapped maps have private memory there,
+ * FILE_IO maps fail accesses there with EFAULT.
+ */
+uint64_t dma_map_past_eof(const struct dma_map *m);
 /* What the DMA callbacks are told about m. */
 void dma_map_info(const struct dma_map *m, vfu_dma_info_t *info);
 /* Unlink and free a map returned by the table. */

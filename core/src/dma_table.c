@@ -6,9 +6,12 @@
  * entries refer to, the slots sorted by IOVA in a two-level index (lookups
  * O(log n); a change moves at most one block of entries and, on a split or
  * merge, the array of block starts: n/32 words at worst, 250 KiB at a
- * million maps, a few microseconds) and a translation cache for lookups. Backing files are mmap()ed once, whole,
- * and shared by every map into them: QEMU sends the same memfd with each
- * map, at that map's offset. The protocol around it is dma.c.
+ * million maps, a few microseconds) and a translation cache for lookups.
+ * Backing files are mmap()ed once, whole, and shared by every map into
+ * them: QEMU sends the same memfd with each map, at that map's offset. A
+ * map running past the end of its file is the exception: it gets its own
+ * mapping, part file and part private memory (file_map_past_eof()). The
+ * protocol around it is dma.c.
  */
 
 #include <fcntl.h>
@@ -58,6 +61,7 @@ file_put(struct dma_table *t, struct dma_file *f)
         tdelete(f, &t->files, file_cmp);
         t->nr_files--;
     }
+    t->anon_bytes -= f->anon;
     if (f->base != NULL) {
         munmap(f->base, f->size);
     }
@@ -65,6 +69,19 @@ file_put(struct dma_table *t, struct dma_file *f)
         close(f->fd);
     }
     free(f);
+}
+
+/* The page size of a mapping of st's file. */
+static uint64_t
+file_page_size(const struct stat *st)
+{
+    uint64_t pg = host_page_size(), blk = (uint64_t)st->st_blksize;
+
+    /* Huge page backed files report their page size here. */
+    if (st->st_blksize > 0 && (blk & (blk - 1)) == 0 && blk > pg) {
+        pg = blk;
+    }
+    return pg;
 }
 
 /*
@@ -100,14 +117,93 @@ file_map(int fd, uint64_t off, uint64_t len, int prot, bool file_io,
     f->base = p;
     f->base_off = off;
     f->size = len;
-    f->page_size = host_page_size();
-    /* Huge page backed files report their page size here. */
-    if (st->st_blksize > 0 && ((uint64_t)st->st_blksize & (st->st_blksize - 1)) == 0 &&
-        (uint64_t)st->st_blksize > f->page_size) {
-        f->page_size = st->st_blksize;
-    }
+    f->page_size = file_page_size(st);
+    f->file_end = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : UINT64_MAX;
     f->refcnt = 1;
     return f;
+}
+
+/*
+ * A mapping of its own for a map of [off, off + len) of regular file fd
+ * that runs past the file's end (off + len <= INT64_MAX): the file's pages
+ * mapped shared as usual, then private anonymous ones up to the end of the
+ * map, in one contiguous range. mmap()ing the file there instead would
+ * mean SIGBUS when the device touches a page past its end.
+ *
+ * The range is first reserved with PROT_NONE (which commits no memory),
+ * aligned to the file's page size for huge page files, then both parts are
+ * mapped over it with MAP_FIXED. The private part is charged to the server
+ * like any allocation of its own (so the kernel's overcommit policy may
+ * refuse a huge one with ENOMEM), though pages only use memory once
+ * written.
+ */
+static struct dma_file *
+file_map_past_eof(struct dma_table *t, int fd, uint64_t off, uint64_t len,
+                  int prot, const struct stat *st)
+{
+    uint64_t pg = file_page_size(st), host = host_page_size();
+    uint64_t start = off & ~(pg - 1);
+    uint64_t end = (off + len + pg - 1) & ~(pg - 1);
+    /* The file's last page, even if partly past its end, is whole in the
+     * page cache; host pages past it are not (a huge page file's size is a
+     * multiple of its page). */
+    uint64_t fend = ((uint64_t)st->st_size + host - 1) & ~(host - 1);
+    uint64_t in_file = fend > start ? (fend < end ? fend : end) - start : 0;
+    uint64_t win = end - start, slack = pg > host ? pg : 0;
+    struct dma_file *f;
+    char *p, *base;
+
+    if (win > SIZE_MAX - slack) {
+        errno = EINVAL;
+        return NULL;
+    }
+    f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        return NULL;
+    }
+    p = mmap(NULL, win + slack, PROT_NONE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        goto fail;
+    }
+    base = (char *)(((uintptr_t)p + pg - 1) & ~(uintptr_t)(pg - 1));
+    if (base > p) {
+        munmap(p, (size_t)(base - p));
+    }
+    if (slack > (uint64_t)(base - p)) {
+        munmap(base + win, slack - (size_t)(base - p));
+    }
+    if ((in_file > 0 &&
+         mmap(base, in_file, prot, MAP_SHARED | MAP_FIXED, fd,
+              (off_t)start) == MAP_FAILED) ||
+        mmap(base + in_file, win - in_file, prot,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
+        int saved = errno;
+        munmap(base, win);
+        errno = saved;
+        goto fail;
+    }
+    f->dev = st->st_dev;
+    f->ino = st->st_ino;
+    f->prot = prot;
+    f->fd = -1;
+    f->base = base;
+    f->base_off = start;
+    f->size = win;
+    f->page_size = pg;
+    f->anon = win - in_file;
+    f->file_end = (uint64_t)st->st_size;
+    f->refcnt = 1;
+    t->anon_bytes += f->anon;
+    return f;
+
+fail:
+    {
+        int saved = errno;
+        free(f);
+        errno = saved;
+    }
+    return NULL;
 }
 
 /*
@@ -160,10 +256,21 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
         *base_off = start;
         return f;
     }
-    if (st.st_size <= 0 || off > (uint64_t)st.st_size ||
-        len > (uint64_t)st.st_size - off) {
-        errno = EINVAL;         /* beyond the end of the file */
+    /* File offsets are off_t: past 2^63 is not a place in any file. */
+    if (off > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - off) {
+        errno = EINVAL;
         return NULL;
+    }
+    if (off + len > (uint64_t)st.st_size && !file_io) {
+        /*
+         * Past the end of the file (a file of size 0 included): a mapping
+         * of its own, private past the end. A whole-file mapping can't be
+         * shared for it, as it would have to be contiguous with that
+         * private memory. FILE_IO maps just fail accesses past the end.
+         */
+        f = file_map_past_eof(t, fd, off, len, prot, &st);
+        *base_off = f != NULL ? f->base_off : 0;
+        return f;
     }
     *base_off = 0;
     key.dev = st.st_dev;
@@ -175,6 +282,7 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
         /* Nothing is mapped: a grown file just needs the size noted. */
         if ((*slot)->size < (uint64_t)st.st_size) {
             (*slot)->size = st.st_size;
+            (*slot)->file_end = st.st_size;
         }
         (*slot)->refcnt++;
         return *slot;
@@ -557,6 +665,22 @@ map_vaddr(const struct dma_map *m)
 
     return f != NULL && f->base != NULL ? f->base + (m->file_off - f->base_off)
                                         : NULL;
+}
+
+uint64_t
+dma_map_past_eof(const struct dma_map *m)
+{
+    const struct dma_file *f = m->file;
+    uint64_t end;
+
+    if (f == NULL) {
+        return 0;
+    }
+    end = m->file_off + (m->last - m->iova) + 1;    /* checked at insertion */
+    if (end <= f->file_end) {
+        return 0;
+    }
+    return end - (m->file_off > f->file_end ? m->file_off : f->file_end);
 }
 
 void

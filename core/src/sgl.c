@@ -220,10 +220,21 @@ vfu_sg_is_mappable(vfu_ctx_t *ctx, dma_sg_t *sg)
     return m != NULL && m->vaddr != NULL;
 }
 
-/* pread()/pwrite() all of [off, off + len) of fd, for FILE_IO maps. */
+/*
+ * pread()/pwrite() all of [off, off + len) of f, for FILE_IO maps. Bytes
+ * past the end the file had at its latest map are refused (EFAULT) before
+ * any is moved: a write there would grow the client's file.
+ */
 static int
-dma_by_file(int fd, uint64_t off, uint64_t len, char *data, bool is_write)
+dma_by_file(const struct dma_file *f, uint64_t off, uint64_t len, char *data,
+            bool is_write)
 {
+    int fd = f->fd;
+
+    if (off > f->file_end || len > f->file_end - off) {
+        errno = EFAULT;
+        return -1;
+    }
     while (len > 0) {
         size_t n = len < (uint64_t)SSIZE_MAX ? (size_t)len : SSIZE_MAX;
         ssize_t r = is_write ? pwrite(fd, data, n, (off_t)off)
@@ -277,7 +288,7 @@ sgl_rw(vfu_ctx_t *ctx, dma_sg_t *sg, size_t cnt, void *data, int flags,
             memcpy(data, p, sg->length);
         }
     } else if (map != NULL && map->file != NULL && map->file->fd >= 0) {
-        if (dma_by_file(map->file->fd, map->file_off + sg->offset, sg->length,
+        if (dma_by_file(map->file, map->file_off + sg->offset, sg->length,
                         data, is_write) < 0) {
             return -1;
         }

@@ -107,10 +107,11 @@ test_map_errors(void **state)
     assert_int_equal(errno, EINVAL);
     assert_int_equal(vfu_client_dma_unmap(f->c, 0x700000, PG, 0), -1);
     assert_int_equal(errno, ENOENT);
-    /* Wrap-around, fd too small, a pipe, bad flags, two fds, short. */
+    /* Wrap-around, a file offset past 2^63, a pipe, bad flags, two fds,
+     * short. */
     assert_int_equal(vfu_client_dma_map(f->c, UINT64_MAX - PG + 1, 2 * PG, RW, -1, 0, NULL), -1);
     assert_int_equal(errno, EINVAL);
-    assert_int_equal(vfu_client_dma_map(f->c, 0x300000, 4 * PG, RW, fd, 14 * PG, NULL), -1);
+    assert_int_equal(vfu_client_dma_map(f->c, 0x300000, 4 * PG, RW, fd, 1ull << 63, NULL), -1);
     assert_int_equal(errno, EINVAL);
     assert_int_equal(vfu_client_dma_map(f->c, 0x300000, PG, RW, p[0], 0, NULL), -1);
     assert_int_equal(errno, EINVAL);
@@ -384,10 +385,27 @@ test_access_modes(void **state)
     pthread_join(p.thr, NULL);
     assert_memory_equal(back, buf, sizeof(buf));
     assert_memory_equal(local + PG + 0x100, buf, sizeof(buf));
-    /* Beyond the end of the file: refused, as for mapped files. */
-    assert_int_equal(vfu_client_dma_map(f->c, 0x3000000, 2 * PG, RW | file_io, fd,
-                                        3 * PG, NULL), -1);
-    assert_int_equal(errno, EINVAL);
+    /*
+     * Beyond the end of the file: accepted; direct access works inside the
+     * file and fails with EFAULT past its end, which never grows.
+     */
+    assert_int_equal(vfu_client_dma_map(f->c, 0x4000000, 2 * PG, RW | file_io, fd,
+                                        3 * PG, NULL), 0);
+    assert_int_equal(dma_map_past_eof(dma_table_lookup(f->ctx->dma, 0x4000000)), PG);
+    assert_int_equal(vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)0x4000ff0, 16, sg, 1,
+                                     PROT_READ | PROT_WRITE), 1);
+    assert_int_equal(vfu_sgl_write(f->ctx, sg, 1, buf, VFU_SGL_DIRECT_ACCESS), 0);
+    assert_memory_equal(local + 4 * PG - 16, buf, 16);
+    assert_int_equal(vfu_sgl_read(f->ctx, sg, 1, back, VFU_SGL_DIRECT_ACCESS), 0);
+    assert_memory_equal(back, buf, 16);
+    assert_int_equal(vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)0x4000ff8, 16, sg, 1,
+                                     PROT_READ | PROT_WRITE), 1);
+    assert_int_equal(vfu_sgl_write(f->ctx, sg, 1, buf, VFU_SGL_DIRECT_ACCESS), -1);
+    assert_int_equal(errno, EFAULT);
+    assert_int_equal(vfu_sgl_read(f->ctx, sg, 1, back, VFU_SGL_DIRECT_ACCESS), -1);
+    assert_int_equal(errno, EFAULT);
+    assert_int_equal(lseek(fd, 0, SEEK_END), 4 * PG);
+    assert_int_equal(vfu_client_dma_unmap(f->c, 0x4000000, 2 * PG, 0), 0);
     /* Two FILE_IO maps of one file share one dup of its fd. */
     assert_int_equal(vfu_client_dma_map(f->c, 0x3000000, PG, RW | file_io, fd,
                                         0, NULL), 0);
@@ -397,6 +415,94 @@ test_access_modes(void **state)
     assert_alive(f);
     munmap(local, 4 * PG);
     close(fd);
+    free(sg);
+}
+
+/*
+ * A map longer than its file (libvfio-user's dirty page test does this):
+ * the server maps the file's pages from the file and private memory past
+ * them, contiguously, so the device may touch the whole map. What lands
+ * in the file reaches the client; what lands past it does not.
+ */
+static void
+test_map_past_eof(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t iova = 0x6000000;
+    int fd = harness_memfd(2 * PG);
+    dma_sg_t *sg = calloc(2, dma_sg_size());
+    char *file = malloc(4 * PG), back[16];
+    vfu_dma_info_t info;
+    struct dma_map *m;
+    struct iovec iov;
+
+    assert_non_null(sg);
+    assert_non_null(file);
+    memset(file, 'A', 2 * PG);
+    assert_int_equal(pwrite(fd, file, 2 * PG, 0), 2 * PG);
+    /* Four pages of a two-page file, and one page wholly past the end. */
+    assert_int_equal(vfu_client_dma_map(f->c, iova, 4 * PG, RW, fd, 0, NULL), 0);
+    assert_int_equal(vfu_client_dma_map(f->c, iova + 4 * PG, PG, RW, fd, 8 * PG,
+                                        NULL), 0);
+    assert_int_equal(regs(f), 2);
+    m = dma_table_lookup(f->ctx->dma, iova);
+    assert_non_null(m);
+    assert_int_equal(dma_map_past_eof(m), 2 * PG);
+    assert_int_equal(f->ctx->dma->anon_bytes, 3 * PG);
+    assert_int_equal(f->ctx->dma->nr_files, 0);    /* own mappings, unshared */
+    dma_map_info(m, &info);
+    assert_non_null(info.vaddr);
+    assert_ptr_equal(info.mapping.iov_base, info.vaddr);
+    assert_int_equal(info.mapping.iov_len, 4 * PG);
+    assert_int_equal(info.page_size, PG);
+
+    /* get/put across the whole map: the file's data, then zeros. */
+    assert_int_equal(vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)iova, 4 * PG, sg, 2,
+                                     PROT_READ | PROT_WRITE), 1);
+    assert_true(vfu_sg_is_mappable(f->ctx, sg));
+    assert_int_equal(vfu_sgl_get(f->ctx, sg, &iov, 1, 0), 0);
+    assert_ptr_equal(iov.iov_base, info.vaddr);
+    assert_int_equal(iov.iov_len, 4 * PG);
+    assert_memory_equal(iov.iov_base, file, 2 * PG);
+    for (size_t i = 2 * PG; i < 4 * PG; i++) {
+        assert_int_equal(((char *)iov.iov_base)[i], 0);
+    }
+    memset(iov.iov_base, 'B', 4 * PG);
+    vfu_sgl_put(f->ctx, sg, &iov, 1);
+    memset(file, 0, 4 * PG);
+    assert_int_equal(pread(fd, file, 4 * PG, 0), 2 * PG);  /* it did not grow */
+    for (size_t i = 0; i < 2 * PG; i++) {
+        assert_int_equal(file[i], 'B');
+    }
+
+    /* sgl read/write straddling the end of the file. */
+    assert_int_equal(vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)(iova + 2 * PG - 8), 16,
+                                     sg, 1, PROT_READ | PROT_WRITE), 1);
+    assert_int_equal(vfu_sgl_write(f->ctx, sg, 1, "0123456789abcdef",
+                                   VFU_SGL_DIRECT_ACCESS), 0);
+    assert_int_equal(vfu_sgl_read(f->ctx, sg, 1, back, VFU_SGL_DIRECT_ACCESS), 0);
+    assert_memory_equal(back, "0123456789abcdef", 16);
+    assert_int_equal(pread(fd, file, 16, 2 * PG - 8), 8);
+    assert_memory_equal(file, "01234567", 8);
+    assert_int_equal(lseek(fd, 0, SEEK_END), 2 * PG);
+
+    /* The map with no byte in the file: private memory only. */
+    assert_int_equal(vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)(iova + 4 * PG + 100), 16,
+                                     sg, 1, PROT_READ | PROT_WRITE), 1);
+    assert_int_equal(vfu_sgl_get(f->ctx, sg, &iov, 1, 0), 0);
+    memcpy(iov.iov_base, "past the end", 12);
+    vfu_sgl_put(f->ctx, sg, &iov, 1);
+    assert_int_equal(vfu_sgl_read(f->ctx, sg, 1, back, VFU_SGL_DIRECT_ACCESS), 0);
+    assert_memory_equal(back, "past the end", 12);
+    assert_int_equal(lseek(fd, 0, SEEK_END), 2 * PG);
+
+    /* Gone with the maps. */
+    assert_int_equal(vfu_client_dma_unmap(f->c, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL), 0);
+    assert_int_equal(unregs(f), 2);
+    assert_int_equal(f->ctx->dma->anon_bytes, 0);
+    assert_alive(f);
+    close(fd);
+    free(file);
     free(sg);
 }
 
@@ -490,6 +596,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_sgl_mapped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_message_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_access_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_past_eof, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dirty_logging, setup, teardown),
     };
 

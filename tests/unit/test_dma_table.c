@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -227,10 +228,38 @@ test_file_maps_shared(void **state)
     assert_non_null(c);
     assert_ptr_not_equal(c->file, a->file);
     assert_int_equal(t->nr_files, 2);
-    /* Beyond the end of the file. */
-    assert_null(dma_table_add(t, 0x400000, 2 * PG, fd, 15 * PG, PROT_READ, 100));
-    assert_int_equal(errno, EINVAL);
+    /*
+     * Beyond the end of the file: accepted, but on a mapping of its own
+     * (the shared one can't be followed by private pages), with one page
+     * of private memory after the file's last one.
+     */
+    {
+        struct dma_map *e = dma_table_add(t, 0x400000, 2 * PG, fd, 15 * PG,
+                                          PROT_READ, 100);
+        vfu_dma_info_t ei;
+
+        assert_non_null(e);
+        assert_ptr_not_equal(e->file, c->file);
+        assert_false(e->file->shared);
+        assert_int_equal(t->nr_files, 2);
+        assert_int_equal(dma_map_past_eof(e), PG);
+        assert_int_equal(dma_map_past_eof(c), 0);
+        assert_int_equal(t->anon_bytes, PG);
+        dma_map_info(e, &ei);
+        assert_int_equal(ei.mapping.iov_len, 2 * PG);
+        assert_ptr_equal(ei.mapping.iov_base, ei.vaddr);
+        assert_int_equal(ei.page_size, PG);
+        assert_memory_equal((char *)ei.vaddr + PG, (char[8]){ 0 }, 8);
+        dma_table_del(t, e);
+        assert_int_equal(t->anon_bytes, 0);
+    }
+    /* Offsets wrapping, or past what off_t holds. */
     assert_null(dma_table_add(t, 0x400000, PG, fd, UINT64_MAX - 10, PROT_READ, 100));
+    assert_int_equal(errno, EINVAL);
+    assert_null(dma_table_add(t, 0x400000, PG, fd, 1ull << 63, PROT_READ, 100));
+    assert_int_equal(errno, EINVAL);
+    assert_null(dma_table_add(t, 0x400000, 2 * PG, fd, (1ull << 63) - PG,
+                              PROT_READ, 100));
     assert_int_equal(errno, EINVAL);
     /* The file grows: a new mapping, the old one lives on for its maps. */
     assert_int_equal(ftruncate(fd, 32 * PG), 0);
@@ -261,19 +290,35 @@ static void
 test_bad_fds(void **state)
 {
     struct dma_table *t = dma_table_new();
-    int p[2], fd = memfd_of(0);
+    int p[2], sv[2], fd = memfd_of(0), dir = open("/", O_RDONLY | O_DIRECTORY);
+    struct dma_map *m;
 
+    assert_true(dir >= 0);
     assert_int_equal(pipe(p), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    /* Not files: pipes, sockets and directories. */
     assert_null(dma_table_add(t, 0, PG, p[0], 0, PROT_READ, 100));
     assert_int_equal(errno, EINVAL);
-    assert_null(dma_table_add(t, 0, PG, fd, 0, PROT_READ, 100));
+    assert_null(dma_table_add(t, 0, PG, sv[0], 0, PROT_READ, 100));
     assert_int_equal(errno, EINVAL);
+    assert_null(dma_table_add(t, 0, PG, dir, 0, PROT_READ, 100));
+    assert_int_equal(errno, EINVAL);
+    /* A file of size 0 is a file: all of the map is past its end. */
+    m = dma_table_add(t, 0, PG, fd, 0, PROT_READ, 100);
+    assert_non_null(m);
+    assert_int_equal(dma_map_past_eof(m), PG);
+    assert_int_equal(t->anon_bytes, PG);
+    dma_table_del(t, m);
     close(fd);
     assert_null(dma_table_add(t, 0, PG, fd, 0, PROT_READ, 100));    /* closed */
     assert_int_equal(errno, EINVAL);
     assert_int_equal(t->nr_maps, 0);
+    assert_int_equal(t->anon_bytes, 0);
     close(p[0]);
     close(p[1]);
+    close(sv[0]);
+    close(sv[1]);
+    close(dir);
     dma_table_destroy(t);
 }
 
