@@ -18,9 +18,14 @@
  * them, and the size of a dma_sg_t, at run time.  Layouts that depend on
  * pointer size are checked for LP64 only.
  *
- * Left out on purpose: the size of struct pxcap and its "pad" member (the
- * PCI Express capability is being extended past Device Control 2), and
- * vfu's own additions (vfu.h, vfu-client.h, VFIO_USER_REGION_WRITE_MULTI's
+ * The PCI Express capability (pci_caps/px.h) is the current layout, not
+ * efd091b's ctypes: the whole v2 capability up to Slot Status 2 with every
+ * register named, and Device Capabilities with FLR capable at bit 28, as
+ * libvfio-user's own lspci test expects ("FLReset+ SlotPowerLimit 0W" for
+ * its lspci sample, which sets only pxdcap.flrc) and as its Python suite's
+ * setup_flrc() writes it.
+ *
+ * Left out on purpose: vfu's own additions (vfu.h, vfu-client.h, VFIO_USER_REGION_WRITE_MULTI's
  * payload), which are no part of libvfio-user's interface.
  */
 #include <stdbool.h>
@@ -565,11 +570,27 @@ SIZE(union pxdc, 2);
 AT(union pxdc, raw, 0, 2);
 SIZE(struct pxds, 2);
 SIZE(struct pxlcap, 4);
-SIZE(struct pxlc, 2);
+SIZE(union pxlc, 2);
+AT(union pxlc, raw, 0, 2);
 SIZE(struct pxls, 2);
+SIZE(struct pxscap, 4);
+SIZE(struct pxsc, 2);
+SIZE(struct pxss, 2);
+SIZE(struct pxrc, 2);
+SIZE(struct pxrcap, 2);
+SIZE(struct pxrs, 4);
 SIZE(struct pxdcap2, 4);
-SIZE(struct pxdc2, 2);
-/* Registers up to Device Control 2 only; see the top of the file. */
+SIZE(union pxdc2, 2);
+AT(union pxdc2, raw, 0, 2);
+SIZE(struct pxds2, 2);
+SIZE(struct pxlcap2, 4);
+SIZE(struct pxlc2, 2);
+SIZE(struct pxls2, 2);
+SIZE(struct pxscap2, 4);
+SIZE(struct pxsc2, 2);
+SIZE(struct pxss2, 2);
+EQ(VFIO_USER_PCI_CAP_EXP_SIZEOF, 0x3c);
+SIZE(struct pxcap, 0x3c);
 AT(struct pxcap, hdr, 0x00, 2);
 AT(struct pxcap, pxcaps, 0x02, 2);
 AT(struct pxcap, pxdcap, 0x04, 4);
@@ -578,8 +599,21 @@ AT(struct pxcap, pxds, 0x0a, 2);
 AT(struct pxcap, pxlcap, 0x0c, 4);
 AT(struct pxcap, pxlc, 0x10, 2);
 AT(struct pxcap, pxls, 0x12, 2);
+AT(struct pxcap, pxscap, 0x14, 4);
+AT(struct pxcap, pxsc, 0x18, 2);
+AT(struct pxcap, pxss, 0x1a, 2);
+AT(struct pxcap, pxrc, 0x1c, 2);
+AT(struct pxcap, pxrcap, 0x1e, 2);
+AT(struct pxcap, pxrs, 0x20, 4);
 AT(struct pxcap, pxdcap2, 0x24, 4);
 AT(struct pxcap, pxdc2, 0x28, 2);
+AT(struct pxcap, pxds2, 0x2a, 2);
+AT(struct pxcap, pxlcap2, 0x2c, 4);
+AT(struct pxcap, pxlc2, 0x30, 2);
+AT(struct pxcap, pxls2, 0x32, 2);
+AT(struct pxcap, pxscap2, 0x34, 4);
+AT(struct pxcap, pxsc2, 0x38, 2);
+AT(struct pxcap, pxss2, 0x3a, 2);
 
 SIZE(struct dsncap, 12);
 AT(struct dsncap, hdr, 0, 4);
@@ -715,12 +749,13 @@ check_bitfields(void)
     BITS(struct pxdcap, etfs, 5, 1);
     BITS(struct pxdcap, l0sl, 6, 3);
     BITS(struct pxdcap, l1l, 9, 3);
-    BITS(struct pxdcap, per, 12, 1);
-    BITS(struct pxdcap, res1, 13, 2);
-    BITS(struct pxdcap, csplv, 15, 8);
-    BITS(struct pxdcap, cspls, 23, 2);
-    BITS(struct pxdcap, flrc, 25, 1);
-    BITS(struct pxdcap, res2, 26, 3);
+    BITS(struct pxdcap, res1, 12, 3);
+    BITS(struct pxdcap, rer, 15, 1);
+    BITS(struct pxdcap, res2, 16, 2);
+    BITS(struct pxdcap, csplv, 18, 8);
+    BITS(struct pxdcap, cspls, 26, 2);
+    BITS(struct pxdcap, flrc, 28, 1);
+    BITS(struct pxdcap, res3, 29, 3);
 
     BITS(union pxdc, cere, 0, 1);
     BITS(union pxdc, nfere, 1, 1);
@@ -737,9 +772,42 @@ check_bitfields(void)
 
     BITS(struct pxds, stuff, 0, 16);
     BITS(struct pxlcap, stuff, 0, 32);
-    BITS(struct pxlc, stuff, 0, 16);
+    BITS(union pxlc, aspmc, 0, 2);
+    BITS(union pxlc, rsvdp1, 2, 1);
+    BITS(union pxlc, rcb, 3, 1);
+    BITS(union pxlc, ld, 4, 1);
+    BITS(union pxlc, rl, 5, 1);
+    BITS(union pxlc, ccc, 6, 1);
+    BITS(union pxlc, es, 7, 1);
+    BITS(union pxlc, clkreq_en, 8, 1);
+    BITS(union pxlc, hawd, 9, 1);
+    BITS(union pxlc, lbmie, 10, 1);
+    BITS(union pxlc, labie, 11, 1);
+    BITS(union pxlc, rsvdp2, 12, 4);
     BITS(struct pxls, stuff, 0, 16);
-    BITS(struct pxdc2, stuff, 0, 16);
+    BITS(struct pxscap, stuff, 0, 32);
+    BITS(struct pxsc, stuff, 0, 16);
+    BITS(struct pxss, stuff, 0, 16);
+    BITS(struct pxrc, stuff, 0, 16);
+    BITS(struct pxrcap, stuff, 0, 16);
+    BITS(struct pxrs, stuff, 0, 32);
+    BITS(union pxdc2, comp_timeout, 0, 4);
+    BITS(union pxdc2, comp_timout_dis, 4, 1);
+    BITS(union pxdc2, ari, 5, 1);
+    BITS(union pxdc2, atomic_req, 6, 1);
+    BITS(union pxdc2, atomic_egress_block, 7, 1);
+    BITS(union pxdc2, ido_req_en, 8, 1);
+    BITS(union pxdc2, ido_cmp_en, 9, 1);
+    BITS(union pxdc2, ltr_en, 10, 1);
+    BITS(union pxdc2, obff_en, 11, 2);
+    BITS(union pxdc2, end_end_tlp_prefix_block, 13, 1);
+    BITS(struct pxds2, stuff, 0, 16);
+    BITS(struct pxlcap2, stuff, 0, 32);
+    BITS(struct pxlc2, stuff, 0, 16);
+    BITS(struct pxls2, stuff, 0, 16);
+    BITS(struct pxscap2, stuff, 0, 32);
+    BITS(struct pxsc2, stuff, 0, 16);
+    BITS(struct pxss2, stuff, 0, 16);
 
     BITS(struct pxdcap2, ctrs, 0, 4);
     BITS(struct pxdcap2, ctds, 4, 1);

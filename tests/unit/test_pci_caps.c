@@ -561,7 +561,9 @@ test_px_and_flr(void **state)
     assert_int_equal(vfu_pci_add_capability(f->ctx, 0, 0, &px), 0x40);
     assert_int_equal(vfu_realize_ctx(f->ctx), 0);
 
+    /* pxdcap.flrc is Device Capabilities' FLR bit, as a client reads it */
     uint32_t devcap = rd(f->ctx, 0x44, 4);
+    assert_int_equal(devcap, PCI_EXP_DEVCAP_FLR);
     wr(f->ctx, 0x44, 0, 4);
     assert_int_equal(rd(f->ctx, 0x44, 4), devcap);
     wr(f->ctx, 0x48, 0x00002010, 2);
