@@ -573,6 +573,11 @@ main(int argc, char **argv)
     /* Header 16 + vfio_user_dma_map 32, reply 16. */
     fd_floor_start(&ff, 48, 16, pin);
     c = server_up(path, sizeof(path), "small", pin, memfd, 0, &srv);
+    /* A report is of memory the server maps: one page of the logged span. */
+    if (vfu_client_dma_map(c, LOG_BASE, PG, VFIO_USER_F_DMA_REGION_READ |
+                           VFIO_USER_F_DMA_REGION_WRITE, memfd, 0, NULL) < 0) {
+        die("DMA_MAP of the logged span");
+    }
 
     ms = (struct map_state){ .c = c, .fd = memfd };
     f1k = (struct bench_arm){ .fn = fd_floor_block, .arg = &ff, .iters = B1K };
