@@ -643,6 +643,14 @@ vfu_setup_device_migration_callbacks(vfu_ctx_t *vfu_ctx,
  * attached an eventfd to the vector (or enabled no type with that many
  * vectors), or the error from writing the eventfd.  May be called from any
  * thread.
+ *
+ * It never blocks: vfu takes only eventfds from the client (SET_IRQS with
+ * anything else is refused with EINVAL) and sets O_NONBLOCK on them, which
+ * the client sees too, as the open file is shared; an eventfd whose counter
+ * is full is left alone (the interrupt is pending anyway).  No lock is held
+ * while the eventfd is written.  INTx is maskable but not automasked: each
+ * trigger signals once unless the client masked the vector, and what fires
+ * while masked is signalled on the unmask.
  */
 int
 vfu_irq_trigger(vfu_ctx_t *vfu_ctx, uint32_t subindex);

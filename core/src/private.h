@@ -78,9 +78,12 @@ struct vfu_region {
     uint32_t nr_ioeventfds;
 };
 
+/* A client's eventfd for one vector (irq.c). */
+struct vfu_efd;
+
 struct vfu_irq_type {
     uint32_t count;
-    int *efds;                      /* count entries, -1 when unset */
+    struct vfu_efd **efds;          /* count entries, NULL when unset */
     bool *masked;
     bool *pending;                  /* fired while masked */
     vfu_dev_irq_state_cb_t *state_cb;

@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Copyright (c) 2026 the vfu authors. */
+
+/*
+ * Issue 12, the core's holes: each test here is a hostile (or merely
+ * unlucky) client or device, speaking raw messages over a socketpair to a
+ * context served on the test's own thread, so that every step is in the
+ * test's hands: eventfds that are not eventfds or cannot take a write,
+ * re-entrant calls from callbacks, destroy with a device thread doing DMA,
+ * fds read ahead during a DMA call, non-blocking loops that must be woken,
+ * stale reply bytes, oversized messages, and what VERSION and REGION_INFO
+ * may announce.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "libvfio-user.h"
+#include "private.h"
+
+#define BAR0_SIZE   0x1000u
+#define BAR2_SIZE   (1u << 20)
+#define NR_MSIX     16u
+#define IOVA        0x100000u
+#define MAP_SIZE    0x10000u
+
+struct hdr {
+    uint16_t id, cmd;
+    uint32_t size, flags, err;
+};
+
+enum bar0_mode {
+    BAR0_PLAIN,         /* reads and writes bar0[] */
+    BAR0_FILL_AA,       /* reads fill 0xaa */
+    BAR0_NO_FILL,       /* reads claim the count and write nothing */
+    BAR0_NESTED_RUN,    /* a write calls vfu_run_ctx() */
+    BAR0_DESTROY,       /* a write calls vfu_destroy_ctx() */
+    BAR0_MSG_DMA,       /* a write reads client memory by message */
+    BAR0_FAIL_2ND,      /* the second write of a run fails with EIO */
+};
+
+struct fx {
+    char dir[64], path[96];
+    vfu_ctx_t *ctx;
+    int fd;                     /* the client's end */
+    uint16_t next_id;
+    enum bar0_mode mode;
+    uint8_t bar0[BAR0_SIZE];
+    unsigned writes;
+    int nested_rc, nested_errno;
+    int quiesce_busy;           /* quiesce callback answers EBUSY */
+    unsigned quiesce_calls;
+    void (*on_quiesce)(struct fx *);
+    uint64_t sg[8];             /* one dma_sg_t, 8-aligned */
+    int dma_rc;
+    char log[8192];             /* the last log lines */
+};
+
+static struct fx *the_fx;
+
+static void
+log_fn(vfu_ctx_t *ctx, int level, const char *msg)
+{
+    struct fx *f = the_fx;
+    size_t n = strlen(f->log), m = strlen(msg);
+
+    (void)ctx;
+    (void)level;
+    if (getenv("HARNESS_VERBOSE") != NULL) {
+        fprintf(stderr, "vfu: %s\n", msg);
+    }
+    if (n + m + 2 >= sizeof(f->log)) {
+        n = 0;
+    }
+    memcpy(f->log + n, msg, m);
+    f->log[n + m] = '\n';
+    f->log[n + m + 1] = '\0';
+}
+
+static ssize_t
+bar0_cb(vfu_ctx_t *ctx, char *buf, size_t count, loff_t off, bool is_write)
+{
+    struct fx *f = vfu_get_private(ctx);
+
+    if (off < 0 || (size_t)off + count > BAR0_SIZE) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!is_write) {
+        switch (f->mode) {
+        case BAR0_FILL_AA:
+            memset(buf, 0xaa, count);
+            return (ssize_t)count;
+        case BAR0_NO_FILL:
+            return (ssize_t)count;
+        default:
+            memcpy(buf, f->bar0 + off, count);
+            return (ssize_t)count;
+        }
+    }
+    f->writes++;
+    switch (f->mode) {
+    case BAR0_NESTED_RUN:
+        errno = 0;
+        f->nested_rc = vfu_run_ctx(ctx);
+        f->nested_errno = errno;
+        break;
+    case BAR0_DESTROY:
+        vfu_destroy_ctx(ctx);
+        break;
+    case BAR0_MSG_DMA: {
+        char data[16];
+        f->dma_rc = vfu_sgl_read(ctx, (dma_sg_t *)f->sg, 1, data, 0);
+        break;
+    }
+    case BAR0_FAIL_2ND:
+        if (f->writes == 2) {
+            errno = EIO;
+            return -1;
+        }
+        break;
+    default:
+        break;
+    }
+    memcpy(f->bar0 + off, buf, count);
+    return (ssize_t)count;
+}
+
+static ssize_t
+bar2_cb(vfu_ctx_t *ctx, char *buf, size_t count, loff_t off, bool is_write)
+{
+    (void)ctx;
+    (void)off;
+    if (!is_write) {
+        memset(buf, 0x5a, count);
+    }
+    return (ssize_t)count;
+}
+
+static int
+quiesce_cb(vfu_ctx_t *ctx)
+{
+    struct fx *f = vfu_get_private(ctx);
+
+    f->quiesce_calls++;
+    if (f->on_quiesce != NULL) {
+        f->on_quiesce(f);
+    }
+    if (f->quiesce_busy) {
+        errno = EBUSY;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- raw messages ---- */
+
+static void
+xread(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+
+    while (len > 0) {
+        struct pollfd pf = { .fd = fd, .events = POLLIN };
+        assert_int_equal(poll(&pf, 1, 5000), 1);
+        ssize_t n = read(fd, p, len);
+        assert_true(n > 0);
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Send one message with fds (one sendmsg: the fds ride on its first byte). */
+static void
+xsend(int fd, uint16_t id, uint16_t cmd, uint32_t flags, const void *payload,
+      size_t len, const int *fds, int nfds)
+{
+    struct hdr h = { id, cmd, (uint32_t)(sizeof(h) + len), flags, 0 };
+    struct iovec iov[2] = {
+        { &h, sizeof(h) }, { (void *)payload, len },
+    };
+    char cbuf[CMSG_SPACE(sizeof(int) * 16)];
+    struct msghdr mh = { .msg_iov = iov, .msg_iovlen = len > 0 ? 2 : 1 };
+
+    if (nfds > 0) {
+        memset(cbuf, 0, sizeof(cbuf));
+        mh.msg_control = cbuf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+    }
+    assert_int_equal(sendmsg(fd, &mh, MSG_NOSIGNAL), (ssize_t)(sizeof(h) + len));
+}
+
+/* Read one message: its header, its payload into buf (cap bytes at most),
+ * and any fds into fds (nfds in, received out). */
+static size_t
+xrecv(int fd, struct hdr *h, void *buf, size_t cap, int *fds, int *nfds)
+{
+    char cbuf[CMSG_SPACE(sizeof(int) * 16)];
+    struct iovec iov = { h, sizeof(*h) };
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1,
+        .msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+    };
+    struct pollfd pf = { .fd = fd, .events = POLLIN };
+    int got = 0;
+
+    assert_int_equal(poll(&pf, 1, 5000), 1);
+    assert_int_equal(recvmsg(fd, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC),
+                     (ssize_t)sizeof(*h));
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL;
+         cm = CMSG_NXTHDR(&mh, cm)) {
+        int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < n; i++) {
+            int x;
+            memcpy(&x, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (fds != NULL && nfds != NULL && got < *nfds) {
+                fds[got++] = x;
+            } else {
+                close(x);
+            }
+        }
+    }
+    if (nfds != NULL) {
+        *nfds = got;
+    }
+    assert_true(h->size >= sizeof(*h));
+    size_t len = h->size - sizeof(*h);
+    assert_true(len <= cap);
+    xread(fd, buf, len);
+    return len;
+}
+
+/* Send a command, let the server handle it, read its reply: its errno. */
+static int
+command_fds(struct fx *f, uint16_t cmd, const void *payload, size_t len,
+            const int *fds, int nfds, void *reply, size_t cap)
+{
+    static char sink[BAR2_SIZE + 64];
+    struct hdr h;
+    uint16_t id = f->next_id++;
+
+    xsend(f->fd, id, cmd, VFIO_USER_F_TYPE_COMMAND, payload, len, fds, nfds);
+    assert_true(vfu_run_ctx(f->ctx) >= 0);
+    xrecv(f->fd, &h, reply != NULL ? reply : sink, reply != NULL ? cap : sizeof(sink),
+          NULL, NULL);
+    assert_int_equal(h.id, id);
+    assert_true(h.flags & VFIO_USER_F_TYPE_REPLY);
+    return (int)h.err;
+}
+
+static int VFU_UNUSED
+command(struct fx *f, uint16_t cmd, const void *payload, size_t len)
+{
+    return command_fds(f, cmd, payload, len, NULL, 0, NULL, 0);
+}
+
+/* VERSION with json (NULL: none); the reply's JSON into reply. */
+static void
+negotiate(struct fx *f, const char *json, char *reply, size_t cap)
+{
+    char buf[512] = { 0 }, rep[1024];
+    size_t len = 4;
+
+    if (json != NULL) {
+        strcpy(buf + 4, json);
+        len += strlen(json) + 1;
+    }
+    assert_int_equal(command_fds(f, VFIO_USER_VERSION, buf, len, NULL, 0,
+                                 rep, sizeof(rep) - 1), 0);
+    if (reply != NULL) {
+        snprintf(reply, cap, "%s", rep + 4);
+    }
+}
+
+static void
+open_ctx(struct fx *f)
+{
+    int sv[2];
+
+    snprintf(f->dir, sizeof(f->dir), "/tmp/vfu-hostile-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/s", f->dir);
+    f->ctx = vfu_create_ctx(VFU_TRANS_SOCK, f->path, LIBVFIO_USER_FLAG_ATTACH_NB,
+                            f, VFU_DEV_TYPE_PCI);
+    assert_non_null(f->ctx);
+    assert_int_equal(vfu_setup_log(f->ctx, log_fn, LOG_DEBUG), 0);
+    assert_int_equal(vfu_pci_init(f->ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0), 0);
+    assert_int_equal(vfu_setup_region(f->ctx, VFU_PCI_DEV_BAR0_REGION_IDX,
+                                      BAR0_SIZE, bar0_cb, VFU_REGION_FLAG_RW |
+                                      VFU_REGION_FLAG_MEM, NULL, 0, -1, 0), 0);
+    assert_int_equal(vfu_setup_region(f->ctx, VFU_PCI_DEV_BAR2_REGION_IDX,
+                                      BAR2_SIZE, bar2_cb, VFU_REGION_FLAG_RW |
+                                      VFU_REGION_FLAG_MEM, NULL, 0, -1, 0), 0);
+    assert_int_equal(vfu_setup_device_nr_irqs(f->ctx, VFU_DEV_INTX_IRQ, 1), 0);
+    assert_int_equal(vfu_setup_device_nr_irqs(f->ctx, VFU_DEV_MSIX_IRQ, NR_MSIX), 0);
+    vfu_setup_device_quiesce_cb(f->ctx, quiesce_cb);
+    assert_int_equal(vfu_setup_device_dma(f->ctx, 0, NULL, NULL), 0);
+    assert_int_equal(vfu_realize_ctx(f->ctx), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(vfu_attach_fd(f->ctx, sv[0]), 0);
+    f->fd = sv[1];
+}
+
+static int
+setup_raw(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    the_fx = f;
+    f->next_id = 1;
+    open_ctx(f);
+    *state = f;
+    return 0;
+}
+
+static int
+setup(void **state)
+{
+    setup_raw(state);
+    negotiate(*state, "{\"capabilities\":{\"max_msg_fds\":16}}", NULL, 0);
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct fx *f = *state;
+
+    if (f->fd >= 0) {
+        close(f->fd);
+    }
+    if (f->ctx != NULL) {
+        vfu_destroy_ctx(f->ctx);
+    }
+    rmdir(f->dir);
+    the_fx = NULL;
+    free(f);
+    return 0;
+}
+
+/* SET_IRQS of one action/data for [start, start + count), with fds. */
+static int
+set_irqs(struct fx *f, uint32_t flags, uint32_t index, uint32_t start,
+         uint32_t count, const int *fds, int nfds)
+{
+    struct vfio_irq_set s = {
+        .argsz = sizeof(s), .flags = flags, .index = index,
+        .start = start, .count = count,
+    };
+
+    return command_fds(f, VFIO_USER_DEVICE_SET_IRQS, &s, sizeof(s), fds, nfds,
+                       NULL, 0);
+}
+
+static uint64_t
+efd_read(int fd)
+{
+    uint64_t v = 0;
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+
+    if (poll(&p, 1, 100) == 1 && read(fd, &v, sizeof(v)) != sizeof(v)) {
+        v = 0;
+    }
+    return v;
+}
+
+/* ---- 1: IRQ eventfds ---- */
+
+/*
+ * A pipe is no eventfd: refused. Taken, its write end would be written on
+ * each trigger, and with its read end closed a C server dies of SIGPIPE.
+ */
+static void
+test_irq_pipe_refused(void **state)
+{
+    struct fx *f = *state;
+    int p[2];
+
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(set_irqs(f, VFIO_IRQ_SET_DATA_EVENTFD |
+                              VFIO_IRQ_SET_ACTION_TRIGGER, VFU_DEV_MSIX_IRQ,
+                              0, 1, &p[1], 1), EINVAL);
+    close(p[0]);
+    close(p[1]);
+    errno = 0;
+    assert_int_equal(vfu_irq_trigger(f->ctx, 0), -1);
+    assert_int_equal(errno, ENOENT);
+    /* Nor a socket, among eventfds: the whole set is refused. */
+    int e = eventfd(0, EFD_CLOEXEC), sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int two[2] = { e, sv[0] };
+    assert_int_equal(set_irqs(f, VFIO_IRQ_SET_DATA_EVENTFD |
+                              VFIO_IRQ_SET_ACTION_TRIGGER, VFU_DEV_MSIX_IRQ,
+                              0, 2, two, 2), EINVAL);
+    errno = 0;
+    assert_int_equal(vfu_irq_trigger(f->ctx, 0), -1);
+    assert_int_equal(errno, ENOENT);
+    close(e);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+struct trig {
+    vfu_ctx_t *ctx;
+    uint32_t vec;
+    int rc;
+    int done;
+};
+
+static void *
+trigger_thread(void *arg)
+{
+    struct trig *t = arg;
+
+    t->rc = vfu_irq_trigger(t->ctx, t->vec);
+    __atomic_store_n(&t->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Did a vfu_irq_trigger() on another thread return within ms? */
+static bool
+trigger_returns(vfu_ctx_t *ctx, uint32_t vec, int ms, pthread_t *tid,
+                struct trig *t)
+{
+    t->ctx = ctx;
+    t->vec = vec;
+    t->done = 0;
+    assert_int_equal(pthread_create(tid, NULL, trigger_thread, t), 0);
+    for (int i = 0; i < ms && !__atomic_load_n(&t->done, __ATOMIC_ACQUIRE); i++) {
+        usleep(1000);
+    }
+    return __atomic_load_n(&t->done, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * A blocking eventfd with its counter one short of saturation: a write
+ * would block until someone reads it, which a client that leaves never
+ * does. The trigger must return at once.
+ */
+static void
+test_irq_saturated_never_blocks(void **state)
+{
+    struct fx *f = *state;
+    int e = eventfd(0, EFD_CLOEXEC);            /* blocking */
+    uint64_t full = 0xfffffffffffffffeull;
+    struct trig t;
+    pthread_t tid;
+
+    assert_true(e >= 0);
+    assert_int_equal(write(e, &full, sizeof(full)), sizeof(full));
+    assert_int_equal(set_irqs(f, VFIO_IRQ_SET_DATA_EVENTFD |
+                              VFIO_IRQ_SET_ACTION_TRIGGER, VFU_DEV_MSIX_IRQ,
+                              3, 1, &e, 1), 0);
+    bool returned = trigger_returns(f->ctx, 3, 2000, &tid, &t);
+    if (!returned) {
+        uint64_t v;
+        assert_int_equal(read(e, &v, sizeof(v)), sizeof(v));   /* unblock it */
+    }
+    pthread_join(tid, NULL);
+    assert_true(returned);
+    assert_int_equal(t.rc, 0);
+    /* The client's eventfd is ours to signal again once it has room. */
+    uint64_t v;
+    fcntl(e, F_SETFL, O_NONBLOCK);
+    assert_int_equal(read(e, &v, sizeof(v)), sizeof(v));
+    assert_int_equal(vfu_irq_trigger(f->ctx, 3), 0);
+    assert_int_equal(efd_read(e), 1);
+    close(e);
+}
+
+/*
+ * INTx announces what it does: maskable, but not automasked, for a trigger
+ * does not mask it. Each trigger signals; a mask holds them back until the
+ * unmask.
+ */
+static void
+test_intx_not_automasked(void **state)
+{
+    struct fx *f = *state;
+    struct vfio_irq_info in = { .argsz = sizeof(in), .index = VFU_DEV_INTX_IRQ };
+    struct vfio_irq_info out;
+    int e = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+    assert_int_equal(command_fds(f, VFIO_USER_DEVICE_GET_IRQ_INFO, &in,
+                                 sizeof(in), NULL, 0, &out, sizeof(out)), 0);
+    assert_int_equal(out.flags, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE);
+    assert_int_equal(set_irqs(f, VFIO_IRQ_SET_DATA_EVENTFD |
+                              VFIO_IRQ_SET_ACTION_TRIGGER, VFU_DEV_INTX_IRQ,
+                              0, 1, &e, 1), 0);
+    assert_int_equal(vfu_irq_trigger(f->ctx, 0), 0);
+    assert_int_equal(vfu_irq_trigger(f->ctx, 0), 0);
+    assert_int_equal(efd_read(e), 2);
+    assert_int_equal(set_irqs(f, VFIO_IRQ_SET_DATA_NONE |
+                              VFIO_IRQ_SET_ACTION_MASK, VFU_DEV_INTX_IRQ,
+                              0, 1, NULL, 0), 0);
+    assert_int_equal(vfu_irq_trigger(f->ctx, 0), 0);
+    assert_int_equal(efd_read(e), 0);
+    assert_int_equal(set_irqs(f, VFIO_IRQ_SET_DATA_NONE |
+                              VFIO_IRQ_SET_ACTION_UNMASK, VFU_DEV_INTX_IRQ,
+                              0, 1, NULL, 0), 0);
+    assert_int_equal(efd_read(e), 1);           /* delivered on unmask */
+    close(e);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_irq_pipe_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_irq_saturated_never_blocks, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_intx_not_automasked, setup, teardown),
+    };
+
+    signal(SIGPIPE, SIG_DFL);   /* a C server's default: SIGPIPE kills */
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
