@@ -195,7 +195,14 @@ vfu_get_poll_fd(vfu_ctx_t *vfu_ctx);
  * EINVAL if the context is not realized,
  * ENOTCONN when the client disconnected (call vfu_attach_ctx() again),
  * EBUSY while a quiesce requested from the device is still in progress
- * (see vfu_device_quiesce_cb_t), or another error from request handling.
+ * (see vfu_device_quiesce_cb_t) or while another thread is handling requests
+ * of this context (vfu_device_quiesced(), say),
+ * EDEADLK when called from a device callback that this context's
+ * vfu_run_ctx(), vfu_attach_ctx() or vfu_device_quiesced() is running (a
+ * nested loop would reuse the buffers of the request being handled; the
+ * call is refused and logged, and nothing is read),
+ * or another error from request handling.  vfu_attach_ctx() refuses the
+ * same way.
  */
 int
 vfu_run_ctx(vfu_ctx_t *vfu_ctx);
@@ -208,6 +215,12 @@ vfu_run_ctx(vfu_ctx_t *vfu_ctx);
  * Closes the client connection and releases all resources.  The device must
  * already be quiescent: the quiesce callback is not invoked, although other
  * device callbacks (reset, DMA unregister) may run during the call.
+ *
+ * Called from a device callback (while vfu_run_ctx(), vfu_attach_ctx() or
+ * vfu_device_quiesced() of this context is handling a request, on any
+ * thread), it does nothing but log an error and set errno to EBUSY: the
+ * caller of that function still uses the context. Destroy it once the
+ * function has returned.
  */
 void
 vfu_destroy_ctx(vfu_ctx_t *vfu_ctx);

@@ -90,6 +90,32 @@ kick_loop(void *arg)
     }
 }
 
+/*
+ * Mark the context as handling requests on this thread, so that a device
+ * callback calling vfu_run_ctx() or vfu_destroy_ctx() is refused rather than
+ * re-enter the loop (which would reuse the request and reply buffers in
+ * use) or free the context under it.
+ */
+static void
+busy_enter(vfu_ctx_t *ctx)
+{
+    if (__atomic_add_fetch(&ctx->busy_depth, 1, __ATOMIC_ACQ_REL) == 1) {
+        ctx->busy_thread = pthread_self();
+    }
+}
+
+static void
+busy_leave(vfu_ctx_t *ctx)
+{
+    __atomic_sub_fetch(&ctx->busy_depth, 1, __ATOMIC_ACQ_REL);
+}
+
+static bool
+busy(vfu_ctx_t *ctx)
+{
+    return __atomic_load_n(&ctx->busy_depth, __ATOMIC_ACQUIRE) > 0;
+}
+
 vfu_ctx_t *
 vfu_create_ctx(vfu_trans_t trans, const char *path, int flags, void *pvt,
                vfu_dev_type_t dev_type)
@@ -266,10 +292,14 @@ negotiate(vfu_ctx_t *ctx)
 int
 vfu_attach_ctx(vfu_ctx_t *ctx)
 {
-    int fd;
+    int fd, rc;
 
     if (ctx == NULL || !ctx->realized) {
         errno = EINVAL;
+        return -1;
+    }
+    if (busy(ctx)) {
+        errno = pthread_equal(ctx->busy_thread, pthread_self()) ? EDEADLK : EBUSY;
         return -1;
     }
     if (ctx->conn == NULL) {
@@ -281,7 +311,10 @@ vfu_attach_ctx(vfu_ctx_t *ctx)
         errno = EBUSY;
         return -1;
     }
-    return negotiate(ctx);
+    busy_enter(ctx);
+    rc = negotiate(ctx);
+    busy_leave(ctx);
+    return rc;
 }
 
 int
@@ -419,18 +452,40 @@ drain(vfu_ctx_t *ctx, int *count, enum lost *lost)
     return rc;
 }
 
+static int run(vfu_ctx_t *ctx);
+
 int
 vfu_run_ctx(vfu_ctx_t *ctx)
+{
+    int rc;
+
+    if (ctx == NULL || !ctx->realized) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* From a callback of this very loop: it would never return to us. */
+    if (busy(ctx)) {
+        bool self = pthread_equal(ctx->busy_thread, pthread_self());
+        vfu_log(ctx, LOG_ERR, "vfu_run_ctx() %s: refused",
+                self ? "inside a device callback" : "while another thread "
+                "handles requests");
+        errno = self ? EDEADLK : EBUSY;
+        return -1;
+    }
+    busy_enter(ctx);
+    rc = run(ctx);
+    busy_leave(ctx);
+    return rc;
+}
+
+static int
+run(vfu_ctx_t *ctx)
 {
     struct vfu_conn *c;
     enum lost lost = LOST_NONE;
     int count = 0, rc, err = 0;
     bool block;
 
-    if (ctx == NULL || !ctx->realized) {
-        errno = EINVAL;
-        return -1;
-    }
     if (ctx->conn == NULL) {
         errno = ENOTCONN;
         return -1;
@@ -519,6 +574,14 @@ void
 vfu_destroy_ctx(vfu_ctx_t *ctx)
 {
     if (ctx == NULL) {
+        return;
+    }
+    if (busy(ctx)) {
+        /* The loop that called the callback still uses the context. */
+        vfu_log(ctx, LOG_ERR, "vfu_destroy_ctx() while requests are being "
+                "handled (from a device callback?): refused, the context "
+                "stays");
+        errno = EBUSY;
         return;
     }
     if (ctx->conn != NULL) {
@@ -633,6 +696,7 @@ vfu_device_quiesced(vfu_ctx_t *ctx, int quiesce_errno)
         errno = EINVAL;
         return -1;
     }
+    busy_enter(ctx);
     if (ctx->lost_pending) {
         /* Quiesced or not, the client is gone: finish dropping it. */
         if (quiesce_errno != 0) {
@@ -641,7 +705,10 @@ vfu_device_quiesced(vfu_ctx_t *ctx, int quiesce_errno)
         }
         ctx->quiesced = true;
         vfu_conn_lost(ctx);
+        busy_leave(ctx);
         return 0;
     }
-    return vfu_dispatch_resume(ctx, quiesce_errno);
+    int rc = vfu_dispatch_resume(ctx, quiesce_errno);
+    busy_leave(ctx);
+    return rc;
 }

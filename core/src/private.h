@@ -152,6 +152,12 @@ struct vfu_ctx {
 
     pthread_mutex_t irq_lock;       /* irq efds vs. vfu_irq_trigger */
 
+    /* Requests are being handled (vfu_run_ctx, vfu_attach_ctx or
+     * vfu_device_quiesced) on busy_thread: device callbacks may be running,
+     * and a nested run or a destroy is refused. Atomic. */
+    int busy_depth;
+    pthread_t busy_thread;
+
     /* reply storage, reused: nothing is allocated per message */
     void *scratch;
     size_t scratch_size;

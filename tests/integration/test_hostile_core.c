@@ -525,6 +525,92 @@ test_intx_not_automasked(void **state)
     close(e);
 }
 
+/* ---- 4: re-entrant calls from callbacks ---- */
+
+/* A REGION_WRITE of 4 bytes to BAR0 at off. */
+static int
+bar0_write(struct fx *f, uint64_t off, uint32_t val)
+{
+    struct {
+        struct vfio_user_region_access a;
+        uint32_t v;
+    } w = { { off, VFU_PCI_DEV_BAR0_REGION_IDX, 4 }, val };
+
+    return command_fds(f, VFIO_USER_REGION_WRITE, &w, sizeof(w), NULL, 0,
+                       NULL, 0);
+}
+
+static int
+bar0_read(struct fx *f, uint64_t off, void *out, uint32_t count)
+{
+    struct vfio_user_region_access a = { off, VFU_PCI_DEV_BAR0_REGION_IDX, count };
+    char rep[sizeof(a) + 256];
+    int err;
+
+    assert_true(count <= 256);
+    err = command_fds(f, VFIO_USER_REGION_READ, &a, sizeof(a), NULL, 0, rep,
+                      sizeof(rep));
+    if (err == 0) {
+        memcpy(out, rep + sizeof(a), count);
+    }
+    return err;
+}
+
+/*
+ * vfu_run_ctx() from a callback of vfu_run_ctx(): refused with EDEADLK,
+ * and a request queued behind is left for the outer loop, not handled by
+ * the nested one.
+ */
+static void
+test_nested_run_refused(void **state)
+{
+    struct fx *f = *state;
+    struct {
+        struct vfio_user_region_access a;
+        uint32_t v;
+    } w = { { 0, VFU_PCI_DEV_BAR0_REGION_IDX, 4 }, 0x11 };
+    struct vfio_user_region_access r = { 0, VFU_PCI_DEV_BAR0_REGION_IDX, 4 };
+    char rep[64];
+    struct hdr h;
+
+    f->mode = BAR0_NESTED_RUN;
+    /* The write and a read behind it, in one go. */
+    xsend(f->fd, 50, VFIO_USER_REGION_WRITE, VFIO_USER_F_TYPE_COMMAND, &w,
+          sizeof(w), NULL, 0);
+    xsend(f->fd, 51, VFIO_USER_REGION_READ, VFIO_USER_F_TYPE_COMMAND, &r,
+          sizeof(r), NULL, 0);
+    assert_int_equal(vfu_run_ctx(f->ctx), 2);
+    assert_int_equal(f->nested_rc, -1);
+    assert_int_equal(f->nested_errno, EDEADLK);
+    xrecv(f->fd, &h, rep, sizeof(rep), NULL, NULL);
+    assert_int_equal(h.id, 50);
+    assert_int_equal(h.err, 0);
+    xrecv(f->fd, &h, rep, sizeof(rep), NULL, NULL);
+    assert_int_equal(h.id, 51);
+    assert_int_equal(h.err, 0);
+    uint32_t v;
+    memcpy(&v, rep + sizeof(r), 4);
+    assert_int_equal(v, 0x11);
+}
+
+/*
+ * vfu_destroy_ctx() from a callback: refused (logged, errno EBUSY); the
+ * context goes on serving, and is destroyed by the teardown.
+ */
+static void
+test_destroy_in_callback_refused(void **state)
+{
+    struct fx *f = *state;
+    uint32_t v = 0;
+
+    f->mode = BAR0_DESTROY;
+    assert_int_equal(bar0_write(f, 8, 0x22), 0);
+    assert_non_null(strstr(f->log, "vfu_destroy_ctx()"));
+    f->mode = BAR0_PLAIN;
+    assert_int_equal(bar0_read(f, 8, &v, 4), 0);
+    assert_int_equal(v, 0x22);
+}
+
 int
 main(void)
 {
@@ -533,6 +619,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_irq_saturated_never_blocks, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_intx_not_automasked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nested_run_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_destroy_in_callback_refused, setup,
+                                        teardown),
     };
 
     signal(SIGPIPE, SIG_DFL);   /* a C server's default: SIGPIPE kills */
