@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "private.h"
@@ -149,6 +150,8 @@ vfu_create_ctx(vfu_trans_t trans, const char *path, int flags, void *pvt,
     ctx->max_dma_maps = VFU_DEFAULT_MAX_DMA_MAPS;
     vfu_caps_defaults(&ctx->caps);
     pthread_mutex_init(&ctx->irq_lock, NULL);
+    pthread_mutex_init(&ctx->quiesce_lock, NULL);
+    pthread_cond_init(&ctx->quiesce_cond, NULL);
     pthread_rwlock_init(&ctx->conn_lock, NULL);
     ctx->regions = calloc(ctx->nr_regions, sizeof(*ctx->regions));
     ctx->sock_path = strdup(path);
@@ -570,6 +573,86 @@ run(vfu_ctx_t *ctx)
     return count;
 }
 
+/* How long vfu_destroy_ctx() waits for a device to finish quiescing. */
+#define VFU_DESTROY_QUIESCE_MS VFU_CALL_TIMEOUT_MS
+
+static uint64_t
+quiesce_gen(vfu_ctx_t *ctx)
+{
+    pthread_mutex_lock(&ctx->quiesce_lock);
+    uint64_t g = ctx->quiesce_gen;
+    pthread_mutex_unlock(&ctx->quiesce_lock);
+    return g;
+}
+
+/*
+ * Wait until vfu_device_quiesced() has been called since generation gen,
+ * or the deadline passes. Returns false on timeout.
+ */
+static bool
+wait_quiesced(vfu_ctx_t *ctx, uint64_t gen, const struct timespec *deadline)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&ctx->quiesce_lock);
+    while (ctx->quiesce_gen == gen && rc != ETIMEDOUT) {
+        rc = pthread_cond_timedwait(&ctx->quiesce_cond, &ctx->quiesce_lock,
+                                    deadline);
+    }
+    bool done = ctx->quiesce_gen != gen;
+    pthread_mutex_unlock(&ctx->quiesce_lock);
+    return done;
+}
+
+/*
+ * Destroy with a client attached unmaps its DMA, so the device is quiesced
+ * first, as for a lost client. A quiesce already pending (a parked request,
+ * a lost client) is waited for; then the quiesce callback is asked, and if
+ * it says EBUSY, destroy waits for vfu_device_quiesced() from another
+ * thread. Each wait is bounded by VFU_DESTROY_QUIESCE_MS: destroy cannot
+ * hang on a device that never answers, and releases all the same (logged).
+ */
+static void
+destroy_quiesce(vfu_ctx_t *ctx)
+{
+    struct timespec deadline;
+
+    if (ctx->quiesce_cb == NULL || ctx->quiesced) {
+        return;
+    }
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += VFU_DESTROY_QUIESCE_MS / 1000;
+    if (ctx->quiesce_pending || ctx->lost_pending) {
+        if (!wait_quiesced(ctx, quiesce_gen(ctx), &deadline)) {
+            vfu_log(ctx, LOG_ERR, "destroy: the pending quiesce did not "
+                    "finish in %u ms; releasing anyway",
+                    VFU_DESTROY_QUIESCE_MS);
+            return;
+        }
+        if (ctx->conn == NULL) {
+            return;         /* it was a lost client's: dropped already */
+        }
+    }
+    pthread_mutex_lock(&ctx->quiesce_lock);
+    uint64_t gen = ctx->quiesce_gen;
+    ctx->destroy_pending = true;    /* before: it may answer at once */
+    pthread_mutex_unlock(&ctx->quiesce_lock);
+    errno = 0;
+    int rc = ctx->quiesce_cb(ctx);
+    int err = errno;
+    if (rc < 0 && err == EBUSY &&
+        !wait_quiesced(ctx, gen, &deadline)) {
+        vfu_log(ctx, LOG_ERR, "destroy: the device did not quiesce in %u "
+                "ms; releasing its DMA anyway", VFU_DESTROY_QUIESCE_MS);
+    } else if (rc < 0 && err != EBUSY) {
+        vfu_log_errno(ctx, LOG_WARNING, err, "destroy: quiesce failed");
+    }
+    pthread_mutex_lock(&ctx->quiesce_lock);
+    ctx->destroy_pending = false;
+    pthread_mutex_unlock(&ctx->quiesce_lock);
+    ctx->quiesced = true;
+}
+
 void
 vfu_destroy_ctx(vfu_ctx_t *ctx)
 {
@@ -583,6 +666,9 @@ vfu_destroy_ctx(vfu_ctx_t *ctx)
                 "stays");
         errno = EBUSY;
         return;
+    }
+    if (ctx->conn != NULL) {
+        destroy_quiesce(ctx);
     }
     if (ctx->conn != NULL) {
         vfu_conn_lost(ctx);
@@ -601,6 +687,8 @@ vfu_destroy_ctx(vfu_ctx_t *ctx)
     vfu_regions_free(ctx);
     free(ctx->scratch);
     pthread_mutex_destroy(&ctx->irq_lock);
+    pthread_mutex_destroy(&ctx->quiesce_lock);
+    pthread_cond_destroy(&ctx->quiesce_cond);
     pthread_rwlock_destroy(&ctx->conn_lock);
     free(ctx->sock_path);
     free(ctx);
@@ -688,11 +776,37 @@ vfu_setup_device_quiesce_cb(vfu_ctx_t *ctx, vfu_device_quiesce_cb_t *quiesce_cb)
     }
 }
 
+/* One more vfu_device_quiesced() call for destroy to see. */
+static void
+quiesced_done(vfu_ctx_t *ctx)
+{
+    pthread_mutex_lock(&ctx->quiesce_lock);
+    ctx->quiesce_gen++;
+    pthread_cond_broadcast(&ctx->quiesce_cond);
+    pthread_mutex_unlock(&ctx->quiesce_lock);
+}
+
 int
 vfu_device_quiesced(vfu_ctx_t *ctx, int quiesce_errno)
 {
-    if (ctx == NULL || ctx->quiesce_cb == NULL ||
-        (!ctx->quiesce_pending && !ctx->lost_pending)) {
+    if (ctx == NULL || ctx->quiesce_cb == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    pthread_mutex_lock(&ctx->quiesce_lock);
+    bool for_destroy = ctx->destroy_pending;
+    pthread_mutex_unlock(&ctx->quiesce_lock);
+    if (for_destroy) {
+        /* vfu_destroy_ctx() waits for it and releases (it failed or not:
+         * the client goes either way). */
+        if (quiesce_errno != 0) {
+            vfu_log_errno(ctx, LOG_WARNING, quiesce_errno,
+                          "quiesce for destroy failed");
+        }
+        quiesced_done(ctx);
+        return 0;
+    }
+    if (!ctx->quiesce_pending && !ctx->lost_pending) {
         errno = EINVAL;
         return -1;
     }
@@ -706,9 +820,11 @@ vfu_device_quiesced(vfu_ctx_t *ctx, int quiesce_errno)
         ctx->quiesced = true;
         vfu_conn_lost(ctx);
         busy_leave(ctx);
+        quiesced_done(ctx);
         return 0;
     }
     int rc = vfu_dispatch_resume(ctx, quiesce_errno);
     busy_leave(ctx);
+    quiesced_done(ctx);
     return rc;
 }

@@ -170,6 +170,20 @@ quiesce_cb(vfu_ctx_t *ctx)
     return 0;
 }
 
+static void
+dma_reg(vfu_ctx_t *ctx, vfu_dma_info_t *info)
+{
+    (void)ctx;
+    (void)info;
+}
+
+static void
+dma_unreg(vfu_ctx_t *ctx, vfu_dma_info_t *info)
+{
+    (void)ctx;
+    (void)info;
+}
+
 /* ---- raw messages ---- */
 
 static void
@@ -316,7 +330,7 @@ open_ctx(struct fx *f)
     assert_int_equal(vfu_setup_device_nr_irqs(f->ctx, VFU_DEV_INTX_IRQ, 1), 0);
     assert_int_equal(vfu_setup_device_nr_irqs(f->ctx, VFU_DEV_MSIX_IRQ, NR_MSIX), 0);
     vfu_setup_device_quiesce_cb(f->ctx, quiesce_cb);
-    assert_int_equal(vfu_setup_device_dma(f->ctx, 0, NULL, NULL), 0);
+    assert_int_equal(vfu_setup_device_dma(f->ctx, 0, dma_reg, dma_unreg), 0);
     assert_int_equal(vfu_realize_ctx(f->ctx), 0);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     assert_int_equal(vfu_attach_fd(f->ctx, sv[0]), 0);
@@ -611,6 +625,109 @@ test_destroy_in_callback_refused(void **state)
     assert_int_equal(v, 0x22);
 }
 
+/* ---- 2: destroy with a client attached quiesces first ---- */
+
+/* DMA_MAP [IOVA, IOVA + MAP_SIZE) read-write, backed by fd if fd >= 0. */
+static int
+dma_map(struct fx *f, int fd)
+{
+    struct vfio_user_dma_map m = {
+        .argsz = sizeof(m),
+        .flags = VFIO_USER_F_DMA_REGION_READ | VFIO_USER_F_DMA_REGION_WRITE,
+        .addr = IOVA, .size = MAP_SIZE,
+    };
+
+    return command_fds(f, VFIO_USER_DMA_MAP, &m, sizeof(m), &fd, fd >= 0,
+                       NULL, 0);
+}
+
+/* A memfd of MAP_SIZE that cannot shrink (a well-behaved client's). */
+static int
+sealed_memfd(void)
+{
+    int fd = memfd_create("hostile", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, MAP_SIZE), 0);
+    assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL), 0);
+    return fd;
+}
+
+struct dev_thread {
+    struct fx *f;
+    int stop;           /* set by the quiesce callback */
+    int asked;          /* ... which answered EBUSY */
+    unsigned long loops;
+    int quiesced_rc;
+};
+
+static struct dev_thread *the_dev;
+
+static void
+stop_device(struct fx *f)
+{
+    (void)f;
+    __atomic_store_n(&the_dev->asked, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&the_dev->stop, 1, __ATOMIC_RELEASE);
+}
+
+/* The device: DMA through an SG entry it holds until told to quiesce. */
+static void *
+device_dma(void *arg)
+{
+    struct dev_thread *d = arg;
+    vfu_ctx_t *ctx = d->f->ctx;
+    struct iovec iov;
+
+    assert_int_equal(vfu_sgl_get(ctx, (dma_sg_t *)d->f->sg, &iov, 1, 0), 0);
+    volatile uint8_t *p = iov.iov_base;
+    while (!__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE)) {
+        p[d->loops % iov.iov_len]++;
+        d->loops++;
+    }
+    vfu_sgl_put(ctx, (dma_sg_t *)d->f->sg, &iov, 1);
+    usleep(20000);      /* quiescing takes a while */
+    if (__atomic_load_n(&d->asked, __ATOMIC_ACQUIRE)) {
+        d->quiesced_rc = vfu_device_quiesced(ctx, 0);
+    }
+    return NULL;
+}
+
+/*
+ * vfu_destroy_ctx() with a client attached and a device thread writing
+ * client memory through vfu_sgl_get(): destroy asks the device to quiesce
+ * (EBUSY), waits for vfu_device_quiesced() from the device thread, and only
+ * then unmaps. Unmapping first kills the process (SIGSEGV).
+ */
+static void
+test_destroy_quiesces_first(void **state)
+{
+    struct fx *f = *state;
+    struct dev_thread d = { .f = f };
+    int mfd = sealed_memfd();
+    pthread_t t;
+
+    assert_int_equal(dma_map(f, mfd), 0);
+    close(mfd);
+    assert_int_equal(vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)(uintptr_t)IOVA,
+                                     MAP_SIZE, (dma_sg_t *)f->sg, 1,
+                                     PROT_READ | PROT_WRITE), 1);
+    the_dev = &d;
+    f->quiesce_busy = 1;
+    f->on_quiesce = stop_device;
+    assert_int_equal(pthread_create(&t, NULL, device_dma, &d), 0);
+    while (__atomic_load_n(&d.loops, __ATOMIC_RELAXED) < 1000) {
+        usleep(1000);
+    }
+    unsigned calls = f->quiesce_calls;
+    vfu_destroy_ctx(f->ctx);
+    f->ctx = NULL;
+    pthread_join(t, NULL);
+    assert_int_equal(f->quiesce_calls, calls + 1);
+    assert_int_equal(d.quiesced_rc, 0);
+    the_dev = NULL;
+}
+
 int
 main(void)
 {
@@ -620,6 +737,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_intx_not_automasked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nested_run_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_destroy_quiesces_first, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_destroy_in_callback_refused, setup,
                                         teardown),
     };
