@@ -824,6 +824,13 @@ vfu_device_quiesced(vfu_ctx_t *ctx, int quiesce_errno)
         return 0;
     }
     int rc = vfu_dispatch_resume(ctx, quiesce_errno);
+    /*
+     * Requests that came in behind the parked one wait in our buffer,
+     * where no poll sees them: wake the loop's poll fd for them.
+     */
+    if (ctx->conn != NULL && ctx->conn->rx_tail > ctx->conn->rx_head) {
+        kick_loop(ctx);
+    }
     busy_leave(ctx);
     quiesced_done(ctx);
     return rc;

@@ -728,6 +728,49 @@ test_destroy_quiesces_first(void **state)
     the_dev = NULL;
 }
 
+/* ---- 8: non-blocking loops are woken for what is buffered ---- */
+
+/*
+ * A DMA_MAP that parks (quiesce EBUSY) with a REGION_READ behind it, both
+ * read by the same vfu_run_ctx(). Once vfu_device_quiesced() has finished
+ * the map, the read is in the context's buffer and the socket is empty:
+ * the poll fd must say so, or a non-blocking loop sleeps on it for ever.
+ */
+static void
+test_quiesced_wakes_poll_fd(void **state)
+{
+    struct fx *f = *state;
+    struct vfio_user_dma_map m = {
+        .argsz = sizeof(m),
+        .flags = VFIO_USER_F_DMA_REGION_READ | VFIO_USER_F_DMA_REGION_WRITE,
+        .addr = IOVA, .size = MAP_SIZE,
+    };
+    struct vfio_user_region_access r = { 0, VFU_PCI_DEV_BAR0_REGION_IDX, 4 };
+    struct pollfd p = { .fd = vfu_get_poll_fd(f->ctx), .events = POLLIN };
+    char rep[64];
+    struct hdr h;
+
+    f->quiesce_busy = 1;
+    xsend(f->fd, 60, VFIO_USER_DMA_MAP, VFIO_USER_F_TYPE_COMMAND, &m,
+          sizeof(m), NULL, 0);
+    xsend(f->fd, 61, VFIO_USER_REGION_READ, VFIO_USER_F_TYPE_COMMAND, &r,
+          sizeof(r), NULL, 0);
+    usleep(10000);
+    errno = 0;
+    assert_int_equal(vfu_run_ctx(f->ctx), -1);
+    assert_int_equal(errno, EBUSY);
+    f->quiesce_busy = 0;
+    assert_int_equal(vfu_device_quiesced(f->ctx, 0), 0);
+    xrecv(f->fd, &h, rep, sizeof(rep), NULL, NULL);
+    assert_int_equal(h.id, 60);
+    assert_int_equal(h.err, 0);
+    assert_int_equal(poll(&p, 1, 500), 1);
+    assert_int_equal(vfu_run_ctx(f->ctx), 1);
+    xrecv(f->fd, &h, rep, sizeof(rep), NULL, NULL);
+    assert_int_equal(h.id, 61);
+    assert_int_equal(h.err, 0);
+}
+
 int
 main(void)
 {
@@ -740,6 +783,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_destroy_quiesces_first, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_destroy_in_callback_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_quiesced_wakes_poll_fd, setup,
                                         teardown),
     };
 
