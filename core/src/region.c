@@ -334,6 +334,9 @@ vfu_handle_region_read(vfu_ctx_t *ctx, struct vfu_msg *msg)
         return -1;
     }
     *out = *in;
+    /* The buffer is reused: what the device leaves alone must not carry an
+     * earlier reply's bytes to this client. */
+    memset(out->data, 0, in->count);
     /* An empty access succeeds without troubling the device. */
     n = in->count == 0 ? 0 :
         vfu_region_access(ctx, in->region, (char *)out->data, in->count,

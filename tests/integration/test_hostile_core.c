@@ -771,6 +771,27 @@ test_quiesced_wakes_poll_fd(void **state)
     assert_int_equal(h.err, 0);
 }
 
+/* ---- 11: region reads carry no stale bytes ---- */
+
+/*
+ * A read handler that claims the whole count but writes nothing: the reply
+ * is zeros, not the previous reply's 0xaa (the reply buffer is reused).
+ */
+static void
+test_region_read_zeroes_unfilled(void **state)
+{
+    struct fx *f = *state;
+    uint8_t v[64], zero[64] = { 0 };
+
+    f->mode = BAR0_FILL_AA;
+    assert_int_equal(bar0_read(f, 0, v, sizeof(v)), 0);
+    assert_int_equal(v[0], 0xaa);
+    f->mode = BAR0_NO_FILL;
+    memset(v, 0xff, sizeof(v));
+    assert_int_equal(bar0_read(f, 0, v, sizeof(v)), 0);
+    assert_memory_equal(v, zero, sizeof(v));
+}
+
 int
 main(void)
 {
@@ -785,6 +806,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_destroy_in_callback_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_quiesced_wakes_poll_fd, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_region_read_zeroes_unfilled, setup,
                                         teardown),
     };
 
