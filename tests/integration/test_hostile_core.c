@@ -792,6 +792,107 @@ test_region_read_zeroes_unfilled(void **state)
     assert_memory_equal(v, zero, sizeof(v));
 }
 
+/* ---- 7: fds read ahead during a DMA call are kept ---- */
+
+#define NR_AHEAD 12
+
+struct dma_client {
+    struct fx *f;
+    int efds[NR_AHEAD];
+    int requests;
+};
+
+/*
+ * The client's side of a device callback that reads its memory by message:
+ * at the first DMA_READ, it first sends NR_AHEAD SET_IRQS, each with an
+ * eventfd for one MSI-X vector, and only then the reply; later DMA_READs
+ * (the layout probe may ask again) are answered at once.
+ */
+static void *
+dma_client(void *arg)
+{
+    struct dma_client *d = arg;
+    int fd = d->f->fd;
+
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        char req[64], rep[64 + 16];
+        struct hdr h;
+
+        if (poll(&p, 1, 300) != 1) {
+            return NULL;
+        }
+        /* Replies to the requests are the test's to read. */
+        if (recv(fd, &h, sizeof(h), MSG_PEEK | MSG_WAITALL) != sizeof(h) ||
+            h.cmd != VFIO_USER_DMA_READ) {
+            return NULL;
+        }
+        xrecv(fd, &h, req, sizeof(req), NULL, NULL);
+        if (d->requests++ == 0) {
+            for (int i = 0; i < NR_AHEAD; i++) {
+                struct vfio_irq_set s = {
+                    .argsz = sizeof(s), .index = VFU_DEV_MSIX_IRQ,
+                    .flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+                    .start = (uint32_t)i, .count = 1,
+                };
+                xsend(fd, (uint16_t)(100 + i), VFIO_USER_DEVICE_SET_IRQS,
+                      VFIO_USER_F_TYPE_COMMAND, &s, sizeof(s), &d->efds[i], 1);
+            }
+        }
+        uint64_t count;
+        memcpy(&count, req + 8, 8);
+        assert_true(count <= 64);
+        memcpy(rep, req, 16);
+        memset(rep + 16, 0x77, count);
+        xsend(fd, h.id, h.cmd, VFIO_USER_F_TYPE_REPLY, rep, 16 + count, NULL, 0);
+    }
+}
+
+/*
+ * While a callback waits for its DMA_READ reply, the client sends twelve
+ * fd-carrying requests: all are read ahead of the reply, and each keeps
+ * its fd (the ninth and later used to be closed and handled without, so
+ * that an eventfd assignment became a de-assignment).
+ */
+static void
+test_fds_read_ahead_kept(void **state)
+{
+    struct fx *f = *state;
+    struct dma_client d = { .f = f };
+    struct {
+        struct vfio_user_region_access a;
+        uint32_t v;
+    } w = { { 0, VFU_PCI_DEV_BAR0_REGION_IDX, 4 }, 1 };
+    pthread_t t;
+
+    assert_int_equal(dma_map(f, -1), 0);        /* by message only */
+    assert_int_equal(vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)(uintptr_t)IOVA,
+                                     16, (dma_sg_t *)f->sg, 1,
+                                     PROT_READ | PROT_WRITE), 1);
+    for (int i = 0; i < NR_AHEAD; i++) {
+        d.efds[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    }
+    f->mode = BAR0_MSG_DMA;
+    xsend(f->fd, 70, VFIO_USER_REGION_WRITE, VFIO_USER_F_TYPE_COMMAND, &w,
+          sizeof(w), NULL, 0);
+    usleep(10000);
+    assert_int_equal(pthread_create(&t, NULL, dma_client, &d), 0);
+    assert_int_equal(vfu_run_ctx(f->ctx), 1 + NR_AHEAD);
+    pthread_join(t, NULL);
+    assert_int_equal(f->dma_rc, 0);
+    for (int i = 0; i < 1 + NR_AHEAD; i++) {
+        char rep[64];
+        struct hdr h;
+        xrecv(f->fd, &h, rep, sizeof(rep), NULL, NULL);
+        assert_int_equal(h.err, 0);
+    }
+    for (int i = 0; i < NR_AHEAD; i++) {
+        assert_int_equal(vfu_irq_trigger(f->ctx, (uint32_t)i), 0);
+        assert_int_equal(efd_read(d.efds[i]), 1);
+        close(d.efds[i]);
+    }
+}
+
 int
 main(void)
 {
@@ -808,6 +909,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_quiesced_wakes_poll_fd, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_region_read_zeroes_unfilled, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_fds_read_ahead_kept, setup,
                                         teardown),
     };
 
