@@ -385,6 +385,9 @@ vfu_conn_lost(vfu_ctx_t *ctx)
     free(c);
     vfu_twin_close(ctx);
     ctx->negotiated = false;
+    /* Reply storage sized by this client's requests (up to a 1 MiB read)
+     * is not kept for the next. */
+    vfu_scratch_release(ctx);
 }
 
 /*

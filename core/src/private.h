@@ -218,8 +218,10 @@ int vfu_handle_region_io_fds(vfu_ctx_t *ctx, struct vfu_msg *msg);
 ssize_t vfu_region_access(vfu_ctx_t *ctx, uint32_t idx, char *buf,
                           size_t count, uint64_t offset, bool is_write);
 void vfu_regions_free(vfu_ctx_t *ctx);
-/* Per-context reply buffer of at least size bytes (grows, never shrinks). */
+/* Per-context reply buffer of at least size bytes (grows while a client
+ * stays; vfu_scratch_release() frees it when the client goes). */
 void *vfu_scratch(vfu_ctx_t *ctx, size_t size);
+void vfu_scratch_release(vfu_ctx_t *ctx);
 
 /* irq.c */
 int vfu_handle_irq_info(vfu_ctx_t *ctx, struct vfu_msg *msg);

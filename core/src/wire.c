@@ -341,9 +341,10 @@ vfu_conn_take(struct vfu_conn *c, struct vfu_msg *m)
         return 1;
     }
     if (m->hdr.msg_size > c->max_msg_size) {
-        /* Answer it, then drop its payload as it streams in. */
+        /* Answer it, then drop its payload as it streams in, and its fds
+         * (those read with its bytes): not those of messages behind it. */
         m->in_size = m->hdr.msg_size - VFU_HDR_SIZE;
-        vfu_conn_claim_fds(c, 0, c->rx_pos + c->rx_tail, NULL);
+        vfu_conn_claim_fds(c, 0, start + m->hdr.msg_size, NULL);
         c->rx_head += VFU_HDR_SIZE;
         c->skip = m->in_size;
         return 1;

@@ -284,7 +284,7 @@ command_fds(struct fx *f, uint16_t cmd, const void *payload, size_t len,
     return (int)h.err;
 }
 
-static int VFU_UNUSED
+static int
 command(struct fx *f, uint16_t cmd, const void *payload, size_t len)
 {
     return command_fds(f, cmd, payload, len, NULL, 0, NULL, 0);
@@ -893,6 +893,116 @@ test_fds_read_ahead_kept(void **state)
     }
 }
 
+/* ---- 12: WRITE_MULTI, the reply buffer, oversized messages ---- */
+
+/*
+ * Entries are all checked before any is written; a device callback failing
+ * midway leaves the entries before it applied, the rest unmade, the
+ * device's errno in the reply, and the log names the entry.
+ */
+static void
+test_write_multi_partial_reported(void **state)
+{
+    struct fx *f = *state;
+    struct {
+        uint64_t wr_cnt;
+        struct vfio_user_write_multi_one wrs[3];
+    } m = { .wr_cnt = 3 };
+    uint32_t v;
+
+    for (int i = 0; i < 3; i++) {
+        m.wrs[i].offset = 0x100 + 4 * (uint64_t)i;
+        m.wrs[i].region = VFU_PCI_DEV_BAR0_REGION_IDX;
+        m.wrs[i].count = 4;
+        v = 0x1000u + (uint32_t)i;
+        memcpy(m.wrs[i].data, &v, 4);
+    }
+    /* A bad entry last: nothing is written at all. */
+    m.wrs[2].offset = BAR0_SIZE;
+    assert_int_equal(command(f, VFIO_USER_REGION_WRITE_MULTI, &m, sizeof(m)),
+                     EINVAL);
+    assert_int_equal(f->writes, 0);
+    /* The device fails the second. */
+    m.wrs[2].offset = 0x108;
+    f->mode = BAR0_FAIL_2ND;
+    f->log[0] = '\0';
+    assert_int_equal(command(f, VFIO_USER_REGION_WRITE_MULTI, &m, sizeof(m)),
+                     EIO);
+    assert_int_equal(f->writes, 2);
+    memcpy(&v, f->bar0 + 0x100, 4);
+    assert_int_equal(v, 0x1000);
+    memcpy(&v, f->bar0 + 0x108, 4);
+    assert_int_equal(v, 0);
+    assert_non_null(strstr(f->log, "entry 1 of 3 failed"));
+}
+
+/* A 1 MiB read grows the reply buffer; it goes with the client. */
+static void
+test_scratch_freed_with_client(void **state)
+{
+    struct fx *f = *state;
+    struct vfio_user_region_access a = { 0, VFU_PCI_DEV_BAR2_REGION_IDX, BAR2_SIZE };
+
+    assert_int_equal(command(f, VFIO_USER_REGION_READ, &a, sizeof(a)), 0);
+    assert_true(f->ctx->scratch_size >= BAR2_SIZE);
+    close(f->fd);
+    f->fd = -1;
+    errno = 0;
+    assert_int_equal(vfu_run_ctx(f->ctx), -1);
+    assert_int_equal(errno, ENOTCONN);
+    assert_null(f->ctx->scratch);
+    assert_int_equal(f->ctx->scratch_size, 0);
+}
+
+/*
+ * An oversized message, then a complete one with an fd, read together:
+ * the oversized one's refusal drops its own payload and fds, not the fd of
+ * the message behind it.
+ */
+static void
+test_oversized_keeps_fds_behind(void **state)
+{
+    (void)state;
+    struct vfu_conn c;
+    struct vfu_msg m;
+    int sv[2], e = eventfd(0, EFD_CLOEXEC);
+    static char big[5000];
+    struct hdr h = { 1, VFIO_USER_REGION_WRITE, sizeof(big), 0, 0 };
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(vfu_conn_init(&c, sv[0], 4096, 8), 0);
+    c.serve_mode = true;
+    memcpy(big, &h, sizeof(h));
+    assert_int_equal(send(sv[1], big, sizeof(big), 0), (ssize_t)sizeof(big));
+    uint32_t payload = 7;
+    xsend(sv[1], 2, VFIO_USER_DEVICE_SET_IRQS, VFIO_USER_F_TYPE_COMMAND,
+          &payload, sizeof(payload), &e, 1);
+    usleep(10000);
+    int taken = 0;
+    for (int i = 0; i < 100 && taken < 2; i++) {
+        int rc = vfu_conn_take(&c, &m);
+        assert_true(rc >= 0);
+        if (rc == 0) {
+            assert_true(vfu_conn_fill(&c, false) > 0);
+            continue;
+        }
+        taken++;
+        if (taken == 1) {
+            assert_null(m.in);              /* refused unread */
+            assert_int_equal(m.nr_fds, 0);
+        } else {
+            assert_int_equal(m.hdr.msg_id, 2);
+            assert_int_equal(m.nr_fds, 1);
+            vfu_msg_close_fds(&m);
+        }
+        vfu_conn_unpin(&c);
+    }
+    assert_int_equal(taken, 2);
+    vfu_conn_fini(&c);
+    close(sv[1]);
+    close(e);
+}
+
 int
 main(void)
 {
@@ -912,6 +1022,11 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fds_read_ahead_kept, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_write_multi_partial_reported, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_scratch_freed_with_client, setup,
+                                        teardown),
+        cmocka_unit_test(test_oversized_keeps_fds_behind),
     };
 
     signal(SIGPIPE, SIG_DFL);   /* a C server's default: SIGPIPE kills */
