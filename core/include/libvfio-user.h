@@ -212,15 +212,15 @@ vfu_run_ctx(vfu_ctx_t *vfu_ctx);
  *
  * @vfu_ctx: the context, or NULL (no-op).
  *
- * Closes the client connection and releases all resources.  With a client
- * attached, the device is quiesced first, as when a client is lost, because
- * its DMA maps go: a quiesce already pending (vfu_run_ctx() failed with
- * EBUSY) is waited for, then the quiesce callback is called; if it answers
- * EBUSY, destroy waits for vfu_device_quiesced(), which another thread (the
- * device's) must then call.  Each wait is bounded by 10 seconds: a device
- * that has not answered by then is released all the same (logged), and
- * must no longer call into the context.  Other device callbacks (reset
- * with VFU_RESET_LOST_CONN, DMA unregister) run during the call.
+ * Closes the client connection and releases all resources.  The device must
+ * already be quiescent: the quiesce callback is not invoked (as in
+ * libvfio-user), although other device callbacks (reset with
+ * VFU_RESET_LOST_CONN, DMA unregister) may run during the call.  If a
+ * quiesce is still pending (vfu_run_ctx() failed with EBUSY, for a request
+ * or a lost client), destroy waits for the device's vfu_device_quiesced(),
+ * which another thread must then call, for up to 10 seconds; a device that
+ * has not answered by then is released all the same (logged) and must no
+ * longer call into the context.
  *
  * Called from a device callback (while vfu_run_ctx(), vfu_attach_ctx() or
  * vfu_device_quiesced() of this context is handling a request, on any

@@ -579,81 +579,48 @@ run(vfu_ctx_t *ctx)
 /* How long vfu_destroy_ctx() waits for a device to finish quiescing. */
 #define VFU_DESTROY_QUIESCE_MS VFU_CALL_TIMEOUT_MS
 
-static uint64_t
-quiesce_gen(vfu_ctx_t *ctx)
+/* Is a quiesce still under way: pending, or being finished right now by
+ * vfu_device_quiesced() on another thread? quiesce_lock held. */
+static bool
+quiescing(vfu_ctx_t *ctx)
 {
-    pthread_mutex_lock(&ctx->quiesce_lock);
-    uint64_t g = ctx->quiesce_gen;
-    pthread_mutex_unlock(&ctx->quiesce_lock);
-    return g;
+    return ctx->quiesce_pending || ctx->lost_pending ||
+           (busy(ctx) && !pthread_equal(ctx->busy_thread, pthread_self()));
 }
 
 /*
- * Wait until vfu_device_quiesced() has been called since generation gen,
- * or the deadline passes. Returns false on timeout.
+ * Destroy does not quiesce the device: like libvfio-user, it expects the
+ * caller to have stopped the device's DMA (its suite checks that the
+ * quiesce callback is not called). But a quiesce already under way (a
+ * parked request, a lost client: vfu_run_ctx() failed with EBUSY) ends in
+ * vfu_device_quiesced() from the device, which must not find the context
+ * freed, and until then the device may still be doing DMA: destroy waits
+ * for it, bounded by VFU_DESTROY_QUIESCE_MS so that a device that never
+ * answers cannot hang it. Returns false if another thread is still inside
+ * the context after that (freeing it would pull it from under that
+ * thread); a quiesce merely never reported is released all the same.
  */
 static bool
-wait_quiesced(vfu_ctx_t *ctx, uint64_t gen, const struct timespec *deadline)
-{
-    int rc = 0;
-
-    pthread_mutex_lock(&ctx->quiesce_lock);
-    while (ctx->quiesce_gen == gen && rc != ETIMEDOUT) {
-        rc = pthread_cond_timedwait(&ctx->quiesce_cond, &ctx->quiesce_lock,
-                                    deadline);
-    }
-    bool done = ctx->quiesce_gen != gen;
-    pthread_mutex_unlock(&ctx->quiesce_lock);
-    return done;
-}
-
-/*
- * Destroy with a client attached unmaps its DMA, so the device is quiesced
- * first, as for a lost client. A quiesce already pending (a parked request,
- * a lost client) is waited for; then the quiesce callback is asked, and if
- * it says EBUSY, destroy waits for vfu_device_quiesced() from another
- * thread. Each wait is bounded by VFU_DESTROY_QUIESCE_MS: destroy cannot
- * hang on a device that never answers, and releases all the same (logged).
- */
-static void
-destroy_quiesce(vfu_ctx_t *ctx)
+destroy_wait_quiesce(vfu_ctx_t *ctx)
 {
     struct timespec deadline;
+    int rc = 0;
 
-    if (ctx->quiesce_cb == NULL || ctx->quiesced) {
-        return;
-    }
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += VFU_DESTROY_QUIESCE_MS / 1000;
-    if (ctx->quiesce_pending || ctx->lost_pending) {
-        if (!wait_quiesced(ctx, quiesce_gen(ctx), &deadline)) {
-            vfu_log(ctx, LOG_ERR, "destroy: the pending quiesce did not "
-                    "finish in %u ms; releasing anyway",
-                    VFU_DESTROY_QUIESCE_MS);
-            return;
-        }
-        if (ctx->conn == NULL) {
-            return;         /* it was a lost client's: dropped already */
-        }
-    }
     pthread_mutex_lock(&ctx->quiesce_lock);
-    uint64_t gen = ctx->quiesce_gen;
-    ctx->destroy_pending = true;    /* before: it may answer at once */
-    pthread_mutex_unlock(&ctx->quiesce_lock);
-    errno = 0;
-    int rc = ctx->quiesce_cb(ctx);
-    int err = errno;
-    if (rc < 0 && err == EBUSY &&
-        !wait_quiesced(ctx, gen, &deadline)) {
-        vfu_log(ctx, LOG_ERR, "destroy: the device did not quiesce in %u "
-                "ms; releasing its DMA anyway", VFU_DESTROY_QUIESCE_MS);
-    } else if (rc < 0 && err != EBUSY) {
-        vfu_log_errno(ctx, LOG_WARNING, err, "destroy: quiesce failed");
+    while (quiescing(ctx) && rc != ETIMEDOUT) {
+        rc = pthread_cond_timedwait(&ctx->quiesce_cond, &ctx->quiesce_lock,
+                                    &deadline);
     }
-    pthread_mutex_lock(&ctx->quiesce_lock);
-    ctx->destroy_pending = false;
+    bool inside = busy(ctx);
     pthread_mutex_unlock(&ctx->quiesce_lock);
-    ctx->quiesced = true;
+    if (rc == ETIMEDOUT) {
+        vfu_log(ctx, LOG_ERR, "destroy: the pending quiesce did not finish "
+                "in %u ms%s", VFU_DESTROY_QUIESCE_MS,
+                inside ? "" : "; releasing anyway");
+    }
+    return !inside;
 }
 
 void
@@ -662,16 +629,14 @@ vfu_destroy_ctx(vfu_ctx_t *ctx)
     if (ctx == NULL) {
         return;
     }
-    if (busy(ctx)) {
+    if ((busy(ctx) && pthread_equal(ctx->busy_thread, pthread_self())) ||
+        !destroy_wait_quiesce(ctx)) {
         /* The loop that called the callback still uses the context. */
         vfu_log(ctx, LOG_ERR, "vfu_destroy_ctx() while requests are being "
                 "handled (from a device callback?): refused, the context "
                 "stays");
         errno = EBUSY;
         return;
-    }
-    if (ctx->conn != NULL) {
-        destroy_quiesce(ctx);
     }
     if (ctx->conn != NULL) {
         vfu_conn_lost(ctx);
@@ -779,12 +744,11 @@ vfu_setup_device_quiesce_cb(vfu_ctx_t *ctx, vfu_device_quiesce_cb_t *quiesce_cb)
     }
 }
 
-/* One more vfu_device_quiesced() call for destroy to see. */
+/* A vfu_device_quiesced() call is over: a destroy may be waiting for it. */
 static void
 quiesced_done(vfu_ctx_t *ctx)
 {
     pthread_mutex_lock(&ctx->quiesce_lock);
-    ctx->quiesce_gen++;
     pthread_cond_broadcast(&ctx->quiesce_cond);
     pthread_mutex_unlock(&ctx->quiesce_lock);
 }
@@ -795,19 +759,6 @@ vfu_device_quiesced(vfu_ctx_t *ctx, int quiesce_errno)
     if (ctx == NULL || ctx->quiesce_cb == NULL) {
         errno = EINVAL;
         return -1;
-    }
-    pthread_mutex_lock(&ctx->quiesce_lock);
-    bool for_destroy = ctx->destroy_pending;
-    pthread_mutex_unlock(&ctx->quiesce_lock);
-    if (for_destroy) {
-        /* vfu_destroy_ctx() waits for it and releases (it failed or not:
-         * the client goes either way). */
-        if (quiesce_errno != 0) {
-            vfu_log_errno(ctx, LOG_WARNING, quiesce_errno,
-                          "quiesce for destroy failed");
-        }
-        quiesced_done(ctx);
-        return 0;
     }
     if (!ctx->quiesce_pending && !ctx->lost_pending) {
         errno = EINVAL;

@@ -147,13 +147,10 @@ struct vfu_ctx {
     bool quiesced;
     bool quiesce_pending;           /* quiesce_cb said EBUSY */
     bool lost_pending;              /* ... for dropping a lost client */
-    /* vfu_destroy_ctx() waits for vfu_device_quiesced() on another thread:
-     * quiesce_gen counts its calls; destroy_pending says the quiesce is
-     * destroy's own. Both under quiesce_lock. */
+    /* vfu_destroy_ctx() waits on quiesce_cond for a pending quiesce to be
+     * finished by vfu_device_quiesced() on another thread. */
     pthread_mutex_t quiesce_lock;
     pthread_cond_t quiesce_cond;
-    uint64_t quiesce_gen;
-    bool destroy_pending;
     struct vfu_msg msg;             /* the request being handled */
     struct vfu_msg *pending_msg;    /* request waiting for the device */
 
