@@ -211,8 +211,13 @@ vfu_handle_region_info(vfu_ctx_t *ctx, struct vfu_msg *msg)
         return -1;
     }
     r = &ctx->regions[in->index];
-    mappable = r->fd >= 0;
-    if (r->nr_mmap_areas > 0) {
+    /*
+     * The fd goes with the reply only if the client takes fds (max_msg_fds
+     * 0 says it takes none). Without it the region is described as not
+     * mappable, with no sparse areas: the client uses REGION_READ/WRITE.
+     */
+    mappable = r->fd >= 0 && ctx->caps.max_msg_fds > 0;
+    if (mappable && r->nr_mmap_areas > 0) {
         caps = sizeof(struct vfio_region_info_cap_sparse_mmap) +
                r->nr_mmap_areas * sizeof(struct vfio_region_sparse_mmap_area);
     }

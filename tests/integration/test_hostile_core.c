@@ -1021,6 +1021,81 @@ test_oversized_keeps_fds_behind(void **state)
     close(e);
 }
 
+/* ---- 13: what VERSION and REGION_INFO announce ---- */
+
+/* No JSON: nothing proposed, so no write_multiple (nor twin socket). */
+static void
+test_version_announces_only_proposed(void **state)
+{
+    struct fx *f = *state;
+    char reply[512];
+
+    negotiate(f, NULL, reply, sizeof(reply));
+    assert_null(strstr(reply, "write_multiple"));
+    assert_null(strstr(reply, "twin_socket"));
+    assert_non_null(strstr(reply, "max_msg_fds"));
+}
+
+static void
+test_version_write_multiple_when_proposed(void **state)
+{
+    struct fx *f = *state;
+    char reply[512];
+
+    negotiate(f, "{\"capabilities\":{\"write_multiple\":true}}", reply,
+              sizeof(reply));
+    assert_non_null(strstr(reply, "\"write_multiple\":true"));
+}
+
+/*
+ * max_msg_fds 0: the client takes no fds, so REGION_INFO of a mappable
+ * region sends none and says the region is not mappable.
+ */
+static void
+test_region_info_no_fd_beyond_max_msg_fds(void **state)
+{
+    struct fx *f = *state;
+    struct vfio_region_info in = {
+        .argsz = sizeof(in), .index = VFU_PCI_DEV_BAR4_REGION_IDX,
+    };
+    struct vfio_region_info out;
+    struct hdr h;
+    int fds[2], nfds = 2;
+
+    negotiate(f, "{\"capabilities\":{\"max_msg_fds\":0}}", NULL, 0);
+    xsend(f->fd, 90, VFIO_USER_DEVICE_GET_REGION_INFO, VFIO_USER_F_TYPE_COMMAND,
+          &in, sizeof(in), NULL, 0);
+    assert_int_equal(vfu_run_ctx(f->ctx), 1);
+    xrecv(f->fd, &h, &out, sizeof(out), fds, &nfds);
+    assert_int_equal(h.err, 0);
+    assert_int_equal(nfds, 0);
+    assert_int_equal(out.flags & VFIO_REGION_INFO_FLAG_MMAP, 0);
+    assert_int_equal(out.size, 0x1000);
+}
+
+/* The default (max_msg_fds 1) still gets the fd. */
+static void
+test_region_info_fd_by_default(void **state)
+{
+    struct fx *f = *state;
+    struct vfio_region_info in = {
+        .argsz = sizeof(in), .index = VFU_PCI_DEV_BAR4_REGION_IDX,
+    };
+    struct vfio_region_info out;
+    struct hdr h;
+    int fds[2], nfds = 2;
+
+    negotiate(f, NULL, NULL, 0);
+    xsend(f->fd, 91, VFIO_USER_DEVICE_GET_REGION_INFO, VFIO_USER_F_TYPE_COMMAND,
+          &in, sizeof(in), NULL, 0);
+    assert_int_equal(vfu_run_ctx(f->ctx), 1);
+    xrecv(f->fd, &h, &out, sizeof(out), fds, &nfds);
+    assert_int_equal(h.err, 0);
+    assert_int_equal(nfds, 1);
+    assert_true(out.flags & VFIO_REGION_INFO_FLAG_MMAP);
+    close(fds[0]);
+}
+
 int
 main(void)
 {
@@ -1045,6 +1120,14 @@ main(void)
         cmocka_unit_test_setup_teardown(test_scratch_freed_with_client, setup,
                                         teardown),
         cmocka_unit_test(test_oversized_keeps_fds_behind),
+        cmocka_unit_test_setup_teardown(test_version_announces_only_proposed,
+                                        setup_raw, teardown),
+        cmocka_unit_test_setup_teardown(test_version_write_multiple_when_proposed,
+                                        setup_raw, teardown),
+        cmocka_unit_test_setup_teardown(test_region_info_no_fd_beyond_max_msg_fds,
+                                        setup_raw, teardown),
+        cmocka_unit_test_setup_teardown(test_region_info_fd_by_default,
+                                        setup_raw, teardown),
     };
 
     signal(SIGPIPE, SIG_DFL);   /* a C server's default: SIGPIPE kills */
