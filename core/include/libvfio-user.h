@@ -195,7 +195,14 @@ vfu_get_poll_fd(vfu_ctx_t *vfu_ctx);
  * EINVAL if the context is not realized,
  * ENOTCONN when the client disconnected (call vfu_attach_ctx() again),
  * EBUSY while a quiesce requested from the device is still in progress
- * (see vfu_device_quiesce_cb_t), or another error from request handling.
+ * (see vfu_device_quiesce_cb_t) or while another thread is handling requests
+ * of this context (vfu_device_quiesced(), say),
+ * EDEADLK when called from a device callback that this context's
+ * vfu_run_ctx(), vfu_attach_ctx() or vfu_device_quiesced() is running (a
+ * nested loop would reuse the buffers of the request being handled; the
+ * call is refused and logged, and nothing is read),
+ * or another error from request handling.  vfu_attach_ctx() refuses the
+ * same way.
  */
 int
 vfu_run_ctx(vfu_ctx_t *vfu_ctx);
@@ -206,8 +213,20 @@ vfu_run_ctx(vfu_ctx_t *vfu_ctx);
  * @vfu_ctx: the context, or NULL (no-op).
  *
  * Closes the client connection and releases all resources.  The device must
- * already be quiescent: the quiesce callback is not invoked, although other
- * device callbacks (reset, DMA unregister) may run during the call.
+ * already be quiescent: the quiesce callback is not invoked (as in
+ * libvfio-user), although other device callbacks (reset with
+ * VFU_RESET_LOST_CONN, DMA unregister) may run during the call.  If a
+ * quiesce is still pending (vfu_run_ctx() failed with EBUSY, for a request
+ * or a lost client), destroy waits for the device's vfu_device_quiesced(),
+ * which another thread must then call, for up to 10 seconds; a device that
+ * has not answered by then is released all the same (logged) and must no
+ * longer call into the context.
+ *
+ * Called from a device callback (while vfu_run_ctx(), vfu_attach_ctx() or
+ * vfu_device_quiesced() of this context is handling a request, on any
+ * thread), it does nothing but log an error and set errno to EBUSY: the
+ * caller of that function still uses the context. Destroy it once the
+ * function has returned.
  */
 void
 vfu_destroy_ctx(vfu_ctx_t *vfu_ctx);
@@ -657,6 +676,14 @@ vfu_setup_device_migration_callbacks(vfu_ctx_t *vfu_ctx,
  * attached an eventfd to the vector (or enabled no type with that many
  * vectors), or the error from writing the eventfd.  May be called from any
  * thread.
+ *
+ * It never blocks: vfu takes only eventfds from the client (SET_IRQS with
+ * anything else is refused with EINVAL) and sets O_NONBLOCK on them, which
+ * the client sees too, as the open file is shared; an eventfd whose counter
+ * is full is left alone (the interrupt is pending anyway).  No lock is held
+ * while the eventfd is written.  INTx is maskable but not automasked: each
+ * trigger signals once unless the client masked the vector, and what fires
+ * while masked is signalled on the unmask.
  */
 int
 vfu_irq_trigger(vfu_ctx_t *vfu_ctx, uint32_t subindex);

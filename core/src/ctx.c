@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "private.h"
@@ -90,6 +91,32 @@ kick_loop(void *arg)
     }
 }
 
+/*
+ * Mark the context as handling requests on this thread, so that a device
+ * callback calling vfu_run_ctx() or vfu_destroy_ctx() is refused rather than
+ * re-enter the loop (which would reuse the request and reply buffers in
+ * use) or free the context under it.
+ */
+static void
+busy_enter(vfu_ctx_t *ctx)
+{
+    if (__atomic_add_fetch(&ctx->busy_depth, 1, __ATOMIC_ACQ_REL) == 1) {
+        ctx->busy_thread = pthread_self();
+    }
+}
+
+static void
+busy_leave(vfu_ctx_t *ctx)
+{
+    __atomic_sub_fetch(&ctx->busy_depth, 1, __ATOMIC_ACQ_REL);
+}
+
+static bool
+busy(vfu_ctx_t *ctx)
+{
+    return __atomic_load_n(&ctx->busy_depth, __ATOMIC_ACQUIRE) > 0;
+}
+
 vfu_ctx_t *
 vfu_create_ctx(vfu_trans_t trans, const char *path, int flags, void *pvt,
                vfu_dev_type_t dev_type)
@@ -123,6 +150,8 @@ vfu_create_ctx(vfu_trans_t trans, const char *path, int flags, void *pvt,
     ctx->max_dma_maps = VFU_DEFAULT_MAX_DMA_MAPS;
     vfu_caps_defaults(&ctx->caps);
     pthread_mutex_init(&ctx->irq_lock, NULL);
+    pthread_mutex_init(&ctx->quiesce_lock, NULL);
+    pthread_cond_init(&ctx->quiesce_cond, NULL);
     pthread_rwlock_init(&ctx->conn_lock, NULL);
     ctx->regions = calloc(ctx->nr_regions, sizeof(*ctx->regions));
     ctx->sock_path = strdup(path);
@@ -266,10 +295,14 @@ negotiate(vfu_ctx_t *ctx)
 int
 vfu_attach_ctx(vfu_ctx_t *ctx)
 {
-    int fd;
+    int fd, rc;
 
     if (ctx == NULL || !ctx->realized) {
         errno = EINVAL;
+        return -1;
+    }
+    if (busy(ctx)) {
+        errno = pthread_equal(ctx->busy_thread, pthread_self()) ? EDEADLK : EBUSY;
         return -1;
     }
     if (ctx->conn == NULL) {
@@ -281,7 +314,10 @@ vfu_attach_ctx(vfu_ctx_t *ctx)
         errno = EBUSY;
         return -1;
     }
-    return negotiate(ctx);
+    busy_enter(ctx);
+    rc = negotiate(ctx);
+    busy_leave(ctx);
+    return rc;
 }
 
 int
@@ -349,6 +385,9 @@ vfu_conn_lost(vfu_ctx_t *ctx)
     free(c);
     vfu_twin_close(ctx);
     ctx->negotiated = false;
+    /* Reply storage sized by this client's requests (up to a 1 MiB read)
+     * is not kept for the next. */
+    vfu_scratch_release(ctx);
 }
 
 /*
@@ -419,18 +458,40 @@ drain(vfu_ctx_t *ctx, int *count, enum lost *lost)
     return rc;
 }
 
+static int run(vfu_ctx_t *ctx);
+
 int
 vfu_run_ctx(vfu_ctx_t *ctx)
+{
+    int rc;
+
+    if (ctx == NULL || !ctx->realized) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* From a callback of this very loop: it would never return to us. */
+    if (busy(ctx)) {
+        bool self = pthread_equal(ctx->busy_thread, pthread_self());
+        vfu_log(ctx, LOG_ERR, "vfu_run_ctx() %s: refused",
+                self ? "inside a device callback" : "while another thread "
+                "handles requests");
+        errno = self ? EDEADLK : EBUSY;
+        return -1;
+    }
+    busy_enter(ctx);
+    rc = run(ctx);
+    busy_leave(ctx);
+    return rc;
+}
+
+static int
+run(vfu_ctx_t *ctx)
 {
     struct vfu_conn *c;
     enum lost lost = LOST_NONE;
     int count = 0, rc, err = 0;
     bool block;
 
-    if (ctx == NULL || !ctx->realized) {
-        errno = EINVAL;
-        return -1;
-    }
     if (ctx->conn == NULL) {
         errno = ENOTCONN;
         return -1;
@@ -515,10 +576,66 @@ vfu_run_ctx(vfu_ctx_t *ctx)
     return count;
 }
 
+/* How long vfu_destroy_ctx() waits for a device to finish quiescing. */
+#define VFU_DESTROY_QUIESCE_MS VFU_CALL_TIMEOUT_MS
+
+/* Is a quiesce still under way: pending, or being finished right now by
+ * vfu_device_quiesced() on another thread? quiesce_lock held. */
+static bool
+quiescing(vfu_ctx_t *ctx)
+{
+    return ctx->quiesce_pending || ctx->lost_pending ||
+           (busy(ctx) && !pthread_equal(ctx->busy_thread, pthread_self()));
+}
+
+/*
+ * Destroy does not quiesce the device: like libvfio-user, it expects the
+ * caller to have stopped the device's DMA (its suite checks that the
+ * quiesce callback is not called). But a quiesce already under way (a
+ * parked request, a lost client: vfu_run_ctx() failed with EBUSY) ends in
+ * vfu_device_quiesced() from the device, which must not find the context
+ * freed, and until then the device may still be doing DMA: destroy waits
+ * for it, bounded by VFU_DESTROY_QUIESCE_MS so that a device that never
+ * answers cannot hang it. Returns false if another thread is still inside
+ * the context after that (freeing it would pull it from under that
+ * thread); a quiesce merely never reported is released all the same.
+ */
+static bool
+destroy_wait_quiesce(vfu_ctx_t *ctx)
+{
+    struct timespec deadline;
+    int rc = 0;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += VFU_DESTROY_QUIESCE_MS / 1000;
+    pthread_mutex_lock(&ctx->quiesce_lock);
+    while (quiescing(ctx) && rc != ETIMEDOUT) {
+        rc = pthread_cond_timedwait(&ctx->quiesce_cond, &ctx->quiesce_lock,
+                                    &deadline);
+    }
+    bool inside = busy(ctx);
+    pthread_mutex_unlock(&ctx->quiesce_lock);
+    if (rc == ETIMEDOUT) {
+        vfu_log(ctx, LOG_ERR, "destroy: the pending quiesce did not finish "
+                "in %u ms%s", VFU_DESTROY_QUIESCE_MS,
+                inside ? "" : "; releasing anyway");
+    }
+    return !inside;
+}
+
 void
 vfu_destroy_ctx(vfu_ctx_t *ctx)
 {
     if (ctx == NULL) {
+        return;
+    }
+    if ((busy(ctx) && pthread_equal(ctx->busy_thread, pthread_self())) ||
+        !destroy_wait_quiesce(ctx)) {
+        /* The loop that called the callback still uses the context. */
+        vfu_log(ctx, LOG_ERR, "vfu_destroy_ctx() while requests are being "
+                "handled (from a device callback?): refused, the context "
+                "stays");
+        errno = EBUSY;
         return;
     }
     if (ctx->conn != NULL) {
@@ -538,6 +655,8 @@ vfu_destroy_ctx(vfu_ctx_t *ctx)
     vfu_regions_free(ctx);
     free(ctx->scratch);
     pthread_mutex_destroy(&ctx->irq_lock);
+    pthread_mutex_destroy(&ctx->quiesce_lock);
+    pthread_cond_destroy(&ctx->quiesce_cond);
     pthread_rwlock_destroy(&ctx->conn_lock);
     free(ctx->sock_path);
     free(ctx);
@@ -625,14 +744,27 @@ vfu_setup_device_quiesce_cb(vfu_ctx_t *ctx, vfu_device_quiesce_cb_t *quiesce_cb)
     }
 }
 
+/* A vfu_device_quiesced() call is over: a destroy may be waiting for it. */
+static void
+quiesced_done(vfu_ctx_t *ctx)
+{
+    pthread_mutex_lock(&ctx->quiesce_lock);
+    pthread_cond_broadcast(&ctx->quiesce_cond);
+    pthread_mutex_unlock(&ctx->quiesce_lock);
+}
+
 int
 vfu_device_quiesced(vfu_ctx_t *ctx, int quiesce_errno)
 {
-    if (ctx == NULL || ctx->quiesce_cb == NULL ||
-        (!ctx->quiesce_pending && !ctx->lost_pending)) {
+    if (ctx == NULL || ctx->quiesce_cb == NULL) {
         errno = EINVAL;
         return -1;
     }
+    if (!ctx->quiesce_pending && !ctx->lost_pending) {
+        errno = EINVAL;
+        return -1;
+    }
+    busy_enter(ctx);
     if (ctx->lost_pending) {
         /* Quiesced or not, the client is gone: finish dropping it. */
         if (quiesce_errno != 0) {
@@ -641,7 +773,19 @@ vfu_device_quiesced(vfu_ctx_t *ctx, int quiesce_errno)
         }
         ctx->quiesced = true;
         vfu_conn_lost(ctx);
+        busy_leave(ctx);
+        quiesced_done(ctx);
         return 0;
     }
-    return vfu_dispatch_resume(ctx, quiesce_errno);
+    int rc = vfu_dispatch_resume(ctx, quiesce_errno);
+    /*
+     * Requests that came in behind the parked one wait in our buffer,
+     * where no poll sees them: wake the loop's poll fd for them.
+     */
+    if (ctx->conn != NULL && ctx->conn->rx_tail > ctx->conn->rx_head) {
+        kick_loop(ctx);
+    }
+    busy_leave(ctx);
+    quiesced_done(ctx);
+    return rc;
 }

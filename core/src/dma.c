@@ -221,6 +221,13 @@ vfu_dma_release(vfu_ctx_t *ctx)
     struct dma_map *m;
 
     dirty_stop(ctx);
+    /* The report buffer (up to 256 MiB) goes with the client that sized
+     * it; the log itself stays, as device threads may look at it. */
+    if (ctx->dirty != NULL) {
+        free(ctx->dirty->reply);
+        ctx->dirty->reply = NULL;
+        ctx->dirty->reply_size = 0;
+    }
     while (ctx->dma != NULL && (m = dma_table_any(ctx->dma)) != NULL) {
         remove_map(ctx, m);
     }

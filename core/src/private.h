@@ -78,9 +78,12 @@ struct vfu_region {
     uint32_t nr_ioeventfds;
 };
 
+/* A client's eventfd for one vector (irq.c). */
+struct vfu_efd;
+
 struct vfu_irq_type {
     uint32_t count;
-    int *efds;                      /* count entries, -1 when unset */
+    struct vfu_efd **efds;          /* count entries, NULL when unset */
     bool *masked;
     bool *pending;                  /* fired while masked */
     vfu_dev_irq_state_cb_t *state_cb;
@@ -144,10 +147,20 @@ struct vfu_ctx {
     bool quiesced;
     bool quiesce_pending;           /* quiesce_cb said EBUSY */
     bool lost_pending;              /* ... for dropping a lost client */
+    /* vfu_destroy_ctx() waits on quiesce_cond for a pending quiesce to be
+     * finished by vfu_device_quiesced() on another thread. */
+    pthread_mutex_t quiesce_lock;
+    pthread_cond_t quiesce_cond;
     struct vfu_msg msg;             /* the request being handled */
     struct vfu_msg *pending_msg;    /* request waiting for the device */
 
     pthread_mutex_t irq_lock;       /* irq efds vs. vfu_irq_trigger */
+
+    /* Requests are being handled (vfu_run_ctx, vfu_attach_ctx or
+     * vfu_device_quiesced) on busy_thread: device callbacks may be running,
+     * and a nested run or a destroy is refused. Atomic. */
+    int busy_depth;
+    pthread_t busy_thread;
 
     /* reply storage, reused: nothing is allocated per message */
     void *scratch;
@@ -202,8 +215,10 @@ int vfu_handle_region_io_fds(vfu_ctx_t *ctx, struct vfu_msg *msg);
 ssize_t vfu_region_access(vfu_ctx_t *ctx, uint32_t idx, char *buf,
                           size_t count, uint64_t offset, bool is_write);
 void vfu_regions_free(vfu_ctx_t *ctx);
-/* Per-context reply buffer of at least size bytes (grows, never shrinks). */
+/* Per-context reply buffer of at least size bytes (grows while a client
+ * stays; vfu_scratch_release() frees it when the client goes). */
 void *vfu_scratch(vfu_ctx_t *ctx, size_t size);
+void vfu_scratch_release(vfu_ctx_t *ctx);
 
 /* irq.c */
 int vfu_handle_irq_info(vfu_ctx_t *ctx, struct vfu_msg *msg);

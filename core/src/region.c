@@ -8,6 +8,7 @@
  */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -168,7 +169,8 @@ vfu_regions_free(vfu_ctx_t *ctx)
     ctx->regions = NULL;
 }
 
-/* Reply storage that lives in the context and only ever grows. */
+/* Reply storage that lives in the context and grows as needed, until the
+ * client goes (vfu_scratch_release). */
 void *
 vfu_scratch(vfu_ctx_t *ctx, size_t size)
 {
@@ -182,6 +184,14 @@ vfu_scratch(vfu_ctx_t *ctx, size_t size)
         ctx->scratch_size = size;
     }
     return ctx->scratch;
+}
+
+void
+vfu_scratch_release(vfu_ctx_t *ctx)
+{
+    free(ctx->scratch);
+    ctx->scratch = NULL;
+    ctx->scratch_size = 0;
 }
 
 /* ---- REGION_INFO ---- */
@@ -201,8 +211,13 @@ vfu_handle_region_info(vfu_ctx_t *ctx, struct vfu_msg *msg)
         return -1;
     }
     r = &ctx->regions[in->index];
-    mappable = r->fd >= 0;
-    if (r->nr_mmap_areas > 0) {
+    /*
+     * The fd goes with the reply only if the client takes fds (max_msg_fds
+     * 0 says it takes none). Without it the region is described as not
+     * mappable, with no sparse areas: the client uses REGION_READ/WRITE.
+     */
+    mappable = r->fd >= 0 && ctx->caps.max_msg_fds > 0;
+    if (mappable && r->nr_mmap_areas > 0) {
         caps = sizeof(struct vfio_region_info_cap_sparse_mmap) +
                r->nr_mmap_areas * sizeof(struct vfio_region_sparse_mmap_area);
     }
@@ -390,7 +405,13 @@ vfu_handle_region_write_multi(vfu_ctx_t *ctx, struct vfu_msg *msg)
         errno = EINVAL;
         return -1;
     }
-    /* Check all first: the batch is applied whole or not at all. */
+    /*
+     * Check every entry first (size, region, bounds, permission): a bad
+     * one refuses the batch before anything is written. Once writing, only
+     * the device can fail an entry: those before it stay applied (writes
+     * cannot be taken back), the rest are not made, and the error reply
+     * carries the device's errno; the log says which entry it was.
+     */
     for (uint64_t i = 0; i < in->wr_cnt; i++) {
         struct vfio_user_write_multi_one *w = &in->wrs[i];
         if (w->count == 0 || w->count > VFIO_USER_MULTI_DATA ||
@@ -404,6 +425,9 @@ vfu_handle_region_write_multi(vfu_ctx_t *ctx, struct vfu_msg *msg)
         struct vfio_user_write_multi_one *w = &in->wrs[i];
         if (vfu_region_access(ctx, w->region, (char *)w->data, w->count,
                               w->offset, true) < 0) {
+            vfu_log_errno(ctx, LOG_ERR, errno, "REGION_WRITE_MULTI: entry %"
+                          PRIu64 " of %" PRIu64 " failed, the %" PRIu64
+                          " before it were applied", i, (uint64_t)in->wr_cnt, i);
             return -1;
         }
         out->wr_cnt++;

@@ -301,7 +301,11 @@ vfu_handle_version(vfu_ctx_t *ctx, struct vfu_msg *msg)
     c->migr_max_bitmap_size = client.migr_max_bitmap_size < VFU_MIGR_MAX_BITMAP_SIZE
                                   ? client.migr_max_bitmap_size
                                   : VFU_MIGR_MAX_BITMAP_SIZE;
-    c->write_multiple = true;
+    /* Features are announced only if proposed. Migration is the exception:
+     * it is announced whenever the device has it, as libvfio-user does
+     * (its tests expect migration.pgsize in the reply to a VERSION with no
+     * JSON at all), for the client learns the dirty page size from it. */
+    c->write_multiple = client.write_multiple;
     int twin_fd = agree_twin(ctx, msg, &client);
 
     /* Reply caps: the bounds the client must respect when sending to us. */

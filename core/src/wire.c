@@ -93,6 +93,9 @@ vfu_conn_fini(struct vfu_conn *c)
         close_batch(&c->batches[i]);
     }
     c->nr_batches = 0;
+    free(c->batches);
+    c->batches = NULL;
+    c->cap_batches = 0;
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -130,6 +133,35 @@ compact(struct vfu_conn *c)
     }
 }
 
+/* A new batch at the end of the table, grown as needed; NULL if full. */
+static struct vfu_fd_batch *
+new_batch(struct vfu_conn *c, uint64_t pos)
+{
+    struct vfu_fd_batch *b;
+
+    if (c->nr_batches == c->cap_batches) {
+        uint32_t cap = c->cap_batches ? 2 * c->cap_batches : VFU_FD_BATCHES;
+        if (cap > VFU_FD_BATCHES_MAX) {
+            return NULL;
+        }
+        b = realloc(c->batches, cap * sizeof(*b));
+        if (b == NULL) {
+            return NULL;
+        }
+        c->batches = b;
+        c->cap_batches = cap;
+    }
+    b = &c->batches[c->nr_batches++];
+    memset(b, 0, sizeof(*b));
+    b->pos = pos;
+    return b;
+}
+
+/*
+ * Keep the fds a read brought for the message they belong to. An fd is
+ * never dropped silently: one without room fails its message (truncated)
+ * or, with no batch to say so, the whole stream (fds_lost).
+ */
 static void
 stash_fds(struct vfu_conn *c, const struct msghdr *mh, uint64_t pos)
 {
@@ -142,10 +174,8 @@ stash_fds(struct vfu_conn *c, const struct msghdr *mh, uint64_t pos)
         }
         size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         int *fds = (int *)CMSG_DATA(cm);
-        if (b == NULL && c->nr_batches < VFU_FD_BATCHES) {
-            b = &c->batches[c->nr_batches++];
-            memset(b, 0, sizeof(*b));
-            b->pos = pos;
+        if (b == NULL && (b = new_batch(c, pos)) == NULL) {
+            c->fds_lost = true;
         }
         for (size_t i = 0; i < n; i++) {
             int fd;
@@ -273,6 +303,10 @@ vfu_conn_take(struct vfu_conn *c, struct vfu_msg *m)
 {
     size_t avail;
 
+    if (c->fds_lost) {
+        errno = EPROTO;     /* which message lost them is unknown */
+        return -1;
+    }
     if (c->skip > 0) {
         size_t d = c->rx_tail - c->rx_head;
         if (d > c->skip) {
@@ -307,9 +341,10 @@ vfu_conn_take(struct vfu_conn *c, struct vfu_msg *m)
         return 1;
     }
     if (m->hdr.msg_size > c->max_msg_size) {
-        /* Answer it, then drop its payload as it streams in. */
+        /* Answer it, then drop its payload as it streams in, and its fds
+         * (those read with its bytes): not those of messages behind it. */
         m->in_size = m->hdr.msg_size - VFU_HDR_SIZE;
-        vfu_conn_claim_fds(c, 0, c->rx_pos + c->rx_tail, NULL);
+        vfu_conn_claim_fds(c, 0, start + m->hdr.msg_size, NULL);
         c->rx_head += VFU_HDR_SIZE;
         c->skip = m->in_size;
         return 1;

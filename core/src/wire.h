@@ -31,7 +31,10 @@
 #define VFU_CALL_TIMEOUT_MS 10000   /* a peer silent this long is gone */
 #define VFU_MAX_RX_FDS      64   /* a cmsg buffer bigger than any max_msg_fds */
 #define VFU_MSG_MAX_IOV     8
-#define VFU_FD_BATCHES      8
+#define VFU_FD_BATCHES      8    /* fd batches there is room for at first */
+#define VFU_FD_BATCHES_MAX  1024 /* ... at most: a peer sending more fd-carrying
+                                  * messages than this while we wait for a
+                                  * reply has its connection failed */
 
 struct vfu_fd_batch {
     uint64_t pos;       /* stream offset of the last byte read with them */
@@ -88,8 +91,11 @@ struct vfu_conn {
     uint64_t skip;                  /* bytes of an oversized message to drop */
     bool eof;
 
-    struct vfu_fd_batch batches[VFU_FD_BATCHES];
-    uint32_t nr_batches;
+    /* The fds of messages read but not yet taken, in stream order. A DMA
+     * call reads ahead of the loop, so there may be many: grown on demand. */
+    struct vfu_fd_batch *batches;
+    uint32_t nr_batches, cap_batches;
+    bool fds_lost;                  /* some had no room: fail the stream */
 
     pthread_mutex_t tx_lock;
     pthread_mutex_t rx_lock;        /* recursive; held by whoever reads */
@@ -145,7 +151,8 @@ ssize_t vfu_conn_fill(struct vfu_conn *c, bool block);
  * Take the next complete message. Returns 1 and fills msg (msg->in points
  * into the buffer, valid until the next vfu_conn_take/fill), 0 when none is
  * complete yet, -1 with errno when the stream is broken (EPROTO: header
- * size below 16, on a client's connection). An oversized message is
+ * size below 16, on a client's connection, or fds that could not be kept:
+ * more than VFU_FD_BATCHES_MAX fd-carrying messages read ahead). An oversized message is
  * returned with in == NULL and in_size holding its declared payload size:
  * the caller answers it and the payload is discarded as it arrives. In
  * serve_mode a header declaring less than its own 16 bytes is returned the
