@@ -361,7 +361,7 @@ vfu_conn_lost(vfu_ctx_t *ctx)
         return;
     }
     vfu_log(ctx, LOG_INFO, "client disconnected");
-    ctx->lost_pending = false;
+    __atomic_store_n(&ctx->lost_pending, false, __ATOMIC_RELEASE);
     vfu_conn_fail_calls(ctx->conn, ENOTCONN);
     vfu_twin_hangup(ctx);       /* the twin goes with the main socket */
     if (ctx->reset_cb != NULL) {
@@ -371,7 +371,7 @@ vfu_conn_lost(vfu_ctx_t *ctx)
     vfu_irqs_release(ctx);
     vfu_migration_reset(ctx);
     ctx->pending_msg = NULL;
-    ctx->quiesce_pending = false;
+    __atomic_store_n(&ctx->quiesce_pending, false, __ATOMIC_RELEASE);
     ctx->quiesced = false;
     /* Wait for device threads still inside a DMA message exchange. */
     struct vfu_conn *c = ctx->conn;
@@ -407,7 +407,7 @@ vfu_conn_lost_quiesce(vfu_ctx_t *ctx)
         errno = 0;
         if (ctx->quiesce_cb(ctx) < 0) {
             if (errno == EBUSY) {
-                ctx->lost_pending = true;
+                __atomic_store_n(&ctx->lost_pending, true, __ATOMIC_RELEASE);
                 return -1;
             }
             vfu_log_errno(ctx, LOG_WARNING, errno,
@@ -445,7 +445,7 @@ drain(vfu_ctx_t *ctx, int *count, enum lost *lost)
             return -1;
         }
         (*count)++;
-        if (ctx->quiesce_pending) {
+        if (__atomic_load_n(&ctx->quiesce_pending, __ATOMIC_ACQUIRE)) {
             /* msg stays pinned until vfu_device_quiesced() */
             errno = EBUSY;
             return -1;
@@ -496,7 +496,8 @@ run(vfu_ctx_t *ctx)
         errno = ENOTCONN;
         return -1;
     }
-    if (ctx->quiesce_pending || ctx->lost_pending) {
+    if (__atomic_load_n(&ctx->quiesce_pending, __ATOMIC_ACQUIRE) ||
+        __atomic_load_n(&ctx->lost_pending, __ATOMIC_ACQUIRE)) {
         errno = EBUSY;
         return -1;
     }
@@ -584,7 +585,8 @@ run(vfu_ctx_t *ctx)
 static bool
 quiescing(vfu_ctx_t *ctx)
 {
-    return ctx->quiesce_pending || ctx->lost_pending ||
+    return __atomic_load_n(&ctx->quiesce_pending, __ATOMIC_ACQUIRE) ||
+           __atomic_load_n(&ctx->lost_pending, __ATOMIC_ACQUIRE) ||
            (busy(ctx) && !pthread_equal(ctx->busy_thread, pthread_self()));
 }
 
@@ -760,12 +762,13 @@ vfu_device_quiesced(vfu_ctx_t *ctx, int quiesce_errno)
         errno = EINVAL;
         return -1;
     }
-    if (!ctx->quiesce_pending && !ctx->lost_pending) {
+    if (!__atomic_load_n(&ctx->quiesce_pending, __ATOMIC_ACQUIRE) &&
+        !__atomic_load_n(&ctx->lost_pending, __ATOMIC_ACQUIRE)) {
         errno = EINVAL;
         return -1;
     }
     busy_enter(ctx);
-    if (ctx->lost_pending) {
+    if (__atomic_load_n(&ctx->lost_pending, __ATOMIC_ACQUIRE)) {
         /* Quiesced or not, the client is gone: finish dropping it. */
         if (quiesce_errno != 0) {
             vfu_log_errno(ctx, LOG_WARNING, quiesce_errno,

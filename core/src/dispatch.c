@@ -242,7 +242,7 @@ vfu_dispatch(vfu_ctx_t *ctx, struct vfu_msg *msg)
         errno = 0;
         if (ctx->quiesce_cb(ctx) < 0) {
             if (errno == EBUSY) {
-                ctx->quiesce_pending = true;
+                __atomic_store_n(&ctx->quiesce_pending, true, __ATOMIC_RELEASE);
                 ctx->pending_msg = msg;
                 return 0;
             }
@@ -266,7 +266,7 @@ vfu_dispatch_resume(vfu_ctx_t *ctx, int quiesce_errno)
     struct vfu_msg *msg = ctx->pending_msg;
     int err = quiesce_errno;
 
-    ctx->quiesce_pending = false;
+    __atomic_store_n(&ctx->quiesce_pending, false, __ATOMIC_RELEASE);
     ctx->pending_msg = NULL;
     if (msg == NULL || ctx->conn == NULL) {
         errno = ENOTCONN;

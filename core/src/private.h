@@ -145,6 +145,8 @@ struct vfu_ctx {
 
     /* quiesce state */
     bool quiesced;
+    /* Atomic, as is lost_pending: vfu_device_quiesced() may come from any
+     * thread. */
     bool quiesce_pending;           /* quiesce_cb said EBUSY */
     bool lost_pending;              /* ... for dropping a lost client */
     /* vfu_destroy_ctx() waits on quiesce_cond for a pending quiesce to be

@@ -691,8 +691,10 @@ device_dma(void *arg)
     assert_int_equal(vfu_sgl_get(ctx, (dma_sg_t *)d->f->sg, &iov, 1, 0), 0);
     volatile uint8_t *p = iov.iov_base;
     while (!__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE)) {
-        p[d->loops % iov.iov_len]++;
-        d->loops++;
+        /* atomic: the test thread watches the count */
+        unsigned long n = __atomic_load_n(&d->loops, __ATOMIC_RELAXED);
+        p[n % iov.iov_len]++;
+        __atomic_store_n(&d->loops, n + 1, __ATOMIC_RELAXED);
     }
     vfu_sgl_put(ctx, (dma_sg_t *)d->f->sg, &iov, 1);
     usleep(20000);      /* quiescing takes a while */
