@@ -157,6 +157,9 @@ fire_timers(lua_State *L, struct lvfu_dev *dev, struct pollfd *fds,
 {
     int top = lua_gettop(L);
 
+    if (!lua_checkstack(L, n + 4)) {
+        return;         /* no room to pin them: they fire next time */
+    }
     /* Pin every fired timer first: a handler may cancel another. */
     for (int i = 0; i < n; i++) {
         if (fds[i].revents & POLLIN) {
@@ -177,9 +180,10 @@ fire_timers(lua_State *L, struct lvfu_dev *dev, struct pollfd *fds,
         if (!t->periodic) {
             timer_disarm(L, t);
         }
-        lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
-        lua_pushvalue(L, slot - 1);
-        lvfu_pcall(L, dev, 1, 0, "timer");
+        struct lvfu_entry e = { .what = "timer", .ref = t->fn_ref };
+
+        lua_pushvalue(L, slot - 1);     /* the timer, pinned above */
+        lvfu_enter(L, dev, &e, 1);
     }
     lua_settop(L, top);
 }

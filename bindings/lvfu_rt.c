@@ -96,6 +96,17 @@ lvfu_newstate(size_t mem_cap)
 }
 
 size_t
+lvfu_mem_cap(lua_State *L)
+{
+    void *ud;
+
+    if (lua_getallocf(L, &ud) != counting_alloc) {
+        return 0;
+    }
+    return ((struct lvfu_mem *)ud)->cap;
+}
+
+size_t
 lvfu_mem_used(lua_State *L)
 {
     void *ud;
@@ -253,7 +264,10 @@ pcall_deadline(lua_State *L, struct lvfu_rt *rt, int nargs, int nres,
 const char *
 lvfu_errmsg(lua_State *L, int status)
 {
-    const char *msg = lua_tostring(L, -1);
+    /* lua_tostring would convert a number in place, which allocates
+     * outside any protected call: only read what already is a string. */
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                     : NULL;
 
     if (msg == NULL) {
         msg = status == LUA_ERRMEM ? "not enough memory"
@@ -267,6 +281,69 @@ lvfu_pcall_msgh(lua_State *L, struct lvfu_rt *rt, int nargs, int nres,
                 int msgh)
 {
     return call_budget(L, rt, nargs, nres, rt->budget_ms, msgh);
+}
+
+/*
+ * The body of every entry: runs protected, so building the arguments and
+ * taking the results may fail (out of memory, bad result) as a Lua error.
+ * Stack: the entry (light userdata), then the caller's stack arguments.
+ */
+static int
+entry_body(lua_State *L)
+{
+    struct lvfu_entry *e = lua_touserdata(L, 1);
+    int nstack = lua_gettop(L) - 1;
+    int n = 0;
+
+    if (e->ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref);
+        lua_replace(L, 1);
+    } else {
+        lua_remove(L, 1);   /* push pushes the function too */
+    }
+    if (e->push != NULL) {
+        n = e->push(L, e->arg);
+    }
+    lua_call(L, nstack + n, e->nres);
+    if (e->take != NULL && e->take(L, e->arg) < 0) {
+        e->rejected = true;
+    }
+    return 0;
+}
+
+int
+lvfu_enter(lua_State *L, struct lvfu_dev *dev, struct lvfu_entry *e,
+           int nstack)
+{
+    struct lvfu_rt *rt = dev != NULL ? dev->rt : lvfu_rt(L);
+    int base = lua_gettop(L) - nstack;
+    int status;
+
+    e->rejected = false;
+    if (!lua_checkstack(L, 4)) {
+        lua_settop(L, base);
+        errno = EIO;
+        return -1;
+    }
+    /* light C functions and a light userdata: nothing here allocates */
+    lua_pushcfunction(L, lvfu_traceback);
+    lua_pushcfunction(L, entry_body);
+    lua_pushlightuserdata(L, e);
+    lua_rotate(L, base + 1, 3);
+    status = call_budget(L, rt, 1 + nstack, 0, rt->budget_ms, base + 1);
+    if (status != LUA_OK) {
+        lvfu_errorf(dev, "%s%s%s handler failed: %s", e->who ? e->who : "",
+                    e->who ? " " : "", e->what, lvfu_errmsg(L, status));
+        lua_settop(L, base);
+        errno = EIO;
+        return -1;
+    }
+    lua_settop(L, base);
+    if (e->rejected) {
+        errno = EIO;
+        return -1;
+    }
+    return 0;
 }
 
 int
