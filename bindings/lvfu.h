@@ -54,6 +54,7 @@ struct lvfu_rt {
     FILE *trace;                /* one JSON line per event, or NULL */
 
     struct lvfu_timer *timers;  /* armed timers, polled by the loop */
+    int loops;                  /* lvfu_loop_run()s on the C stack */
 };
 
 struct lvfu_region {
@@ -115,6 +116,7 @@ struct lvfu_dev {
     bool mig_in_over;           /* more than the bound was sent: refused */
     bool mig_abandoned;         /* the client left while resuming */
 
+    bool running;               /* inside lvfu_loop_run(): not to be freed */
     bool stop;                  /* dev:stop() */
     bool attached;
 };

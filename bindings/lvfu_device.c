@@ -272,6 +272,7 @@ reset_cb(vfu_ctx_t *ctx, vfu_reset_type_t type)
     const char *kind = (unsigned)type < 3 ? kinds[type] : "unknown";
     lua_State *L = cb_state(dev);
     struct json_object *o;
+    int rc;
 
     if (L != NULL && (o = lvfu_trace_begin(L, "reset")) != NULL) {
         json_object_object_add(o, "kind", json_object_new_string(kind));
@@ -282,6 +283,10 @@ reset_cb(vfu_ctx_t *ctx, vfu_reset_type_t type)
          * news; its handles go before the script hears of it. */
         lvfu_dma_release_all(L, dev);
         lvfu_migr_lost(dev);
+        rc = call_simple(dev, dev->reset_ref, "reset", kind);
+        /* and whatever the handler took hold of before the maps go */
+        lvfu_dma_release_all(L, dev);
+        return rc;
     }
     return call_simple(dev, dev->reset_ref, "reset", kind);
 }
@@ -568,11 +573,18 @@ lvfu_device_new(lua_State *L)
     return 1;
 }
 
+/* __gc, __close and dev:close(). A device being served is referenced
+ * from the loop's stack, so only a script can get here with it running:
+ * from one of its handlers or timers, under vfu_run_ctx(). */
 static int
 dev_gc(lua_State *L)
 {
     struct lvfu_dev *dev = luaL_checkudata(L, 1, LVFU_DEVICE_MT);
 
+    if (dev->running) {
+        return luaL_error(L, "dev:close() inside a handler or timer of the "
+                          "device being served (dev:stop() ends the loop)");
+    }
     lvfu_dev_release(L, dev);
     return 0;
 }
@@ -613,6 +625,10 @@ dev_serve(lua_State *L)
 {
     struct lvfu_dev *dev = lvfu_checkdev(L, 1);
 
+    if (lvfu_rt(L)->loops > 0) {
+        return luaL_error(L, "dev:serve() inside a handler or timer: a loop "
+                          "is running already (return from the handler)");
+    }
     if (dev->ctx == NULL) {
         const char *path = luaL_checkstring(L, 2);
 

@@ -119,6 +119,11 @@ dma_event(vfu_ctx_t *ctx, vfu_dma_info_t *info, bool map)
         return;
     }
     lvfu_enter(L, dev, &e, 0);
+    if (!map) {
+        /* what the handler held of the range goes with it, too */
+        release_range(dev, (uint64_t)(uintptr_t)info->iova.iov_base,
+                      info->iova.iov_len);
+    }
 }
 
 static void

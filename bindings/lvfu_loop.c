@@ -210,19 +210,12 @@ serve_client(struct lvfu_dev *dev)
     }
 }
 
-int
-lvfu_loop_run(lua_State *L, struct lvfu_dev *dev, int stop_fd)
+static int
+loop(lua_State *L, struct lvfu_rt *rt, struct lvfu_dev *dev, int stop_fd)
 {
-    struct lvfu_rt *rt = lvfu_rt(L);
     struct pollfd fds[MAX_TIMERS + 3];
     struct lvfu_timer *ts[MAX_TIMERS];
 
-    if (dev->ctx == NULL) {
-        errno = EINVAL;
-        return -1;
-    }
-    dev->L = L;
-    dev->stop = false;
     while (!dev->stop && !dev->closed) {
         int n = 0;
 
@@ -259,6 +252,32 @@ lvfu_loop_run(lua_State *L, struct lvfu_dev *dev, int stop_fd)
         fire_timers(L, dev, fds, ts, n);
     }
     return 0;
+}
+
+int
+lvfu_loop_run(lua_State *L, struct lvfu_dev *dev, int stop_fd)
+{
+    struct lvfu_rt *rt = lvfu_rt(L);
+    int rc;
+
+    if (dev->ctx == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* Only Lua code runs below a loop: handlers and timers. One of them
+     * running another loop would re-enter vfu_run_ctx() and its buffers. */
+    if (rt->loops > 0 || dev->running) {
+        errno = EDEADLK;
+        return -1;
+    }
+    rt->loops++;
+    dev->running = true;
+    dev->L = L;
+    dev->stop = false;
+    rc = loop(L, rt, dev, stop_fd);
+    dev->running = false;
+    rt->loops--;
+    return rc;
 }
 
 static const luaL_Reg timer_meta[] = {
