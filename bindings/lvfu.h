@@ -174,6 +174,7 @@ const char *lvfu_errmsg(lua_State *L, int status);
 void lvfu_errorf(struct lvfu_dev *dev, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int lvfu_fail(lua_State *L, int err, const char *what);
+void lvfu_hide_metatable(lua_State *L, int idx);
 int lvfu_optflag(lua_State *L, int idx, const char *field, bool def);
 
 /* lvfu_module.c */

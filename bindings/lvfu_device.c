@@ -844,6 +844,7 @@ lvfu_device_register(lua_State *L)
         luaL_setfuncs(L, dev_meta, 0);
         luaL_newlib(L, dev_methods);
         lua_setfield(L, -2, "__index");
+        lvfu_hide_metatable(L, -1);
     }
     lua_pop(L, 1);
 }

@@ -431,6 +431,7 @@ lvfu_dma_register(lua_State *L)
         luaL_setfuncs(L, sg_meta, 0);
         luaL_newlib(L, sg_methods);
         lua_setfield(L, -2, "__index");
+        lvfu_hide_metatable(L, -1);
     }
     lua_pop(L, 1);
 }

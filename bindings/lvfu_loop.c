@@ -56,11 +56,12 @@ timer_disarm(lua_State *L, struct lvfu_timer *t)
     }
     t->armed = false;
     t->next = NULL;
+    /* A timer is never armed again: its fd goes now, not when the object
+     * is collected (a script keeping cancelled timers must not use up the
+     * fds the next client needs). */
     if (t->fd >= 0) {
-        struct itimerspec off;
-
-        memset(&off, 0, sizeof(off));
-        timerfd_settime(t->fd, 0, &off, NULL);
+        close(t->fd);
+        t->fd = -1;
     }
     lvfu_unref(L, &t->self_ref);
 }
@@ -301,6 +302,7 @@ lvfu_timer_register(lua_State *L)
         luaL_setfuncs(L, timer_meta, 0);
         luaL_newlib(L, timer_methods);
         lua_setfield(L, -2, "__index");
+        lvfu_hide_metatable(L, -1);
     }
     lua_pop(L, 1);
 }
