@@ -309,6 +309,14 @@ transition(vfu_ctx_t *ctx, vfu_migr_state_t state)
             lvfu_migr_state_name(state)));
         lvfu_trace_end(L, o);
     }
+    if (from == VFU_MIGR_STATE_RESUME && state == VFU_MIGR_STATE_RUNNING) {
+        /* No client goes there directly (the spec's only arc out of
+         * resuming is to stop): the core is resetting the device, for the
+         * client or because it left. The stream is abandoned, and the
+         * device is running whatever its handler says, as the core has it. */
+        dev->mig_abandoned = true;
+        dev->migr_state = state;
+    }
     if (from == VFU_MIGR_STATE_RESUME && state != VFU_MIGR_STATE_RESUME) {
         if (!dev->mig_abandoned && load_state(L, dev) < 0) {
             return -1;
