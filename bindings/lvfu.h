@@ -131,12 +131,6 @@ size_t lvfu_mem_used(lua_State *L);
 size_t lvfu_mem_cap(lua_State *L);     /* 0: no cap */
 void lvfu_open_sandbox(lua_State *L, bool unsafe);
 void lvfu_budget_hook_install(lua_State *L);
-/* Call the function below nargs arguments under pcall with a traceback
- * handler and the time budget. On error logs one entry (with the device's
- * context when dev is not NULL), pops everything and returns -1 with errno
- * EIO; on success leaves nres results and returns 0. */
-int lvfu_pcall(lua_State *L, struct lvfu_dev *dev, int nargs, int nres,
-               const char *what);
 /*
  * One entry from the C side into a script handler (the registry reference
  * ref). Everything that allocates happens inside the protected call: push
@@ -161,14 +155,10 @@ struct lvfu_entry {
  * The stack is left as it was without the nstack arguments. */
 int lvfu_enter(lua_State *L, struct lvfu_dev *dev, struct lvfu_entry *e,
                int nstack);
-/* The same with an explicit budget (0: none), leaving the traceback on the
- * stack on error. */
+/* Top-level code (the script's chunk): call the function below nargs
+ * arguments under pcall with a traceback handler and budget_ms (0: none);
+ * 0 with nres results, or -1 with the traceback on the stack. */
 int lvfu_pcall_budget(lua_State *L, int nargs, int nres, unsigned budget_ms);
-/* The hot path's protected call: the caller pushed lvfu_traceback at msgh
- * below the function; returns lua_pcall's status, the message on top on
- * error (lvfu_errmsg() reads it). */
-int lvfu_pcall_msgh(lua_State *L, struct lvfu_rt *rt, int nargs, int nres,
-                    int msgh);
 int lvfu_traceback(lua_State *L);
 const char *lvfu_errmsg(lua_State *L, int status);
 void lvfu_errorf(struct lvfu_dev *dev, const char *fmt, ...)

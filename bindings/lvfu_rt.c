@@ -286,13 +286,6 @@ lvfu_errmsg(lua_State *L, int status)
     return msg;
 }
 
-int
-lvfu_pcall_msgh(lua_State *L, struct lvfu_rt *rt, int nargs, int nres,
-                int msgh)
-{
-    return call_budget(L, rt, nargs, nres, rt->budget_ms, msgh);
-}
-
 /*
  * The body of every entry: runs protected, so building the arguments and
  * taking the results may fail (out of memory, bad result) as a Lua error.
@@ -356,23 +349,7 @@ lvfu_enter(lua_State *L, struct lvfu_dev *dev, struct lvfu_entry *e,
     return 0;
 }
 
-int
-lvfu_pcall(lua_State *L, struct lvfu_dev *dev, int nargs, int nres,
-           const char *what)
-{
-    struct lvfu_rt *rt = lvfu_rt(L);
-    const char *msg;
-
-    if (pcall_deadline(L, rt, nargs, nres, rt->budget_ms, &msg) < 0) {
-        lvfu_errorf(dev, "%s handler failed: %s", what, msg);
-        lua_pop(L, 1);
-        errno = EIO;
-        return -1;
-    }
-    return 0;
-}
-
-/* Like lvfu_pcall but leaves the message on the stack on error. */
+/* For top-level code: the message stays on the stack on error. */
 int
 lvfu_pcall_budget(lua_State *L, int nargs, int nres, unsigned budget_ms)
 {
