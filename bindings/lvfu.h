@@ -54,6 +54,7 @@ struct lvfu_rt {
     FILE *trace;                /* one JSON line per event, or NULL */
 
     struct lvfu_timer *timers;  /* armed timers, polled by the loop */
+    int loops;                  /* lvfu_loop_run()s on the C stack */
 };
 
 struct lvfu_region {
@@ -112,7 +113,10 @@ struct lvfu_dev {
     size_t mig_out_len, mig_out_pos;
     char *mig_in;               /* state being received from the client */
     size_t mig_in_len, mig_in_cap;
+    bool mig_in_over;           /* more than the bound was sent: refused */
+    bool mig_abandoned;         /* the client left while resuming */
 
+    bool running;               /* inside lvfu_loop_run(): not to be freed */
     bool stop;                  /* dev:stop() */
     bool attached;
 };
@@ -124,27 +128,43 @@ struct lvfu_rt *lvfu_rt(lua_State *L);
 lua_State *lvfu_newstate(size_t mem_cap);
 void lvfu_closestate(lua_State *L);
 size_t lvfu_mem_used(lua_State *L);
+size_t lvfu_mem_cap(lua_State *L);     /* 0: no cap */
 void lvfu_open_sandbox(lua_State *L, bool unsafe);
 void lvfu_budget_hook_install(lua_State *L);
-/* Call the function below nargs arguments under pcall with a traceback
- * handler and the time budget. On error logs one entry (with the device's
- * context when dev is not NULL), pops everything and returns -1 with errno
- * EIO; on success leaves nres results and returns 0. */
-int lvfu_pcall(lua_State *L, struct lvfu_dev *dev, int nargs, int nres,
-               const char *what);
-/* The same with an explicit budget (0: none), leaving the traceback on the
- * stack on error. */
+/*
+ * One entry from the C side into a script handler (the registry reference
+ * ref). Everything that allocates happens inside the protected call: push
+ * builds the arguments from arg (returns how many), take reads the nres
+ * results (returns -1 to refuse them; the caller logs why). An allocation
+ * failure is thus a failed handler, never a Lua panic.
+ */
+struct lvfu_entry {
+    const char *who;            /* "bar0", or NULL */
+    const char *what;           /* "read", "reset", ... for the log */
+    int ref;                    /* LUA_NOREF: push pushes the function
+                                 * first (then no stack arguments) */
+    int nres;
+    int (*push)(lua_State *L, void *arg);
+    int (*take)(lua_State *L, void *arg);
+    void *arg;
+    bool rejected;              /* take returned -1 */
+};
+/* Call e with nstack arguments already on the stack (pushed without
+ * allocating) before those push adds. Returns 0, or -1 with errno EIO: the
+ * handler failed (logged here) or take refused its results (not logged).
+ * The stack is left as it was without the nstack arguments. */
+int lvfu_enter(lua_State *L, struct lvfu_dev *dev, struct lvfu_entry *e,
+               int nstack);
+/* Top-level code (the script's chunk): call the function below nargs
+ * arguments under pcall with a traceback handler and budget_ms (0: none);
+ * 0 with nres results, or -1 with the traceback on the stack. */
 int lvfu_pcall_budget(lua_State *L, int nargs, int nres, unsigned budget_ms);
-/* The hot path's protected call: the caller pushed lvfu_traceback at msgh
- * below the function; returns lua_pcall's status, the message on top on
- * error (lvfu_errmsg() reads it). */
-int lvfu_pcall_msgh(lua_State *L, struct lvfu_rt *rt, int nargs, int nres,
-                    int msgh);
 int lvfu_traceback(lua_State *L);
 const char *lvfu_errmsg(lua_State *L, int status);
 void lvfu_errorf(struct lvfu_dev *dev, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int lvfu_fail(lua_State *L, int err, const char *what);
+void lvfu_hide_metatable(lua_State *L, int idx);
 int lvfu_optflag(lua_State *L, int idx, const char *field, bool def);
 
 /* lvfu_module.c */
@@ -179,6 +199,7 @@ int lvfu_dev_dma_hold(lua_State *L);
 /* lvfu_migr.c */
 int lvfu_migr_setup(struct lvfu_dev *dev);
 void lvfu_migr_free(struct lvfu_dev *dev);
+void lvfu_migr_lost(struct lvfu_dev *dev);
 const char *lvfu_migr_state_name(vfu_migr_state_t s);
 
 /* lvfu_loop.c */

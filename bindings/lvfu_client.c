@@ -753,6 +753,7 @@ lvfu_client_register(lua_State *L)
         luaL_setfuncs(L, client_meta, 0);
         luaL_newlib(L, client_methods);
         lua_setfield(L, -2, "__index");
+        lvfu_hide_metatable(L, -1);
     }
     lua_pop(L, 1);
 }

@@ -4,7 +4,7 @@
 /*
  * The device object: vfu.device{...} checks the declaration, dev:listen()
  * turns it into a vfu context, and the C callbacks here call the script's
- * handlers. Every handler runs through lvfu_pcall, so a broken handler costs
+ * handlers. Every handler runs through lvfu_enter, so a broken handler costs
  * the client one EIO and the log one traceback, never the server.
  */
 #ifndef _GNU_SOURCE
@@ -126,6 +126,41 @@ trace_access(lua_State *L, int idx, loff_t off, size_t count, bool is_write,
     lvfu_trace_end(L, o);
 }
 
+/* What a region access hands to its handler and takes back. */
+struct access {
+    char *buf;
+    size_t count;
+    loff_t off;
+    bool is_write;
+    const char *bad;            /* the type of an unusable read result */
+};
+
+static int
+access_push(lua_State *L, void *arg)
+{
+    struct access *a = arg;
+
+    lua_pushinteger(L, a->off);
+    lua_pushinteger(L, (lua_Integer)a->count);
+    if (a->is_write) {
+        push_value(L, a->buf, a->count);    /* may allocate: protected */
+        return 3;
+    }
+    return 2;
+}
+
+static int
+access_take(lua_State *L, void *arg)
+{
+    struct access *a = arg;
+
+    if (store_value(L, -1, a->buf, a->count) < 0) {
+        a->bad = luaL_typename(L, -1);
+        return -1;
+    }
+    return 0;
+}
+
 /*
  * The hot path: one call per 4-byte register access, so nothing here
  * formats, allocates or looks anything up by name unless something fails
@@ -139,8 +174,12 @@ region_access(vfu_ctx_t *ctx, int idx, char *buf, size_t count, loff_t off,
     struct lvfu_region *r = &dev->regions[idx];
     int ref = is_write ? r->write_ref : r->read_ref;
     lua_State *L = cb_state(dev);
-    const char *rw = is_write ? "write" : "read";
-    int top, status;
+    struct access a = { buf, count, off, is_write, NULL };
+    struct lvfu_entry e = {
+        .who = lvfu_region_name(idx), .what = is_write ? "write" : "read",
+        .ref = ref, .nres = is_write ? 0 : 1, .push = access_push,
+        .take = is_write ? NULL : access_take, .arg = &a,
+    };
 
     if (off < 0 || (uint64_t)off > r->size || count > r->size - (uint64_t)off) {
         errno = EINVAL;
@@ -158,45 +197,26 @@ region_access(vfu_ctx_t *ctx, int idx, char *buf, size_t count, loff_t off,
         }
         return (ssize_t)count;
     }
-    if (L == NULL || !lua_checkstack(L, 8)) {
+    if (L == NULL) {
         errno = EIO;
         return -1;
     }
-    top = lua_gettop(L);
-    /* the traceback handler goes first: no stack shuffling around the call */
-    lua_pushcfunction(L, lvfu_traceback);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    lua_pushinteger(L, off);
-    lua_pushinteger(L, (lua_Integer)count);
-    if (is_write) {
-        push_value(L, buf, count);
-    }
-    status = lvfu_pcall_msgh(L, dev->rt, is_write ? 3 : 2, 1, top + 1);
-    if (status != LUA_OK) {
-        lvfu_errorf(dev, "%s %s handler failed: %s", lvfu_region_name(idx), rw,
-                    lvfu_errmsg(L, status));
-        goto fail;
-    }
-    if (!is_write && store_value(L, -1, buf, count) < 0) {
-        lvfu_errorf(dev, "%s %s handler returned %s for a %zu-byte access "
-                    "(integer, %zu-byte string or nil expected)",
-                    lvfu_region_name(idx), rw, luaL_typename(L, -1), count,
-                    count);
-        goto fail;
+    if (lvfu_enter(L, dev, &e, 0) < 0) {
+        if (a.bad != NULL) {
+            lvfu_errorf(dev, "%s %s handler returned %s for a %zu-byte access "
+                        "(integer, %zu-byte string or nil expected)",
+                        e.who, e.what, a.bad, count, count);
+        }
+        if (dev->rt->trace != NULL) {
+            trace_access(L, idx, off, count, is_write, buf, EIO);
+        }
+        errno = EIO;
+        return -1;
     }
     if (dev->rt->trace != NULL) {
         trace_access(L, idx, off, count, is_write, buf, 0);
     }
-    lua_settop(L, top);
     return (ssize_t)count;
-
-fail:
-    if (dev->rt->trace != NULL) {
-        trace_access(L, idx, off, count, is_write, buf, EIO);
-    }
-    lua_settop(L, top);
-    errno = EIO;
-    return -1;
 }
 
 #define REGION_TRAMPOLINE(n)                                                \
@@ -223,26 +243,25 @@ static vfu_region_access_cb_t *const region_cbs[VFU_PCI_DEV_NUM_REGIONS] = {
 /* --- device-wide callbacks ------------------------------------------- */
 
 static int
+push_kind(lua_State *L, void *arg)
+{
+    lua_pushstring(L, arg);
+    return 1;
+}
+
+static int
 call_simple(struct lvfu_dev *dev, int ref, const char *what, const char *arg)
 {
     lua_State *L = cb_state(dev);
-    int top;
+    struct lvfu_entry e = {
+        .what = what, .ref = ref, .push = arg != NULL ? push_kind : NULL,
+        .arg = (void *)arg,
+    };
 
     if (ref == LUA_NOREF || L == NULL) {
         return 0;
     }
-    top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    if (arg != NULL) {
-        lua_pushstring(L, arg);
-    }
-    if (lvfu_pcall(L, dev, arg != NULL ? 1 : 0, 0, what) < 0) {
-        lua_settop(L, top);
-        errno = EIO;
-        return -1;
-    }
-    lua_settop(L, top);
-    return 0;
+    return lvfu_enter(L, dev, &e, 0);
 }
 
 static int
@@ -253,6 +272,7 @@ reset_cb(vfu_ctx_t *ctx, vfu_reset_type_t type)
     const char *kind = (unsigned)type < 3 ? kinds[type] : "unknown";
     lua_State *L = cb_state(dev);
     struct json_object *o;
+    int rc;
 
     if (L != NULL && (o = lvfu_trace_begin(L, "reset")) != NULL) {
         json_object_object_add(o, "kind", json_object_new_string(kind));
@@ -262,6 +282,11 @@ reset_cb(vfu_ctx_t *ctx, vfu_reset_type_t type)
         /* The client's memory is gone whatever the script does with the
          * news; its handles go before the script hears of it. */
         lvfu_dma_release_all(L, dev);
+        lvfu_migr_lost(dev);
+        rc = call_simple(dev, dev->reset_ref, "reset", kind);
+        /* and whatever the handler took hold of before the maps go */
+        lvfu_dma_release_all(L, dev);
+        return rc;
     }
     return call_simple(dev, dev->reset_ref, "reset", kind);
 }
@@ -283,8 +308,8 @@ irq_state(vfu_ctx_t *ctx, int type, uint32_t start, uint32_t count, bool mask)
     static const char *const names[] = { "intx", "msi", "msix", "err", "req" };
     struct lvfu_dev *dev = vfu_get_private(ctx);
     lua_State *L = cb_state(dev);
+    struct lvfu_entry e = { .what = "irq_state", .ref = dev->irq_state_ref[type] };
     struct json_object *o;
-    int top;
 
     if (L == NULL) {
         return;
@@ -296,13 +321,14 @@ irq_state(vfu_ctx_t *ctx, int type, uint32_t start, uint32_t count, bool mask)
         json_object_object_add(o, "masked", json_object_new_boolean(mask));
         lvfu_trace_end(L, o);
     }
-    top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, dev->irq_state_ref[type]);
+    if (!lua_checkstack(L, 3)) {
+        return;
+    }
+    /* integers and a boolean: pushing them allocates nothing */
     lua_pushinteger(L, start);
     lua_pushinteger(L, count);
     lua_pushboolean(L, mask);
-    lvfu_pcall(L, dev, 3, 0, "irq_state");
-    lua_settop(L, top);
+    lvfu_enter(L, dev, &e, 3);
 }
 
 #define IRQ_TRAMPOLINE(n)                                                   \
@@ -547,11 +573,18 @@ lvfu_device_new(lua_State *L)
     return 1;
 }
 
+/* __gc, __close and dev:close(). A device being served is referenced
+ * from the loop's stack, so only a script can get here with it running:
+ * from one of its handlers or timers, under vfu_run_ctx(). */
 static int
 dev_gc(lua_State *L)
 {
     struct lvfu_dev *dev = luaL_checkudata(L, 1, LVFU_DEVICE_MT);
 
+    if (dev->running) {
+        return luaL_error(L, "dev:close() inside a handler or timer of the "
+                          "device being served (dev:stop() ends the loop)");
+    }
     lvfu_dev_release(L, dev);
     return 0;
 }
@@ -592,6 +625,10 @@ dev_serve(lua_State *L)
 {
     struct lvfu_dev *dev = lvfu_checkdev(L, 1);
 
+    if (lvfu_rt(L)->loops > 0) {
+        return luaL_error(L, "dev:serve() inside a handler or timer: a loop "
+                          "is running already (return from the handler)");
+    }
     if (dev->ctx == NULL) {
         const char *path = luaL_checkstring(L, 2);
 
@@ -807,6 +844,7 @@ lvfu_device_register(lua_State *L)
         luaL_setfuncs(L, dev_meta, 0);
         luaL_newlib(L, dev_methods);
         lua_setfield(L, -2, "__index");
+        lvfu_hide_metatable(L, -1);
     }
     lua_pop(L, 1);
 }

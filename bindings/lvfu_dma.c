@@ -29,9 +29,11 @@ struct lvfu_sg {
 
 #define SG_AT(base, i) ((dma_sg_t *)((char *)(base) + (size_t)(i) * dma_sg_size()))
 
-static void
-push_info(lua_State *L, vfu_dma_info_t *info)
+static int
+push_info(lua_State *L, void *arg)
 {
+    vfu_dma_info_t *info = arg;
+
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, (lua_Integer)(uintptr_t)info->iova.iov_base);
     lua_setfield(L, -2, "iova");
@@ -41,6 +43,7 @@ push_info(lua_State *L, vfu_dma_info_t *info)
     lua_setfield(L, -2, "mappable");
     lua_pushboolean(L, (info->prot & PROT_WRITE) != 0);
     lua_setfield(L, -2, "writable");
+    return 1;
 }
 
 static void
@@ -92,8 +95,11 @@ dma_event(vfu_ctx_t *ctx, vfu_dma_info_t *info, bool map)
     struct lvfu_dev *dev = vfu_get_private(ctx);
     lua_State *L = dev->closed ? NULL : dev->L;
     int ref = map ? dev->dma_map_ref : dev->dma_unmap_ref;
+    struct lvfu_entry e = {
+        .what = map ? "dma map" : "dma unmap", .ref = ref, .push = push_info,
+        .arg = info,
+    };
     struct json_object *o;
-    int top;
 
     if (!map) {
         release_range(dev, (uint64_t)(uintptr_t)info->iova.iov_base,
@@ -112,11 +118,12 @@ dma_event(vfu_ctx_t *ctx, vfu_dma_info_t *info, bool map)
     if (ref == LUA_NOREF) {
         return;
     }
-    top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    push_info(L, info);
-    lvfu_pcall(L, dev, 1, 0, map ? "dma map" : "dma unmap");
-    lua_settop(L, top);
+    lvfu_enter(L, dev, &e, 0);
+    if (!map) {
+        /* what the handler held of the range goes with it, too */
+        release_range(dev, (uint64_t)(uintptr_t)info->iova.iov_base,
+                      info->iova.iov_len);
+    }
 }
 
 static void
@@ -424,6 +431,7 @@ lvfu_dma_register(lua_State *L)
         luaL_setfuncs(L, sg_meta, 0);
         luaL_newlib(L, sg_methods);
         lua_setfield(L, -2, "__index");
+        lvfu_hide_metatable(L, -1);
     }
     lua_pop(L, 1);
 }

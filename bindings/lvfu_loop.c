@@ -56,11 +56,12 @@ timer_disarm(lua_State *L, struct lvfu_timer *t)
     }
     t->armed = false;
     t->next = NULL;
+    /* A timer is never armed again: its fd goes now, not when the object
+     * is collected (a script keeping cancelled timers must not use up the
+     * fds the next client needs). */
     if (t->fd >= 0) {
-        struct itimerspec off;
-
-        memset(&off, 0, sizeof(off));
-        timerfd_settime(t->fd, 0, &off, NULL);
+        close(t->fd);
+        t->fd = -1;
     }
     lvfu_unref(L, &t->self_ref);
 }
@@ -157,6 +158,9 @@ fire_timers(lua_State *L, struct lvfu_dev *dev, struct pollfd *fds,
 {
     int top = lua_gettop(L);
 
+    if (!lua_checkstack(L, n + 4)) {
+        return;         /* no room to pin them: they fire next time */
+    }
     /* Pin every fired timer first: a handler may cancel another. */
     for (int i = 0; i < n; i++) {
         if (fds[i].revents & POLLIN) {
@@ -177,9 +181,10 @@ fire_timers(lua_State *L, struct lvfu_dev *dev, struct pollfd *fds,
         if (!t->periodic) {
             timer_disarm(L, t);
         }
-        lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
-        lua_pushvalue(L, slot - 1);
-        lvfu_pcall(L, dev, 1, 0, "timer");
+        struct lvfu_entry e = { .what = "timer", .ref = t->fn_ref };
+
+        lua_pushvalue(L, slot - 1);     /* the timer, pinned above */
+        lvfu_enter(L, dev, &e, 1);
     }
     lua_settop(L, top);
 }
@@ -206,19 +211,12 @@ serve_client(struct lvfu_dev *dev)
     }
 }
 
-int
-lvfu_loop_run(lua_State *L, struct lvfu_dev *dev, int stop_fd)
+static int
+loop(lua_State *L, struct lvfu_rt *rt, struct lvfu_dev *dev, int stop_fd)
 {
-    struct lvfu_rt *rt = lvfu_rt(L);
     struct pollfd fds[MAX_TIMERS + 3];
     struct lvfu_timer *ts[MAX_TIMERS];
 
-    if (dev->ctx == NULL) {
-        errno = EINVAL;
-        return -1;
-    }
-    dev->L = L;
-    dev->stop = false;
     while (!dev->stop && !dev->closed) {
         int n = 0;
 
@@ -257,6 +255,32 @@ lvfu_loop_run(lua_State *L, struct lvfu_dev *dev, int stop_fd)
     return 0;
 }
 
+int
+lvfu_loop_run(lua_State *L, struct lvfu_dev *dev, int stop_fd)
+{
+    struct lvfu_rt *rt = lvfu_rt(L);
+    int rc;
+
+    if (dev->ctx == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* Only Lua code runs below a loop: handlers and timers. One of them
+     * running another loop would re-enter vfu_run_ctx() and its buffers. */
+    if (rt->loops > 0 || dev->running) {
+        errno = EDEADLK;
+        return -1;
+    }
+    rt->loops++;
+    dev->running = true;
+    dev->L = L;
+    dev->stop = false;
+    rc = loop(L, rt, dev, stop_fd);
+    dev->running = false;
+    rt->loops--;
+    return rc;
+}
+
 static const luaL_Reg timer_meta[] = {
     { "__gc", timer_gc },
     { "__close", timer_gc },
@@ -278,6 +302,7 @@ lvfu_timer_register(lua_State *L)
         luaL_setfuncs(L, timer_meta, 0);
         luaL_newlib(L, timer_methods);
         lua_setfield(L, -2, "__index");
+        lvfu_hide_metatable(L, -1);
     }
     lua_pop(L, 1);
 }

@@ -47,6 +47,7 @@ in_free(struct lvfu_dev *dev)
     free(dev->mig_in);
     dev->mig_in = NULL;
     dev->mig_in_len = dev->mig_in_cap = 0;
+    dev->mig_in_over = false;
 }
 
 void
@@ -56,15 +57,31 @@ lvfu_migr_free(struct lvfu_dev *dev)
     in_free(dev);
 }
 
+/*
+ * The largest stream kept in C memory: a quarter of the Lua memory cap (16
+ * MiB at vfu-lua's default of 64), at most 64 MiB. The destination hands
+ * the whole received stream to the script as strings, and the script needs
+ * room left to decode them; the source keeps to the same bound so that a
+ * device can always load what its twin saved.
+ */
+static size_t
+mig_max(struct lvfu_dev *dev)
+{
+    size_t cap = dev->L != NULL ? lvfu_mem_cap(dev->L) : 0;
+
+    return cap != 0 && cap / 4 < MIG_MAX ? cap / 4 : MIG_MAX;
+}
+
 /* Append one record to what the client reads next (unread bytes stay). */
 static int
 out_append(struct lvfu_dev *dev, char kind, const char *s, size_t len)
 {
     size_t left = dev->mig_out_len - dev->mig_out_pos;
+    size_t max = mig_max(dev);
     char *p;
 
-    if (len > MIG_MAX || left > MIG_MAX) {
-        lvfu_errorf(dev, "migration data over %u MiB", MIG_MAX >> 20);
+    if (len > max || left > max - len || left + len > max - REC_HDR) {
+        lvfu_errorf(dev, "migration data over %zu KiB", max >> 10);
         errno = EFBIG;
         return -1;
     }
@@ -89,71 +106,86 @@ out_append(struct lvfu_dev *dev, char kind, const char *s, size_t len)
     return 0;
 }
 
-static int
-load_helper_protected(lua_State *L)
-{
-    return lvfu_load_helper(L, "state");
-}
+/* What the entries of this file build their arguments from. */
+struct mig_call {
+    struct lvfu_dev *dev;
+    char kind;                  /* produce: 'P' or 'S' */
+    const char *bad;            /* produce: the type of an unusable result */
+    int err;                    /* produce: errno of a failed append */
+    vfu_migr_state_t to, from;  /* transition */
+};
 
-/* Push state.<name> and the declared state table, under protection. */
-static int
-push_auto(lua_State *L, struct lvfu_dev *dev, const char *name, const char *what)
+/* Push state.<name> and the declared state table. */
+static void
+push_auto(lua_State *L, struct lvfu_dev *dev, const char *name)
 {
-    /* the helper loads lazily; keep a load error on the error path */
-    lua_pushcfunction(L, load_helper_protected);
-    if (lvfu_pcall(L, dev, 0, 1, what) < 0) {
-        return -1;
-    }
+    lvfu_load_helper(L, "state");
     lua_getfield(L, -1, name);
     lua_remove(L, -2);
     lua_rawgeti(L, LUA_REGISTRYINDEX, dev->migr_state_ref);
-    return 0;
 }
 
-/* Call a script function returning a string and append it as a record.
- * precopy() may also return nil: nothing this round. */
 static int
-produce(lua_State *L, struct lvfu_dev *dev, char kind)
+push_auto_save(lua_State *L, void *arg)
 {
-    int top = lua_gettop(L);
-    const char *what = kind == 'P' ? "migration precopy" : "migration save";
-    int ref = kind == 'P' ? dev->migr_precopy_ref : dev->migr_save_ref;
+    push_auto(L, ((struct mig_call *)arg)->dev, "save");
+    return 1;
+}
+
+/* The result of save() or precopy(): appended as a record. precopy() may
+ * also return nil or "": nothing this round. */
+static int
+take_record(lua_State *L, void *arg)
+{
+    struct mig_call *m = arg;
     const char *s;
     size_t len;
-    int rc;
 
-    if (ref != LUA_NOREF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-        rc = lvfu_pcall(L, dev, 0, 1, what);
-    } else {
-        rc = push_auto(L, dev, "save", what);
-        if (rc == 0) {
-            rc = lvfu_pcall(L, dev, 1, 1, what);
-        }
-    }
-    if (rc < 0) {
-        return -1;
-    }
-    if (kind == 'P' && lua_isnil(L, -1)) {
-        lua_settop(L, top);
+    if (m->kind == 'P' && lua_isnil(L, -1)) {
         return 0;
     }
     if (lua_type(L, -1) != LUA_TSTRING) {
-        lvfu_errorf(dev, "%s must return a string, not %s", what,
-                    luaL_typename(L, -1));
-        lua_settop(L, top);
-        errno = EIO;
+        m->bad = luaL_typename(L, -1);
         return -1;
     }
     s = lua_tolstring(L, -1, &len);
-    rc = kind == 'P' && len == 0 ? 0 : out_append(dev, kind, s, len);
-    lua_settop(L, top);
-    return rc;
+    if (m->kind == 'P' && len == 0) {
+        return 0;
+    }
+    if (out_append(m->dev, m->kind, s, len) < 0) {
+        m->err = errno;
+        return -1;
+    }
+    return 0;
+}
+
+/* Call a script function returning a string and append it as a record. */
+static int
+produce(lua_State *L, struct lvfu_dev *dev, char kind)
+{
+    struct mig_call m = { .dev = dev, .kind = kind };
+    struct lvfu_entry e = {
+        .what = kind == 'P' ? "migration precopy" : "migration save",
+        .ref = kind == 'P' ? dev->migr_precopy_ref : dev->migr_save_ref,
+        .nres = 1, .take = take_record, .arg = &m,
+    };
+
+    if (e.ref == LUA_NOREF) {
+        e.push = push_auto_save;
+    }
+    if (lvfu_enter(L, dev, &e, 0) < 0) {
+        if (m.bad != NULL) {
+            lvfu_errorf(dev, "%s must return a string, not %s", e.what, m.bad);
+        }
+        errno = m.err != 0 ? m.err : EIO;
+        return -1;
+    }
+    return 0;
 }
 
 /* Check the received records; push the final state and the list of
- * pre-copy strings. */
-static int
+ * pre-copy strings (raises on a malformed stream). */
+static void
 push_records(lua_State *L, struct lvfu_dev *dev)
 {
     const char *p = dev->mig_in != NULL ? dev->mig_in : "";
@@ -184,43 +216,73 @@ push_records(lua_State *L, struct lvfu_dev *dev)
                 break;      /* the state record comes last */
             }
             lua_insert(L, -2);
-            return 0;
+            return;
         }
         lua_rawseti(L, -2, ++npre);
     }
+    luaL_error(L, "migration stream is malformed (%I bytes received)",
+               (lua_Integer)dev->mig_in_len);
+}
+
+/* load(s, pre) */
+static int
+push_load(lua_State *L, void *arg)
+{
+    push_records(L, ((struct mig_call *)arg)->dev);
+    return 2;
+}
+
+/* state.load(tbl, s): no pre-copy records without a load handler */
+static int
+push_auto_load(lua_State *L, void *arg)
+{
+    struct lvfu_dev *dev = ((struct mig_call *)arg)->dev;
+
+    push_auto(L, dev, "load");
+    push_records(L, dev);
     lua_pop(L, 1);
-    lvfu_errorf(dev, "migration stream is malformed (%zu bytes received)",
-                dev->mig_in_len);
-    errno = EINVAL;
-    return -1;
+    return 2;
 }
 
 static int
 load_state(lua_State *L, struct lvfu_dev *dev)
 {
-    int top = lua_gettop(L);
-    int rc;
+    struct mig_call m = { .dev = dev };
+    struct lvfu_entry e = {
+        .what = "migration load", .ref = dev->migr_load_ref, .arg = &m,
+        .push = dev->migr_load_ref != LUA_NOREF ? push_load : push_auto_load,
+    };
 
-    if (dev->migr_load_ref != LUA_NOREF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, dev->migr_load_ref);
-        if (push_records(L, dev) < 0) {
-            lua_settop(L, top);
-            return -1;
-        }
-        rc = lvfu_pcall(L, dev, 2, 0, "migration load");
-    } else {
-        if (push_auto(L, dev, "load", "migration load") < 0) {
-            return -1;
-        }
-        if (push_records(L, dev) < 0) {
-            lua_settop(L, top);
-            return -1;
-        }
-        lua_pop(L, 1);      /* no pre-copy records without a load handler */
-        rc = lvfu_pcall(L, dev, 2, 0, "migration load");
+    if (dev->mig_in_over) {
+        lvfu_errorf(dev, "migration load: the stream was cut short");
+        errno = EFBIG;
+        return -1;
     }
-    lua_settop(L, top);
-    return rc;
+    return lvfu_enter(L, dev, &e, 0);
+}
+
+static int
+push_transition(lua_State *L, void *arg)
+{
+    struct mig_call *m = arg;
+
+    lua_pushstring(L, lvfu_migr_state_name(m->to));
+    lua_pushstring(L, lvfu_migr_state_name(m->from));
+    return 2;
+}
+
+/*
+ * The client is gone: what it sent while resuming is half a stream and
+ * must not reach the script. The core's reset(lost_conn) comes before it
+ * brings the device back to running.
+ */
+void
+lvfu_migr_lost(struct lvfu_dev *dev)
+{
+    if (dev->migr && dev->migr_state == VFU_MIGR_STATE_RESUME) {
+        in_free(dev);
+        dev->mig_abandoned = true;
+    }
 }
 
 static int
@@ -229,8 +291,12 @@ transition(vfu_ctx_t *ctx, vfu_migr_state_t state)
     struct lvfu_dev *dev = vfu_get_private(ctx);
     lua_State *L = dev->closed ? NULL : dev->L;
     vfu_migr_state_t from = dev->migr_state;
+    struct mig_call m = { .dev = dev, .to = state, .from = from };
+    struct lvfu_entry e = {
+        .what = "migration transition", .ref = dev->migr_transition_ref,
+        .push = push_transition, .arg = &m,
+    };
     struct json_object *o;
-    int top;
 
     if (L == NULL) {
         errno = EIO;
@@ -243,14 +309,24 @@ transition(vfu_ctx_t *ctx, vfu_migr_state_t state)
             lvfu_migr_state_name(state)));
         lvfu_trace_end(L, o);
     }
+    if (from == VFU_MIGR_STATE_RESUME && state == VFU_MIGR_STATE_RUNNING) {
+        /* No client goes there directly (the spec's only arc out of
+         * resuming is to stop): the core is resetting the device, for the
+         * client or because it left. The stream is abandoned, and the
+         * device is running whatever its handler says, as the core has it. */
+        dev->mig_abandoned = true;
+        dev->migr_state = state;
+    }
     if (from == VFU_MIGR_STATE_RESUME && state != VFU_MIGR_STATE_RESUME) {
-        if (load_state(L, dev) < 0) {
+        if (!dev->mig_abandoned && load_state(L, dev) < 0) {
             return -1;
         }
+        dev->mig_abandoned = false;
         in_free(dev);
     }
     if (state == VFU_MIGR_STATE_RESUME) {
         lvfu_migr_free(dev);
+        dev->mig_abandoned = false;
     }
     /* a new save starts unless stop-and-copy continues a pre-copy */
     if (state == VFU_MIGR_STATE_PRE_COPY ||
@@ -259,16 +335,8 @@ transition(vfu_ctx_t *ctx, vfu_migr_state_t state)
         state == VFU_MIGR_STATE_RUNNING) {
         out_free(dev);
     }
-    if (dev->migr_transition_ref != LUA_NOREF) {
-        top = lua_gettop(L);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, dev->migr_transition_ref);
-        lua_pushstring(L, lvfu_migr_state_name(state));
-        lua_pushstring(L, lvfu_migr_state_name(from));
-        if (lvfu_pcall(L, dev, 2, 0, "migration transition") < 0) {
-            lua_settop(L, top);
-            return -1;
-        }
-        lua_settop(L, top);
+    if (dev->migr_transition_ref != LUA_NOREF && lvfu_enter(L, dev, &e, 0) < 0) {
+        return -1;
     }
     /* snapshots after the handler: it may have stopped the device's work */
     if (state == VFU_MIGR_STATE_PRE_COPY && from != VFU_MIGR_STATE_PRE_COPY &&
@@ -320,7 +388,13 @@ write_data(vfu_ctx_t *ctx, void *buf, uint64_t count)
         errno = EINVAL;
         return -1;
     }
-    if (count > MIG_MAX - dev->mig_in_len) {
+    if (dev->mig_in_over || count > mig_max(dev) - dev->mig_in_len) {
+        /* logged once; the rest of such a stream is refused as well */
+        if (!dev->mig_in_over) {
+            lvfu_errorf(dev, "incoming migration stream over %zu KiB "
+                        "(a quarter of the Lua memory cap)", mig_max(dev) >> 10);
+            dev->mig_in_over = true;
+        }
         errno = EFBIG;
         return -1;
     }

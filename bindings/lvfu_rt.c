@@ -96,6 +96,17 @@ lvfu_newstate(size_t mem_cap)
 }
 
 size_t
+lvfu_mem_cap(lua_State *L)
+{
+    void *ud;
+
+    if (lua_getallocf(L, &ud) != counting_alloc) {
+        return 0;
+    }
+    return ((struct lvfu_mem *)ud)->cap;
+}
+
+size_t
 lvfu_mem_used(lua_State *L)
 {
     void *ud;
@@ -150,6 +161,13 @@ set_deadline(struct lvfu_rt *rt)
  * HOOK_COUNT instructions after its start: short handlers, the common case,
  * never read the clock at all.
  */
+static int
+budget_error(lua_State *L, struct lvfu_rt *rt)
+{
+    return luaL_error(L, "handler exceeded its time budget of %d ms",
+                      (int)rt->call_budget_ms);
+}
+
 static void
 budget_hook(lua_State *L, lua_Debug *ar)
 {
@@ -158,13 +176,16 @@ budget_hook(lua_State *L, lua_Debug *ar)
     if (!rt->in_handler) {
         return;
     }
-    if (!rt->deadline_set) {
+    if (rt->budget_hit) {
+        budget_error(L, rt);    /* every thread, at its next check */
+    } else if (!rt->deadline_set) {
         set_deadline(rt);
     } else if (past(&rt->deadline)) {
-        /* Sticky: the sandbox's pcall rethrows once the budget is gone. */
+        /* Sticky until the handler returns: the sandbox's pcall,
+         * coroutine.resume and coroutine.close rethrow it, and refuse to
+         * start anything, once the budget is gone. */
         rt->budget_hit = true;
-        luaL_error(L, "handler exceeded its time budget of %d ms",
-                   (int)rt->call_budget_ms);
+        budget_error(L, rt);
     }
 }
 
@@ -253,7 +274,10 @@ pcall_deadline(lua_State *L, struct lvfu_rt *rt, int nargs, int nres,
 const char *
 lvfu_errmsg(lua_State *L, int status)
 {
-    const char *msg = lua_tostring(L, -1);
+    /* lua_tostring would convert a number in place, which allocates
+     * outside any protected call: only read what already is a string. */
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                     : NULL;
 
     if (msg == NULL) {
         msg = status == LUA_ERRMEM ? "not enough memory"
@@ -262,30 +286,70 @@ lvfu_errmsg(lua_State *L, int status)
     return msg;
 }
 
-int
-lvfu_pcall_msgh(lua_State *L, struct lvfu_rt *rt, int nargs, int nres,
-                int msgh)
+/*
+ * The body of every entry: runs protected, so building the arguments and
+ * taking the results may fail (out of memory, bad result) as a Lua error.
+ * Stack: the entry (light userdata), then the caller's stack arguments.
+ */
+static int
+entry_body(lua_State *L)
 {
-    return call_budget(L, rt, nargs, nres, rt->budget_ms, msgh);
+    struct lvfu_entry *e = lua_touserdata(L, 1);
+    int nstack = lua_gettop(L) - 1;
+    int n = 0;
+
+    if (e->ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref);
+        lua_replace(L, 1);
+    } else {
+        lua_remove(L, 1);   /* push pushes the function too */
+    }
+    if (e->push != NULL) {
+        n = e->push(L, e->arg);
+    }
+    lua_call(L, nstack + n, e->nres);
+    if (e->take != NULL && e->take(L, e->arg) < 0) {
+        e->rejected = true;
+    }
+    return 0;
 }
 
 int
-lvfu_pcall(lua_State *L, struct lvfu_dev *dev, int nargs, int nres,
-           const char *what)
+lvfu_enter(lua_State *L, struct lvfu_dev *dev, struct lvfu_entry *e,
+           int nstack)
 {
-    struct lvfu_rt *rt = lvfu_rt(L);
-    const char *msg;
+    struct lvfu_rt *rt = dev != NULL ? dev->rt : lvfu_rt(L);
+    int base = lua_gettop(L) - nstack;
+    int status;
 
-    if (pcall_deadline(L, rt, nargs, nres, rt->budget_ms, &msg) < 0) {
-        lvfu_errorf(dev, "%s handler failed: %s", what, msg);
-        lua_pop(L, 1);
+    e->rejected = false;
+    if (!lua_checkstack(L, 4)) {
+        lua_settop(L, base);
+        errno = EIO;
+        return -1;
+    }
+    /* light C functions and a light userdata: nothing here allocates */
+    lua_pushcfunction(L, lvfu_traceback);
+    lua_pushcfunction(L, entry_body);
+    lua_pushlightuserdata(L, e);
+    lua_rotate(L, base + 1, 3);
+    status = call_budget(L, rt, 1 + nstack, 0, rt->budget_ms, base + 1);
+    if (status != LUA_OK) {
+        lvfu_errorf(dev, "%s%s%s handler failed: %s", e->who ? e->who : "",
+                    e->who ? " " : "", e->what, lvfu_errmsg(L, status));
+        lua_settop(L, base);
+        errno = EIO;
+        return -1;
+    }
+    lua_settop(L, base);
+    if (e->rejected) {
         errno = EIO;
         return -1;
     }
     return 0;
 }
 
-/* Like lvfu_pcall but leaves the message on the stack on error. */
+/* For top-level code: the message stays on the stack on error. */
 int
 lvfu_pcall_budget(lua_State *L, int nargs, int nres, unsigned budget_ms)
 {
@@ -293,6 +357,17 @@ lvfu_pcall_budget(lua_State *L, int nargs, int nres, unsigned budget_ms)
 
     return pcall_deadline(L, lvfu_rt(L), nargs, nres, budget_ms, &msg) < 0
            ? -1 : 0;
+}
+
+/* getmetatable() on the module's objects gives their type name, not the
+ * metatable: scripts must not change how C objects behave (a Lua __gc
+ * put there would run with hooks off, beyond any budget). */
+void
+lvfu_hide_metatable(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    lua_getfield(L, idx, "__name");
+    lua_setfield(L, idx, "__metatable");
 }
 
 int
@@ -335,8 +410,12 @@ finish_pcall(lua_State *L, int status, lua_KContext extra)
 static int
 sb_pcall(lua_State *L)
 {
+    struct lvfu_rt *rt = lvfu_rt(L);
     int status;
 
+    if (rt->budget_hit) {
+        return budget_error(L, rt);
+    }
     luaL_checkany(L, 1);
     lua_pushboolean(L, 1);
     lua_insert(L, 1);
@@ -347,15 +426,95 @@ sb_pcall(lua_State *L)
 static int
 sb_xpcall(lua_State *L)
 {
+    struct lvfu_rt *rt = lvfu_rt(L);
     int n = lua_gettop(L);
     int status;
 
+    if (rt->budget_hit) {
+        return budget_error(L, rt);
+    }
     luaL_checktype(L, 2, LUA_TFUNCTION);
     lua_pushboolean(L, 1);
     lua_pushvalue(L, 1);
     lua_rotate(L, 3, 2);
     status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, finish_pcall);
     return finish_pcall(L, status, 2);
+}
+
+/*
+ * coroutine.resume and coroutine.close catch errors like pcall does: a
+ * coroutine that ran out of budget must not let its resumer carry on (each
+ * level of nested coroutines would multiply the time). The real function
+ * is the closure's upvalue.
+ */
+static int
+sb_co_call(lua_State *L)
+{
+    struct lvfu_rt *rt = lvfu_rt(L);
+    int n = lua_gettop(L);
+
+    if (rt->budget_hit) {
+        return budget_error(L, rt);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    if (rt->budget_hit) {
+        if (!lua_toboolean(L, 1) && lua_gettop(L) >= 2) {
+            lua_pushvalue(L, 2);
+            return lua_error(L);        /* the budget error itself */
+        }
+        return budget_error(L, rt);
+    }
+    return lua_gettop(L);
+}
+
+/* coroutine.create: the budget hook on the new thread too (new threads
+ * take their creator's hook; this makes sure of it). */
+static int
+sb_co_create(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    if (lua_type(L, -1) == LUA_TTHREAD) {
+        lvfu_budget_hook_install(lua_tothread(L, -1));
+    }
+    return 1;
+}
+
+/*
+ * Finalizers run with hooks off, so a __gc that never returns would hang
+ * the server beyond any budget: a sandboxed script cannot mark objects for
+ * finalization. Lua marks an object only if its metatable has a __gc
+ * field when setmetatable runs, so refusing that is enough (adding __gc
+ * to the metatable later does not mark it).
+ */
+static int
+sb_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL) {
+            return luaL_error(L, "__gc metamethods are not available in the "
+                              "sandbox (run with --unsafe)");
+        }
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* Replace lib.name (lib at idx) by f with the old function as upvalue. */
+static void
+wrap_field(lua_State *L, int idx, const char *name, lua_CFunction f)
+{
+    idx = lua_absindex(L, idx);
+    lua_getfield(L, idx, name);
+    lua_pushcclosure(L, f, 1);
+    lua_setfield(L, idx, name);
 }
 
 /* load() of text only: precompiled chunks can crash the VM. The real
@@ -454,6 +613,20 @@ lvfu_open_sandbox(lua_State *L, bool unsafe)
         lua_setglobal(L, "load");
         lua_pushcfunction(L, sb_require);
         lua_setglobal(L, "require");
+        lua_pushglobaltable(L);
+        wrap_field(L, -1, "setmetatable", sb_setmetatable);
+        lua_pop(L, 1);
+        lua_getglobal(L, "coroutine");
+        wrap_field(L, -1, "resume", sb_co_call);
+        wrap_field(L, -1, "close", sb_co_call);
+        wrap_field(L, -1, "create", sb_co_create);
+        lua_pop(L, 1);
+        /* a device has no business opening other sockets; test and client
+         * scripts are trusted and run with --unsafe */
+        lua_getglobal(L, "vfu");
+        lua_pushnil(L);
+        lua_setfield(L, -2, "connect");
+        lua_pop(L, 1);
     }
     lua_pushcfunction(L, sb_pcall);
     lua_setglobal(L, "pcall");

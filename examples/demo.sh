@@ -39,8 +39,8 @@ if command -v lspci >/dev/null; then
 fi
 
 echo
-echo "== driving the device with vfu's client: vfu-lua examples/gpio-demo.lua"
-"$top/$build/vfu-lua" "$top/examples/gpio-demo.lua" "$sock"
+echo "== driving the device with vfu's client: vfu-lua --unsafe examples/gpio-demo.lua"
+"$top/$build/vfu-lua" --unsafe "$top/examples/gpio-demo.lua" "$sock"
 
 if [ -s "$trace" ]; then
     echo

@@ -3,7 +3,8 @@
 
 -- Drives the PCI-IDIO-16 model (devices/gpio.lua) as a guest driver would,
 -- through vfu's own client, and says what happens at each step.
---   vfu-lua examples/gpio-demo.lua SOCKET
+--   vfu-lua --unsafe examples/gpio-demo.lua SOCKET (vfu.connect is not in
+--   the sandbox: a client script is trusted code)
 -- or lua5.4 examples/gpio-demo.lua SOCKET, with LUA_CPATH finding vfu.so
 local vfu = require "vfu"
 

@@ -58,8 +58,44 @@ function H.connect(s)
   return assert(vfu.connect(s.sock))
 end
 
+-- Kill the server after secs seconds unless it is stopped before: a test
+-- of something that used to hang fails instead of waiting for ctest.
+function H.watchdog(s, secs)
+  local p = assert(io.popen(("(sleep %d; kill -KILL %d) >/dev/null 2>&1 & echo $!")
+    :format(secs, s.pid)))
+  local pid = assert(tonumber(p:read("l")))
+  p:close()
+  running[pid] = true
+  s.watchdog = pid
+end
+
+local function call_off(s)
+  if s.watchdog then
+    sh("kill -KILL " .. s.watchdog .. " 2>/dev/null")
+    running[s.watchdog] = nil
+    s.watchdog = nil
+  end
+end
+
+-- Wait up to secs seconds for the server to exit by itself; true if it did
+-- and removed its socket.
+function H.exited(s, secs)
+  for _ = 1, (secs or 5) * 40 do
+    -- gone, or a zombie nobody has reaped yet (its shell has exited)
+    local stat = H.read("/proc/" .. s.pid .. "/stat")
+    if stat == "" or stat:match("^%d+ %b() (%a)") == "Z" then
+      running[s.pid] = nil
+      call_off(s)
+      return not sh("test -e " .. s.sock)
+    end
+    vfu.sleep(25)
+  end
+  return false
+end
+
 -- SIGTERM the server and check that it removed its socket.
 function H.stop(s)
+  call_off(s)
   sh("kill -TERM " .. s.pid)
   for _ = 1, 200 do
     if not sh("test -e " .. s.sock) then
