@@ -338,8 +338,11 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
  * a child whose least key is at or below the address.
  *
  * Lookups: a branch-free halving over the 64 keys of each node on the
- * path. At 65,535 maps that is root, inner node and leaf, the inner levels
- * in 33 KiB that stay in L1/L2, which is no more than the flat array was.
+ * path, without reading n (keys_le()), each node's key lines (and a
+ * leaf's slot lines) prefetched as soon as its address is known, so that
+ * the lines of a node that miss come in at once, not one per probe. At
+ * 65,535 maps mapped in order that is root, inner node and leaf (the inner
+ * levels in 30 KiB); at a million, one inner level more.
  */
 #define IDX_MIN (DMA_BLOCK / 4)
 
@@ -349,22 +352,39 @@ _Static_assert(offsetof(struct dma_block, k) == 0 &&
 
 /*
  * Keys of k that are <= key. Unused keys are UINT64_MAX, so a fixed
- * branch-free halving over all DMA_BLOCK keys works; it touches log2 of the
- * node's cache lines. key == UINT64_MAX counts the padding too: clamp.
+ * branch-free halving over all DMA_BLOCK keys works without reading n
+ * (which lies in a cache line of its own); it touches log2 of the node's
+ * key lines. Only key UINT64_MAX would count the padding too: all are <=.
  */
 static inline uint32_t
 keys_le(const struct dma_keys *k, uint64_t key)
 {
     const uint64_t *base = k->key;
-    uint32_t n = DMA_BLOCK, c;
+    uint32_t n = DMA_BLOCK;
 
+    if (__builtin_expect(key == UINT64_MAX, 0)) {
+        return k->n;
+    }
     while (n > 1) {
         uint32_t half = n / 2;
         base = base[half] <= key ? base + half : base;
         n -= half;
     }
-    c = (uint32_t)(base - k->key) + (*base <= key);
-    return c < k->n ? c : k->n;
+    return (uint32_t)(base - k->key) + (*base <= key);
+}
+
+/*
+ * Ask for all of k's key lines at once before searching them: the
+ * halving's probes depend on each other, so lines that miss would
+ * otherwise come in one after another (a million maps: a lookup that
+ * misses the translation cache takes two thirds of the time with this).
+ */
+static inline void
+keys_prefetch(const struct dma_keys *k)
+{
+    for (uint32_t i = 0; i < DMA_BLOCK; i += 64 / sizeof(k->key[0])) {
+        __builtin_prefetch(&k->key[i]);
+    }
 }
 
 /*
@@ -559,18 +579,32 @@ node_min(const void *node)
     return ((const struct dma_keys *)node)->key[0];
 }
 
-/* The leaf that would hold key, or NULL if key is below every key. */
+/*
+ * The leaf that would hold key, or NULL if key is below every key; *at is
+ * set to the place in it of the last key <= key.
+ */
 static inline const struct dma_block *
-idx_leaf(const struct dma_table *t, uint64_t key)
+idx_leaf(const struct dma_table *t, uint64_t key, uint32_t *at)
 {
     const struct dma_keys *k = t->root;
 
     if (k == NULL || key < k->key[0]) {
         return NULL;
     }
+    /* Every node on the way has a key <= key: its first. */
     for (uint32_t h = t->height; h > 0; h--) {
         k = ((const struct dma_node *)k)->child[keys_le(k, key) - 1];
+        keys_prefetch(k);
     }
+    if (t->height > 0) {
+        /* The slot is read right after: its line comes with the keys'. */
+        const struct dma_block *b = (const struct dma_block *)k;
+
+        for (uint32_t i = 0; i < DMA_BLOCK; i += 64 / sizeof(b->slot[0])) {
+            __builtin_prefetch(&b->slot[i]);
+        }
+    }
+    *at = keys_le(k, key) - 1;
     return (const struct dma_block *)k;
 }
 
@@ -606,6 +640,7 @@ idx_descend(struct dma_table *t, uint64_t key, struct idx_path *p)
             p->next_h = t->height - l - 1;
         }
         node = d->child[i];
+        keys_prefetch(node);
     }
     p->leaf = node;
     p->le = node != NULL ? keys_le(&p->leaf->k, key) : 0;
@@ -767,9 +802,10 @@ leftmost(const void *node, uint32_t h)
 static struct dma_map *
 floor_map(const struct dma_table *t, uint64_t addr)
 {
-    const struct dma_block *b = idx_leaf(t, addr);
+    uint32_t at;
+    const struct dma_block *b = idx_leaf(t, addr, &at);
 
-    return b != NULL ? t->maps[b->slot[keys_le(&b->k, addr) - 1]] : NULL;
+    return b != NULL ? t->maps[b->slot[at]] : NULL;
 }
 
 /* The maps with the greatest key <= and the least key > the key p was
@@ -793,7 +829,7 @@ path_above(const struct dma_table *t, const struct idx_path *p)
 }
 
 /* Check the subtree under node, h levels above the leaves, whose keys lie
- * in [lo, hi). Returns its keys, or -1. */
+ * in [lo, hi]. Returns its keys, or -1. */
 static long
 check_node(const struct dma_table *t, const void *node, uint32_t h, bool root,
            uint64_t lo, uint64_t hi)
@@ -809,7 +845,7 @@ check_node(const struct dma_table *t, const void *node, uint32_t h, bool root,
     }
     for (uint32_t i = 0; i < DMA_BLOCK; i++) {
         if (i >= k->n ? k->key[i] != UINT64_MAX
-                      : k->key[i] < lo || k->key[i] >= hi ||
+                      : k->key[i] < lo || k->key[i] > hi ||
                         (i > 0 && k->key[i] <= k->key[i - 1])) {
             fprintf(stderr, "dma index: bad key %u of %u at level %u\n", i,
                     k->n, h);
@@ -831,7 +867,7 @@ check_node(const struct dma_table *t, const void *node, uint32_t h, bool root,
     }
     for (uint32_t i = 0; i < k->n; i++) {
         const struct dma_node *d = node;
-        uint64_t end = i + 1 < k->n ? k->key[i + 1] : hi;
+        uint64_t end = i + 1 < k->n ? k->key[i + 1] - 1 : hi;
         long c;
 
         if (node_min(d->child[i]) != k->key[i]) {
@@ -1193,14 +1229,15 @@ dma_table_slot(struct dma_table *t, int slot)
 struct dma_slot *
 dma_table_lookup_index(struct dma_table *t, uint64_t addr)
 {
-    const struct dma_block *b = idx_leaf(t, addr);
+    uint32_t at;
+    const struct dma_block *b = idx_leaf(t, addr, &at);
     struct dma_slot *s;
     uint32_t slot;
 
     if (b == NULL) {
         return NULL;
     }
-    slot = b->slot[keys_le(&b->k, addr) - 1];
+    slot = b->slot[at];
     s = &t->slots[slot];
     if (addr > s->last) {
         return NULL;

@@ -187,6 +187,65 @@ test_overlap_and_wrap(void **state)
     dma_table_destroy(t);
 }
 
+/*
+ * The last byte of the space as a map of its own, in a tree of several
+ * levels: the one address at which the index's unused keys (UINT64_MAX)
+ * compare equal to a real one.
+ */
+static void
+test_top_of_space(void **state)
+{
+    struct dma_table *t = dma_table_new();
+    struct dma_map *last, *below;
+
+    for (uint32_t i = 0; i < 5000; i++) {
+        assert_non_null(dma_table_add(t, (uint64_t)i * 2 * PG, PG, -1, 0,
+                                      PROT_READ, UINT32_MAX));
+    }
+    assert_true(t->height >= 1);
+    last = dma_table_add(t, UINT64_MAX, 1, -1, 0, PROT_READ, UINT32_MAX);
+    assert_non_null(last);
+    assert_null(dma_table_add(t, UINT64_MAX - 1, 2, -1, 0, PROT_READ, UINT32_MAX));
+    assert_int_equal(errno, EEXIST);
+    below = dma_table_add(t, UINT64_MAX - PG, PG, -1, 0, PROT_READ, UINT32_MAX);
+    assert_non_null(below);
+    assert_ptr_equal(dma_table_lookup(t, UINT64_MAX), last);
+    assert_ptr_equal(dma_table_lookup(t, UINT64_MAX - 1), below);
+    assert_ptr_equal(dma_table_find(t, UINT64_MAX, 1), last);
+    assert_ptr_equal(dma_table_next(t, UINT64_MAX), last);
+    assert_ptr_equal(dma_table_next(t, 5000ull * 2 * PG), below);
+    assert_true(dma_table_overlaps(t, UINT64_MAX, UINT64_MAX));
+    assert_int_equal(dma_table_check(t), 0);
+    dma_table_del(t, below);
+    assert_null(dma_table_lookup(t, UINT64_MAX - 1));
+    assert_ptr_equal(dma_table_next(t, 5000ull * 2 * PG), last);
+    dma_table_del(t, last);
+    assert_null(dma_table_lookup(t, UINT64_MAX));
+    assert_null(dma_table_next(t, 5000ull * 2 * PG));
+    assert_int_equal(dma_table_check(t), 0);
+    /* The check itself notices keys out of order, and a stale least key. */
+    {
+        void *node = t->root;
+        struct dma_block *b;
+        uint64_t k;
+
+        for (uint32_t h = t->height; h > 0; h--) {
+            node = ((struct dma_node *)node)->child[1];
+        }
+        b = node;
+        k = b->k.key[1];
+        b->k.key[1] = b->k.key[0];
+        assert_int_equal(dma_table_check(t), -1);
+        b->k.key[1] = k;
+        k = b->k.key[0];
+        b->k.key[0] = k + 1;
+        assert_int_equal(dma_table_check(t), -1);
+        b->k.key[0] = k;
+        assert_int_equal(dma_table_check(t), 0);
+    }
+    dma_table_destroy(t);
+}
+
 static int
 memfd_of(size_t size)
 {
@@ -641,6 +700,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_vs_model),
         cmocka_unit_test(test_overlap_and_wrap),
+        cmocka_unit_test(test_top_of_space),
         cmocka_unit_test(test_file_maps_shared),
         cmocka_unit_test(test_bad_fds),
         cmocka_unit_test(test_many_maps),
