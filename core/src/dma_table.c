@@ -320,8 +320,9 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
  * A B+-tree of fanout DMA_BLOCK (64) over the maps' start addresses, the
  * leaves holding slot numbers. It replaces a two-level index (sorted
  * blocks plus one flat array of their first keys) whose every block split
- * or merge shifted that flat array: n/32 entries, 16,000 words at a
- * million maps. Here a change touches one node on each level:
+ * or merge shifted that flat array and its block pointers: up to n/16
+ * entries, tens of thousands at a million maps. Here a change touches one
+ * node or two on each level:
  *
  *  - a full node splits in two before it takes an entry, its new sibling
  *    going into the parent, which may split in turn, up to a new root;
@@ -493,6 +494,8 @@ split_at(uint32_t pos)
 }
 
 /* Nodes are cache-line aligned, so a search touches as few lines as can be. */
+#define NODE_BYTES(type) ((sizeof(type) + 63) & ~(size_t)63)
+
 static void *
 node_alloc(size_t size)
 {
@@ -1305,8 +1308,8 @@ dma_table_mem(const struct dma_table *t)
            (size_t)t->nr_slots * (sizeof(t->maps[0]) + sizeof(t->slots[0]) +
                                   sizeof(t->free_slots[0])) +
            (size_t)(t->nr_leaves + (t->spare_leaf != NULL)) *
-               sizeof(struct dma_block) +
-           (size_t)(t->nr_nodes + t->nr_spare_nodes) * sizeof(struct dma_node) +
+               NODE_BYTES(struct dma_block) +
+           (size_t)(t->nr_nodes + t->nr_spare_nodes) * NODE_BYTES(struct dma_node) +
            (size_t)t->nr_files * sizeof(struct dma_file) +
            tlb_bytes(t);
 }
