@@ -80,18 +80,35 @@ struct dma_slot {
 _Static_assert(sizeof(struct dma_slot) == 32, "two slots per cache line");
 
 /*
- * The lookup index: map start addresses sorted in blocks of up to
- * DMA_BLOCK, with the first key of each block in one small array (a
- * two-level B-tree). A lookup is a search of that array, which stays in L1,
- * and a scan of one block; a change moves at most one block's entries.
+ * The lookup index: a B+-tree of map start addresses, fanout DMA_BLOCK.
+ * Every node, leaf or inner, starts with the same header of DMA_BLOCK
+ * sorted keys (unused ones UINT64_MAX, so that a search can halve over
+ * all of them without looking at n), and an inner node's key[i] is exactly
+ * the smallest key under child[i]. A change moves at most a node's worth
+ * of entries on each level: see dma_table.c.
  */
 #define DMA_BLOCK 64u
 
-struct dma_block {
+struct dma_keys {
+    uint64_t key[DMA_BLOCK];    /* ascending */
     uint32_t n;
-    uint32_t slot[DMA_BLOCK];
-    uint64_t key[DMA_BLOCK];    /* iova, ascending */
 };
+
+/* A leaf: keys and the slots of their maps. */
+struct dma_block {
+    struct dma_keys k;
+    uint32_t slot[DMA_BLOCK];
+};
+
+/* An inner node: the least key of each child, and the child. */
+struct dma_node {
+    struct dma_keys k;
+    void *child[DMA_BLOCK];     /* struct dma_block * one level up from
+                                 * the leaves, else struct dma_node * */
+};
+
+/* Inner levels a tree can have: see idx_reserve(). */
+#define DMA_MAX_HEIGHT 8u
 
 struct dma_table {
     struct dma_map **maps;      /* slot -> map, NULL when free */
@@ -100,10 +117,15 @@ struct dma_table {
     uint32_t *free_slots;       /* stack of free slot numbers */
     uint32_t nr_free;
     uint32_t nr_maps;
-    uint64_t *top;              /* first key of each block */
-    struct dma_block **blocks;
-    uint32_t nr_blocks, cap_blocks;
-    struct dma_block *spare;    /* allocated ahead so that insertion can't fail */
+    void *root;                 /* a leaf when height is 0; NULL: empty */
+    uint32_t height;            /* inner levels above the leaves */
+    uint32_t nr_leaves, nr_nodes;
+    /* Allocated ahead so that an insertion can't fail halfway. */
+    struct dma_block *spare_leaf;
+    struct dma_node *spare_node[DMA_MAX_HEIGHT + 1];
+    uint32_t nr_spare_nodes;
+    uint64_t idx_moved;         /* index entries ever copied or shifted: the
+                                 * tests bound what one change costs */
     /*
      * The translation cache: 4 KiB page of an address (hashed) -> the slot
      * of the map it was last found in; 16-bit entries while the slots fit,
@@ -207,6 +229,11 @@ dma_table_lookup_slot(struct dma_table *t, uint64_t addr)
 }
 /* Bytes of heap the table uses (for the scale figures). */
 size_t dma_table_mem(const struct dma_table *t);
+/*
+ * Check the index against its invariants (for the tests, O(n)): 0, or -1
+ * with a line on stderr saying what is wrong.
+ */
+int dma_table_check(const struct dma_table *t);
 
 /*
  * dirty.c. A log covers the IOVA ranges given at START, rounded out to its

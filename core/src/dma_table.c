@@ -3,10 +3,9 @@
 
 /*
  * The DMA map table: each map in a numbered slot that scatter/gather
- * entries refer to, the slots sorted by IOVA in a two-level index (lookups
- * O(log n); a change moves at most one block of entries and, on a split or
- * merge, the array of block starts: n/32 words at worst, 250 KiB at a
- * million maps, a few microseconds) and a translation cache for lookups.
+ * entries refer to, the slots sorted by IOVA in a B+-tree (lookups, maps
+ * and unmaps O(log n) in the worst case: a change moves at most a few
+ * nodes of 64 entries on each level) and a translation cache for lookups.
  * Backing files are mmap()ed once, whole, and shared by every map into
  * them: QEMU sends the same memfd with each map, at that map's offset. A
  * map running past the end of its file is the exception: it gets its own
@@ -16,6 +15,8 @@
 
 #include <fcntl.h>
 #include <search.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -315,246 +316,590 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
 
 /* ---- the lookup index ---- */
 
-/* The last block whose first key is <= key, or -1. Branch-free halving:
- * the path does not depend on the data, so nothing is mispredicted. */
-static int
-idx_block(const struct dma_table *t, uint64_t key)
-{
-    const uint64_t *base = t->top;
-    uint32_t n = t->nr_blocks;
+/*
+ * A B+-tree of fanout DMA_BLOCK (64) over the maps' start addresses, the
+ * leaves holding slot numbers. It replaces a two-level index (sorted
+ * blocks plus one flat array of their first keys) whose every block split
+ * or merge shifted that flat array and its block pointers: up to n/16
+ * entries, tens of thousands at a million maps. Here a change touches one
+ * node or two on each level:
+ *
+ *  - a full node splits in two before it takes an entry, its new sibling
+ *    going into the parent, which may split in turn, up to a new root;
+ *  - a non-root node left with fewer than IDX_MIN entries either merges
+ *    with a neighbour (when both fit in half a node) or takes entries from
+ *    it until both hold at least IDX_MIN; a root with one child goes.
+ *
+ * So every non-root node holds IDX_MIN to DMA_BLOCK entries, the height is
+ * at most log16(n), and a map or unmap copies or shifts at most a few
+ * nodes' worth of entries per level: O(log n) in the worst case, not just
+ * on average (t->idx_moved counts them for the tests). An inner node's
+ * key[i] is exactly the least key under child[i], so the root's key[0] is
+ * the least of all, and a descent that starts at or above it always finds
+ * a child whose least key is at or below the address.
+ *
+ * Lookups: a branch-free halving over the 64 keys of each node on the
+ * path, without reading n (keys_le()), each node's key lines (and a
+ * leaf's slot lines) prefetched as soon as its address is known, so that
+ * the lines of a node that miss come in at once, not one per probe. At
+ * 65,535 maps mapped in order that is root, inner node and leaf (the inner
+ * levels in 30 KiB); at a million, one inner level more.
+ */
+#define IDX_MIN (DMA_BLOCK / 4)
 
-    if (n == 0 || key < base[0]) {
-        return -1;
+_Static_assert(offsetof(struct dma_block, k) == 0 &&
+               offsetof(struct dma_node, k) == 0,
+               "a node of either kind starts with its keys");
+
+/*
+ * Keys of k that are <= key. Unused keys are UINT64_MAX, so a fixed
+ * branch-free halving over all DMA_BLOCK keys works without reading n
+ * (which lies in a cache line of its own); it touches log2 of the node's
+ * key lines. Only key UINT64_MAX would count the padding too: all are <=.
+ */
+static inline uint32_t
+keys_le(const struct dma_keys *k, uint64_t key)
+{
+    const uint64_t *base = k->key;
+    uint32_t n = DMA_BLOCK;
+
+    if (__builtin_expect(key == UINT64_MAX, 0)) {
+        return k->n;
     }
     while (n > 1) {
         uint32_t half = n / 2;
         base = base[half] <= key ? base + half : base;
         n -= half;
     }
-    return (int)(base - t->top);
+    return (uint32_t)(base - k->key) + (*base <= key);
 }
 
 /*
- * Entries of b with key <= k. Unused keys are UINT64_MAX, so a fixed
- * branch-free halving over all DMA_BLOCK keys works; it touches log2 of the
- * block's cache lines. k == UINT64_MAX counts the padding too: clamp.
+ * Ask for all of k's key lines at once before searching them: the
+ * halving's probes depend on each other, so lines that miss would
+ * otherwise come in one after another (a million maps: a lookup that
+ * misses the translation cache takes two thirds of the time with this).
+ */
+static inline void
+keys_prefetch(const struct dma_keys *k)
+{
+    for (uint32_t i = 0; i < DMA_BLOCK; i += 64 / sizeof(k->key[0])) {
+        __builtin_prefetch(&k->key[i]);
+    }
+}
+
+/*
+ * The entries of a node of either kind, for the code that moves them:
+ * keys, and values of vsz bytes (slots or child pointers).
+ */
+struct ents {
+    struct dma_keys *k;
+    char *v;
+    size_t vsz;
+};
+
+static struct ents
+ents_of(void *node, bool leaf)
+{
+    if (leaf) {
+        struct dma_block *b = node;
+        return (struct ents){ &b->k, (char *)b->slot, sizeof(b->slot[0]) };
+    }
+    struct dma_node *d = node;
+    return (struct ents){ &d->k, (char *)d->child, sizeof(d->child[0]) };
+}
+
+/* Shift entries [from, n) of e by delta places (up or down). */
+static void
+ents_shift(struct dma_table *t, struct ents e, uint32_t from, int delta)
+{
+    uint32_t cnt = e.k->n - from;
+
+    memmove(&e.k->key[(int)from + delta], &e.k->key[from], cnt * sizeof(e.k->key[0]));
+    memmove(e.v + ((int)from + delta) * e.vsz, e.v + from * e.vsz, cnt * e.vsz);
+    t->idx_moved += cnt;
+}
+
+/* Copy cnt entries of src from s to dst at d (no overlap). */
+static void
+ents_copy(struct dma_table *t, struct ents dst, uint32_t d, struct ents src,
+          uint32_t s, uint32_t cnt)
+{
+    memcpy(&dst.k->key[d], &src.k->key[s], cnt * sizeof(src.k->key[0]));
+    memcpy(dst.v + d * dst.vsz, src.v + s * src.vsz, cnt * src.vsz);
+    t->idx_moved += cnt;
+}
+
+/* Keep the padding of the unused keys from n on. */
+static void
+ents_pad(struct ents e)
+{
+    for (uint32_t i = e.k->n; i < DMA_BLOCK; i++) {
+        e.k->key[i] = UINT64_MAX;
+    }
+}
+
+/* Put key and the value at val at pos of e (not full). */
+static void
+ents_insert(struct dma_table *t, struct ents e, uint32_t pos, uint64_t key,
+            const void *val)
+{
+    ents_shift(t, e, pos, 1);
+    e.k->key[pos] = key;
+    memcpy(e.v + pos * e.vsz, val, e.vsz);
+    e.k->n++;
+}
+
+static void
+ents_remove(struct dma_table *t, struct ents e, uint32_t pos)
+{
+    ents_shift(t, e, pos + 1, -1);
+    e.k->n--;
+    e.k->key[e.k->n] = UINT64_MAX;
+}
+
+/* Move the first cnt entries of b to the end of a (its left neighbour). */
+static void
+ents_to_left(struct dma_table *t, struct ents a, struct ents b, uint32_t cnt)
+{
+    ents_copy(t, a, a.k->n, b, 0, cnt);
+    a.k->n += cnt;
+    ents_shift(t, b, cnt, -(int)cnt);
+    b.k->n -= cnt;
+    ents_pad(b);
+}
+
+/* Move the last cnt entries of a to the front of b (its right neighbour). */
+static void
+ents_to_right(struct dma_table *t, struct ents a, struct ents b, uint32_t cnt)
+{
+    ents_shift(t, b, 0, (int)cnt);
+    b.k->n += cnt;
+    a.k->n -= cnt;
+    ents_copy(t, b, 0, a, a.k->n, cnt);
+    ents_pad(a);
+}
+
+/*
+ * Where a full node splits before taking an entry at pos: in halves, but
+ * an entry going in at either end (maps made in ascending or descending
+ * order) leaves the node three quarters full, so that a table built in
+ * order has fuller leaves; both sides keep at least IDX_MIN.
  */
 static uint32_t
-block_count_le(const struct dma_block *b, uint64_t k)
+split_at(uint32_t pos)
 {
-    const uint64_t *base = b->key;
-    uint32_t n = DMA_BLOCK, c;
-
-    while (n > 1) {
-        uint32_t half = n / 2;
-        base = base[half] <= k ? base + half : base;
-        n -= half;
-    }
-    c = (uint32_t)(base - b->key) + (*base <= k);
-    return c < b->n ? c : b->n;
+    return pos == 0 ? IDX_MIN : pos == DMA_BLOCK ? DMA_BLOCK - IDX_MIN
+                                                 : DMA_BLOCK / 2;
 }
 
-/* Keep the padding of b's unused keys. */
-static void
-block_pad(struct dma_block *b)
+/* Nodes are cache-line aligned, so a search touches as few lines as can be. */
+#define NODE_BYTES(type) ((sizeof(type) + 63) & ~(size_t)63)
+
+static void *
+node_alloc(size_t size)
 {
-    for (uint32_t i = b->n; i < DMA_BLOCK; i++) {
-        b->key[i] = UINT64_MAX;
-    }
+    return aligned_alloc(64, (size + 63) & ~(size_t)63);
 }
 
-/* Make sure the next idx_insert() needs no memory. */
+/*
+ * Make sure the next idx_insert() needs no memory: in the worst case a
+ * leaf and every inner level split, and a new root appears. Every
+ * non-root node holds at least IDX_MIN entries and a root at least 2, so
+ * a tree of height h holds at least 2 * 16^h keys: with fewer than 2^31
+ * slots, h stays below DMA_MAX_HEIGHT.
+ */
 static int
 idx_reserve(struct dma_table *t)
 {
-    if (t->nr_blocks + 1 > t->cap_blocks) {
-        uint32_t cap = t->cap_blocks == 0 ? 16 : t->cap_blocks * 2;
-        uint64_t *top = realloc(t->top, cap * sizeof(*top));
-        struct dma_block **b;
-
-        if (top == NULL) {
-            return -1;
-        }
-        t->top = top;
-        b = realloc(t->blocks, cap * sizeof(*b));
-        if (b == NULL) {
-            return -1;
-        }
-        t->blocks = b;
-        t->cap_blocks = cap;
+    if (t->height + 1 > DMA_MAX_HEIGHT) {
+        errno = ENOSPC;         /* not reachable with 2^31 slots */
+        return -1;
     }
-    if (t->spare == NULL) {
-        t->spare = malloc(sizeof(*t->spare));
-        if (t->spare == NULL) {
+    if (t->spare_leaf == NULL) {
+        t->spare_leaf = node_alloc(sizeof(struct dma_block));
+        if (t->spare_leaf == NULL) {
+            errno = ENOMEM;
             return -1;
         }
+    }
+    while (t->nr_spare_nodes < t->height + 1) {
+        struct dma_node *d = node_alloc(sizeof(*d));
+
+        if (d == NULL) {
+            errno = ENOMEM;
+            return -1;
+        }
+        t->spare_node[t->nr_spare_nodes++] = d;
     }
     return 0;
 }
 
-static void
-idx_open(struct dma_table *t, uint32_t at, struct dma_block *b)
+static void *
+take_node(struct dma_table *t, bool leaf)
 {
-    memmove(&t->top[at + 1], &t->top[at], (t->nr_blocks - at) * sizeof(t->top[0]));
-    memmove(&t->blocks[at + 1], &t->blocks[at],
-            (t->nr_blocks - at) * sizeof(t->blocks[0]));
-    t->blocks[at] = b;
-    t->top[at] = b->key[0];
-    t->nr_blocks++;
+    struct dma_keys *k;
+
+    if (leaf) {
+        k = &t->spare_leaf->k;
+        t->spare_leaf = NULL;
+        t->nr_leaves++;
+    } else {
+        k = &t->spare_node[--t->nr_spare_nodes]->k;
+        t->nr_nodes++;
+    }
+    k->n = 0;
+    for (uint32_t i = 0; i < DMA_BLOCK; i++) {
+        k->key[i] = UINT64_MAX;
+    }
+    return k;
 }
 
+/* A node out of the tree: kept as a spare if there is room, else freed. */
 static void
-idx_close(struct dma_table *t, uint32_t at)
+put_node(struct dma_table *t, void *node, bool leaf)
 {
-    free(t->blocks[at]);
-    t->nr_blocks--;
-    memmove(&t->top[at], &t->top[at + 1], (t->nr_blocks - at) * sizeof(t->top[0]));
-    memmove(&t->blocks[at], &t->blocks[at + 1],
-            (t->nr_blocks - at) * sizeof(t->blocks[0]));
-}
-
-/* Add key (not present); idx_reserve() succeeded before. */
-static void
-idx_insert(struct dma_table *t, uint64_t key, uint32_t slot)
-{
-    struct dma_block *b;
-    uint32_t pos;
-    int i;
-
-    if (t->nr_blocks == 0) {
-        b = t->spare;
-        t->spare = NULL;
-        b->n = 1;
-        b->key[0] = key;
-        b->slot[0] = slot;
-        block_pad(b);
-        idx_open(t, 0, b);
-        return;
-    }
-    i = idx_block(t, key);
-    if (i < 0) {
-        i = 0;                  /* below everything: the first block */
-    }
-    b = t->blocks[i];
-    if (b->n == DMA_BLOCK) {
-        /* Split: the upper half moves to a new block after this one. */
-        struct dma_block *nb = t->spare;
-        const uint32_t h = DMA_BLOCK / 2;
-
-        t->spare = NULL;
-        nb->n = DMA_BLOCK - h;
-        memcpy(nb->key, &b->key[h], nb->n * sizeof(b->key[0]));
-        memcpy(nb->slot, &b->slot[h], nb->n * sizeof(b->slot[0]));
-        b->n = h;
-        block_pad(b);
-        block_pad(nb);
-        idx_open(t, (uint32_t)i + 1, nb);
-        if (key >= nb->key[0]) {
-            b = nb;
-            i++;
+    if (leaf) {
+        t->nr_leaves--;
+        if (t->spare_leaf == NULL) {
+            t->spare_leaf = node;
+            return;
+        }
+    } else {
+        t->nr_nodes--;
+        if (t->nr_spare_nodes < DMA_MAX_HEIGHT + 1) {
+            t->spare_node[t->nr_spare_nodes++] = node;
+            return;
         }
     }
-    pos = block_count_le(b, key);
-    memmove(&b->key[pos + 1], &b->key[pos], (b->n - pos) * sizeof(b->key[0]));
-    memmove(&b->slot[pos + 1], &b->slot[pos], (b->n - pos) * sizeof(b->slot[0]));
-    b->key[pos] = key;
-    b->slot[pos] = slot;
-    b->n++;
-    t->top[i] = b->key[0];
+    free(node);
 }
 
-/* Append block at+1 to block at when both fit in half a block, so that
- * unmapping leaves no trail of nearly empty blocks. */
-static void
-idx_merge(struct dma_table *t, uint32_t at)
+/* The least key under a node of either kind. */
+static inline uint64_t
+node_min(const void *node)
 {
-    struct dma_block *a, *b;
+    return ((const struct dma_keys *)node)->key[0];
+}
 
-    if (at + 1 >= t->nr_blocks) {
+/*
+ * The leaf that would hold key, or NULL if key is below every key; *at is
+ * set to the place in it of the last key <= key.
+ */
+static inline const struct dma_block *
+idx_leaf(const struct dma_table *t, uint64_t key, uint32_t *at)
+{
+    const struct dma_keys *k = t->root;
+
+    if (k == NULL || key < k->key[0]) {
+        return NULL;
+    }
+    /* Every node on the way has a key <= key: its first. */
+    for (uint32_t h = t->height; h > 0; h--) {
+        k = ((const struct dma_node *)k)->child[keys_le(k, key) - 1];
+        keys_prefetch(k);
+    }
+    if (t->height > 0) {
+        /* The slot is read right after: its line comes with the keys'. */
+        const struct dma_block *b = (const struct dma_block *)k;
+
+        for (uint32_t i = 0; i < DMA_BLOCK; i += 64 / sizeof(b->slot[0])) {
+            __builtin_prefetch(&b->slot[i]);
+        }
+    }
+    *at = keys_le(k, key) - 1;
+    return (const struct dma_block *)k;
+}
+
+/*
+ * Where key is or would go: the inner nodes from the root down and the
+ * child taken in each (the first one for a key below everything), the
+ * leaf and its keys <= key, and the nearest subtree right of the path,
+ * where the next key is when the leaf has none above key.
+ */
+struct idx_path {
+    struct dma_node *node[DMA_MAX_HEIGHT];
+    uint32_t at[DMA_MAX_HEIGHT];
+    struct dma_block *leaf;     /* NULL: the tree is empty */
+    uint32_t le;
+    const void *next;           /* or NULL */
+    uint32_t next_h;            /* levels above the leaves of next */
+};
+
+static void
+idx_descend(struct dma_table *t, uint64_t key, struct idx_path *p)
+{
+    void *node = t->root;
+
+    p->next = NULL;
+    for (uint32_t l = 0; l < t->height; l++) {
+        struct dma_node *d = node;
+        uint32_t c = keys_le(&d->k, key), i = c > 0 ? c - 1 : 0;
+
+        p->node[l] = d;
+        p->at[l] = i;
+        if (i + 1 < d->k.n) {
+            p->next = d->child[i + 1];
+            p->next_h = t->height - l - 1;
+        }
+        node = d->child[i];
+        keys_prefetch(node);
+    }
+    p->leaf = node;
+    p->le = node != NULL ? keys_le(&p->leaf->k, key) : 0;
+}
+
+/*
+ * Put key and the value at val into node (of the kind leaf says) at pos;
+ * a full node splits first. Returns its new right neighbour, for the
+ * parent to take, or NULL.
+ */
+static void *
+node_insert(struct dma_table *t, void *node, bool leaf, uint32_t pos,
+            uint64_t key, const void *val)
+{
+    struct ents e = ents_of(node, leaf);
+    void *right = NULL;
+
+    if (e.k->n == DMA_BLOCK) {
+        uint32_t h = split_at(pos);
+        struct ents r;
+
+        right = take_node(t, leaf);
+        r = ents_of(right, leaf);
+        ents_copy(t, r, 0, e, h, DMA_BLOCK - h);
+        r.k->n = DMA_BLOCK - h;
+        e.k->n = h;
+        ents_pad(e);
+        if (pos > h) {
+            e = r;
+            pos -= h;
+        }
+    }
+    ents_insert(t, e, pos, key, val);
+    return right;
+}
+
+/*
+ * Add key (not present) where idx_descend() found it goes, the tree
+ * unchanged since; idx_reserve() succeeded before.
+ */
+static void
+idx_insert(struct dma_table *t, const struct idx_path *p, uint64_t key,
+           uint32_t slot)
+{
+    struct dma_block *b;
+    void *right;
+
+    if (t->root == NULL) {
+        b = take_node(t, true);
+        ents_insert(t, ents_of(b, true), 0, key, &slot);
+        t->root = b;
         return;
     }
-    a = t->blocks[at];
-    b = t->blocks[at + 1];
-    if (a->n + b->n > DMA_BLOCK / 2) {
-        return;
+    right = node_insert(t, p->leaf, true, p->le, key, &slot);
+    for (uint32_t l = t->height; l-- > 0;) {
+        struct dma_node *d = p->node[l];
+        uint32_t i = p->at[l];
+
+        /* The child may have a new least key: it took key at its front. */
+        d->k.key[i] = node_min(d->child[i]);
+        if (right != NULL) {
+            void *r = right;
+            right = node_insert(t, d, false, i + 1, node_min(r), &r);
+        }
     }
-    memcpy(&a->key[a->n], b->key, b->n * sizeof(b->key[0]));
-    memcpy(&a->slot[a->n], b->slot, b->n * sizeof(b->slot[0]));
-    a->n += b->n;
-    block_pad(a);
-    idx_close(t, at + 1);
+    if (right != NULL) {
+        /* The root split: a new root above both halves. */
+        struct dma_node *d = take_node(t, false);
+        void *old = t->root;
+
+        ents_insert(t, ents_of(d, false), 0, node_min(old), &old);
+        ents_insert(t, ents_of(d, false), 1, node_min(right), &right);
+        t->root = d;
+        t->height++;
+    }
+}
+
+/*
+ * Child i of d (of the kind leaf says) has fallen below IDX_MIN entries:
+ * merge it with a neighbour if both fit in half a node, else even the two
+ * out, which leaves both with at least IDX_MIN.
+ */
+static void
+idx_rebalance(struct dma_table *t, struct dma_node *d, uint32_t i, bool leaf)
+{
+    uint32_t j = i + 1 < d->k.n ? i : i - 1;    /* the pair j, j + 1 */
+    struct ents a = ents_of(d->child[j], leaf), b = ents_of(d->child[j + 1], leaf);
+
+    if (a.k->n + b.k->n <= DMA_BLOCK / 2) {
+        void *gone = d->child[j + 1];
+
+        ents_to_left(t, a, b, b.k->n);
+        ents_remove(t, ents_of(d, false), j + 1);
+        put_node(t, gone, leaf);
+    } else {
+        if (a.k->n < b.k->n) {
+            ents_to_left(t, a, b, (b.k->n - a.k->n) / 2);
+        } else {
+            ents_to_right(t, a, b, (a.k->n - b.k->n) / 2);
+        }
+        d->k.key[j + 1] = b.k->key[0];
+    }
+    d->k.key[j] = a.k->key[0];
 }
 
 static void
 idx_remove(struct dma_table *t, uint64_t key)
 {
-    int i = idx_block(t, key);
+    struct idx_path p;
     struct dma_block *b;
+    struct dma_keys *child;
     uint32_t pos;
 
-    if (i < 0) {
+    if (t->root == NULL) {
         return;
     }
-    b = t->blocks[i];
-    pos = block_count_le(b, key);
-    if (pos == 0 || b->key[pos - 1] != key) {
+    idx_descend(t, key, &p);
+    b = p.leaf;
+    pos = p.le;
+    if (pos == 0 || b->k.key[pos - 1] != key) {
         return;
     }
-    pos--;
-    b->n--;
-    memmove(&b->key[pos], &b->key[pos + 1], (b->n - pos) * sizeof(b->key[0]));
-    memmove(&b->slot[pos], &b->slot[pos + 1], (b->n - pos) * sizeof(b->slot[0]));
-    b->key[b->n] = UINT64_MAX;
-    if (b->n == 0) {
-        idx_close(t, (uint32_t)i);
-        return;
-    }
-    t->top[i] = b->key[0];
-    if (b->n < DMA_BLOCK / 4) {
-        idx_merge(t, (uint32_t)i);
-        if (i > 0) {
-            idx_merge(t, (uint32_t)i - 1);
+    ents_remove(t, ents_of(b, true), pos - 1);
+    child = &b->k;
+    for (uint32_t l = t->height; l-- > 0;) {
+        struct dma_node *d = p.node[l];
+
+        if (child->n < IDX_MIN) {
+            idx_rebalance(t, d, p.at[l], l + 1 == t->height);
+        } else {
+            d->k.key[p.at[l]] = child->key[0];
         }
+        child = &d->k;
     }
+    if (t->height == 0 && b->k.n == 0) {
+        put_node(t, b, true);
+        t->root = NULL;
+    } else if (t->height > 0 && ((struct dma_node *)t->root)->k.n == 1) {
+        /* One child left: it is the root now. */
+        struct dma_node *d = t->root;
+
+        t->root = d->child[0];
+        t->height--;
+        put_node(t, d, false);
+    }
+}
+
+/* The leftmost leaf under node, h levels above the leaves. */
+static const struct dma_block *
+leftmost(const void *node, uint32_t h)
+{
+    for (; h > 0; h--) {
+        node = ((const struct dma_node *)node)->child[0];
+    }
+    return node;
 }
 
 /* The map with the greatest iova <= addr, or NULL. */
 static struct dma_map *
 floor_map(const struct dma_table *t, uint64_t addr)
 {
-    int i = idx_block(t, addr);
-    const struct dma_block *b;
+    uint32_t at;
+    const struct dma_block *b = idx_leaf(t, addr, &at);
 
-    if (i < 0) {
-        return NULL;
-    }
-    b = t->blocks[i];
-    return t->maps[b->slot[block_count_le(b, addr) - 1]];
+    return b != NULL ? t->maps[b->slot[at]] : NULL;
 }
 
-/* The map with the smallest iova > addr, or NULL. */
+/* The maps with the greatest key <= and the least key > the key p was
+ * found for, or NULL. */
 static struct dma_map *
-above_map(const struct dma_table *t, uint64_t addr)
+path_floor(const struct dma_table *t, const struct idx_path *p)
 {
-    int i = idx_block(t, addr);
-    const struct dma_block *b;
-    uint32_t c;
+    return p->le > 0 ? t->maps[p->leaf->slot[p->le - 1]] : NULL;
+}
 
-    if (t->nr_blocks == 0) {
+static struct dma_map *
+path_above(const struct dma_table *t, const struct idx_path *p)
+{
+    if (p->leaf == NULL) {
         return NULL;
     }
-    if (i < 0) {
-        return t->maps[t->blocks[0]->slot[0]];
+    if (p->le < p->leaf->k.n) {
+        return t->maps[p->leaf->slot[p->le]];
     }
-    b = t->blocks[i];
-    c = block_count_le(b, addr);
-    if (c < b->n) {
-        return t->maps[b->slot[c]];
+    return p->next != NULL ? t->maps[leftmost(p->next, p->next_h)->slot[0]] : NULL;
+}
+
+/* Check the subtree under node, h levels above the leaves, whose keys lie
+ * in [lo, hi]. Returns its keys, or -1. */
+static long
+check_node(const struct dma_table *t, const void *node, uint32_t h, bool root,
+           uint64_t lo, uint64_t hi)
+{
+    const struct dma_keys *k = node;
+    long total = 0;
+
+    if (k->n > DMA_BLOCK || k->n == 0 || (!root && k->n < IDX_MIN) ||
+        (root && h > 0 && k->n < 2)) {
+        fprintf(stderr, "dma index: node of %u entries (root %d, level %u)\n",
+                k->n, root, h);
+        return -1;
     }
-    if ((uint32_t)i + 1 < t->nr_blocks) {
-        return t->maps[t->blocks[i + 1]->slot[0]];
+    for (uint32_t i = 0; i < DMA_BLOCK; i++) {
+        if (i >= k->n ? k->key[i] != UINT64_MAX
+                      : k->key[i] < lo || k->key[i] > hi ||
+                        (i > 0 && k->key[i] <= k->key[i - 1])) {
+            fprintf(stderr, "dma index: bad key %u of %u at level %u\n", i,
+                    k->n, h);
+            return -1;
+        }
     }
-    return NULL;
+    if (h == 0) {
+        const struct dma_block *b = node;
+
+        for (uint32_t i = 0; i < b->k.n; i++) {
+            const struct dma_map *m = b->slot[i] < t->nr_slots ? t->maps[b->slot[i]]
+                                                               : NULL;
+            if (m == NULL || m->iova != b->k.key[i] || m->slot != b->slot[i]) {
+                fprintf(stderr, "dma index: key %u leads to the wrong slot\n", i);
+                return -1;
+            }
+        }
+        return (long)b->k.n;
+    }
+    for (uint32_t i = 0; i < k->n; i++) {
+        const struct dma_node *d = node;
+        uint64_t end = i + 1 < k->n ? k->key[i + 1] - 1 : hi;
+        long c;
+
+        if (node_min(d->child[i]) != k->key[i]) {
+            fprintf(stderr, "dma index: key %u at level %u is not its child's "
+                    "least\n", i, h);
+            return -1;
+        }
+        c = check_node(t, d->child[i], h - 1, false, k->key[i], end);
+        if (c < 0) {
+            return -1;
+        }
+        total += c;
+    }
+    return total;
+}
+
+int
+dma_table_check(const struct dma_table *t)
+{
+    long n = t->root != NULL ? check_node(t, t->root, t->height, true, 0, UINT64_MAX) : 0;
+
+    if (n < 0) {
+        return -1;
+    }
+    if ((uint64_t)n != t->nr_maps || (t->root == NULL && t->height != 0)) {
+        fprintf(stderr, "dma index: %ld keys for %u maps\n", n, t->nr_maps);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- the table ---- */
@@ -790,6 +1135,7 @@ dma_table_insert(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
                  uint32_t max_maps)
 {
     struct dma_map *m, *n;
+    struct idx_path p;
     uint64_t last, base_off = 0;
 
     if (size == 0 || size - 1 > UINT64_MAX - iova || prot == 0 ||
@@ -799,9 +1145,11 @@ dma_table_insert(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
         return NULL;
     }
     last = iova + (size - 1);
-    n = floor_map(t, iova);
+    /* One descent: its path is where the map goes, if it may. */
+    idx_descend(t, iova, &p);
+    n = path_floor(t, &p);
     if ((n != NULL && n->last >= iova) ||
-        ((n = above_map(t, iova)) != NULL && n->iova <= last)) {
+        ((n = path_above(t, &p)) != NULL && n->iova <= last)) {
         errno = EEXIST;
         return NULL;
     }
@@ -810,8 +1158,7 @@ dma_table_insert(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
         return NULL;
     }
     if (idx_reserve(t) < 0) {
-        errno = ENOMEM;
-        return NULL;
+        return NULL;            /* errno ENOMEM, or ENOSPC */
     }
     m = calloc(1, sizeof(*m));
     if (m == NULL) {
@@ -842,7 +1189,7 @@ dma_table_insert(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
         errno = saved;
         return NULL;
     }
-    idx_insert(t, iova, m->slot);
+    idx_insert(t, &p, iova, m->slot);
     t->nr_maps++;
     tlb_fit(t, t->nr_maps);
     return m;
@@ -885,16 +1232,15 @@ dma_table_slot(struct dma_table *t, int slot)
 struct dma_slot *
 dma_table_lookup_index(struct dma_table *t, uint64_t addr)
 {
-    const struct dma_block *b;
+    uint32_t at;
+    const struct dma_block *b = idx_leaf(t, addr, &at);
     struct dma_slot *s;
     uint32_t slot;
-    int i = idx_block(t, addr);
 
-    if (i < 0) {
+    if (b == NULL) {
         return NULL;
     }
-    b = t->blocks[i];
-    slot = b->slot[block_count_le(b, addr) - 1];
+    slot = b->slot[at];
     s = &t->slots[slot];
     if (addr > s->last) {
         return NULL;
@@ -923,12 +1269,15 @@ dma_table_lookup(struct dma_table *t, uint64_t addr)
 struct dma_map *
 dma_table_next(struct dma_table *t, uint64_t addr)
 {
-    struct dma_map *m = floor_map(t, addr);
+    struct idx_path p;
+    struct dma_map *m;
 
+    idx_descend(t, addr, &p);
+    m = path_floor(t, &p);
     if (m != NULL && m->last >= addr) {
         return m;
     }
-    return above_map(t, addr);
+    return path_above(t, &p);
 }
 
 bool
@@ -942,10 +1291,10 @@ dma_table_overlaps(struct dma_table *t, uint64_t iova, uint64_t last)
 struct dma_map *
 dma_table_any(struct dma_table *t)
 {
-    if (t == NULL || t->nr_blocks == 0) {
+    if (t == NULL || t->root == NULL) {
         return NULL;
     }
-    return t->maps[t->blocks[0]->slot[0]];
+    return t->maps[leftmost(t->root, t->height)->slot[0]];
 }
 
 size_t
@@ -958,8 +1307,9 @@ dma_table_mem(const struct dma_table *t)
            (size_t)t->nr_maps * sizeof(struct dma_map) +
            (size_t)t->nr_slots * (sizeof(t->maps[0]) + sizeof(t->slots[0]) +
                                   sizeof(t->free_slots[0])) +
-           (size_t)t->cap_blocks * (sizeof(t->top[0]) + sizeof(t->blocks[0])) +
-           (size_t)(t->nr_blocks + (t->spare != NULL)) * sizeof(struct dma_block) +
+           (size_t)(t->nr_leaves + (t->spare_leaf != NULL)) *
+               NODE_BYTES(struct dma_block) +
+           (size_t)(t->nr_nodes + t->nr_spare_nodes) * NODE_BYTES(struct dma_node) +
            (size_t)t->nr_files * sizeof(struct dma_file) +
            tlb_bytes(t);
 }
@@ -978,9 +1328,10 @@ dma_table_destroy(struct dma_table *t)
     free(t->maps);
     hot_free(t->slots, t->nr_slots * sizeof(t->slots[0]));
     free(t->free_slots);
-    free(t->top);
-    free(t->blocks);
-    free(t->spare);
+    free(t->spare_leaf);
+    for (uint32_t i = 0; i < t->nr_spare_nodes; i++) {
+        free(t->spare_node[i]);
+    }
     free((void *)t->tlb);
     free(t);
 }

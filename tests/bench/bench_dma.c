@@ -16,6 +16,9 @@
  *    million round trips a run;
  *  - vfu_addr_to_sgl + vfu_sgl_get + vfu_sgl_put per op, in process, with
  *    1,000, 65,535 and 1,000,000 maps, one map or a random map each time;
+ *  - the table's own map and unmap (no socket, no file) among 1,000,000
+ *    maps, at the front and at the end of the IOVA space: the worst case
+ *    of the index, which must not cost more at the front;
  *  - DMA_LOGGING_REPORT of 64 GiB logged at 4 KiB pages over the socket
  *    (one 2 MiB bitmap), and the in-process report alone;
  *  - the heap a context uses with 65,535 and 1,000,000 maps and with
@@ -78,7 +81,8 @@ struct figure {
 enum {
     F_FLOOR_MAP, F_FLOOR_MAP_FD, F_MAP_1K, F_MAP_64K, F_MAP_1M, F_FLOOR_UNMAP,
     F_UNMAP_1K, F_UNMAP_64K, F_UNMAP_1M, F_SGL_1K, F_SGL_64K_SAME,
-    F_SGL_64K_RAND, F_SGL_1M_SAME, F_SGL_1M_RAND, F_REPORT_SOCK,
+    F_SGL_64K_RAND, F_SGL_1M_SAME, F_SGL_1M_RAND, F_TABLE_1M_FRONT,
+    F_TABLE_1M_END, F_REPORT_SOCK,
     F_REPORT_LOCAL, F_COUNT,
 };
 
@@ -106,6 +110,10 @@ static struct figure fig[F_COUNT] = {
                         .floor = -1 },
     [F_SGL_1M_RAND] = { "addr_to_sgl+get+put, 1,000,000 maps, random", "ns",
                         .floor = -1 },
+    [F_TABLE_1M_FRONT] = { "table map+unmap, 1,000,000 maps, front", "ns",
+                           .floor = -1 },
+    [F_TABLE_1M_END] = { "table map+unmap, 1,000,000 maps, end", "ns",
+                         .floor = -1 },
     [F_REPORT_SOCK] = { "DMA_LOGGING_REPORT 64 GiB at 4 KiB, socket", "ms",
                         .floor = -1, .target = "<2 ms", .limit = 2e6 },
     [F_REPORT_LOCAL] = { "  of which the bitmap itself (in process)", "ms",
@@ -439,6 +447,31 @@ sgl_run(vfu_ctx_t *ctx, uint32_t nmaps, bool random, int n)
     return (bench_now_ns() - t0) / n;
 }
 
+/*
+ * ns per map or unmap of the table alone: TABLE_OPS maps of a page into
+ * the free pages between maps first to first + TABLE_OPS - 1 made by
+ * local_ctx(), in descending order (so that each goes in at the front of
+ * what is left), then their unmaps in ascending order.
+ */
+#define TABLE_OPS 16384u
+
+static double
+table_run(struct dma_table *t, uint32_t first)
+{
+    double t0 = bench_now_ns();
+
+    for (uint32_t i = TABLE_OPS; i-- > 0;) {
+        if (dma_table_add(t, (first + i) * 2 * PG + PG, PG, -1, 0,
+                          PROT_READ | PROT_WRITE, UINT32_MAX) == NULL) {
+            die("dma_table_add");
+        }
+    }
+    for (uint32_t i = 0; i < TABLE_OPS; i++) {
+        dma_table_del(t, dma_table_find(t, (first + i) * 2 * PG + PG, PG));
+    }
+    return (bench_now_ns() - t0) / (2 * TABLE_OPS);
+}
+
 static size_t
 heap_used(void)
 {
@@ -638,6 +671,10 @@ main(int argc, char **argv)
     for (int r = 0; r < runs; r++) {
         fig[F_SGL_1M_SAME].s[r] = sgl_run(lctx, N1M, false, 200000);
         fig[F_SGL_1M_RAND].s[r] = sgl_run(lctx, N1M, true, 200000);
+    }
+    for (int r = 0; r < runs; r++) {
+        fig[F_TABLE_1M_FRONT].s[r] = table_run(lctx->dma, 0);
+        fig[F_TABLE_1M_END].s[r] = table_run(lctx->dma, N1M - TABLE_OPS);
     }
     vfu_destroy_ctx(lctx);
     {
