@@ -137,9 +137,17 @@ vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg)
                     (unsigned long long)ctx->dma->anon_bytes);
         }
     }
+    if (m->by_msg) {
+        /* See file_may_shrink() in dma_table.c. */
+        vfu_log(ctx, LOG_WARNING, "DMA_MAP %#lx+%#lx: the memfd is not sealed "
+                "against shrinking (F_SEAL_SHRINK); it is not mapped, the "
+                "device reaches it by DMA_READ/WRITE messages",
+                (unsigned long)req.addr, (unsigned long)req.size);
+    }
     vfu_log(ctx, LOG_DEBUG, "DMA_MAP %#lx+%#lx%s", (unsigned long)req.addr,
             (unsigned long)req.size,
-            fd < 0 ? " (messages only)" : file_io ? " (file I/O)" : "");
+            fd < 0 || m->by_msg ? " (messages only)"
+                                : file_io ? " (file I/O)" : "");
     if (ctx->dma_register_cb != NULL) {
         vfu_dma_info_t info;
 

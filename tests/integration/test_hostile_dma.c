@@ -1,0 +1,515 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Copyright (c) 2026 the vfu authors. */
+
+/*
+ * Issue 12, the DMA holes: a client that shrinks the file it mapped, a
+ * small map of a huge sparse file, dirty logging of maps added after
+ * START, and message DMA that the server could not receive or that a
+ * quiesce callback waits for. A raw client speaks over a socketpair to a
+ * context served on the test's own thread; a client thread answers the
+ * server's DMA_READ/WRITE requests with a known pattern.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "libvfio-user.h"
+#include "private.h"
+
+#define BAR0_SIZE   0x1000u
+#define IOVA        0x100000u
+#define MAP_SIZE    0x10000u
+#define PG          4096u
+#define PATTERN     0x77
+
+struct hdr {
+    uint16_t id, cmd;
+    uint32_t size, flags, err;
+};
+
+struct fx {
+    char dir[64], path[96];
+    vfu_ctx_t *ctx;
+    int fd;                     /* the client's end */
+    uint16_t next_id;
+    uint64_t sg[8];             /* one dma_sg_t, 8-aligned */
+    vfu_dma_info_t last_reg;    /* what the last dma_register was told */
+    void (*on_quiesce)(struct fx *);
+    /* The client thread (serve_start): answers DMA_READ/WRITE, keeps the
+     * errno of each reply to our commands. */
+    pthread_t client;
+    int client_stop;
+    unsigned dma_reads;
+    int reply_err[256];         /* by msg id; -1 until it came */
+};
+
+/* ---- the device ---- */
+
+static ssize_t
+bar0_cb(vfu_ctx_t *ctx, char *buf, size_t count, loff_t off, bool is_write)
+{
+    (void)ctx;
+    (void)off;
+    if (!is_write) {
+        memset(buf, 0, count);
+    }
+    return (ssize_t)count;
+}
+
+static int
+quiesce_cb(vfu_ctx_t *ctx)
+{
+    struct fx *f = vfu_get_private(ctx);
+
+    if (f->on_quiesce != NULL) {
+        f->on_quiesce(f);
+    }
+    return 0;
+}
+
+static void
+dma_reg(vfu_ctx_t *ctx, vfu_dma_info_t *info)
+{
+    struct fx *f = vfu_get_private(ctx);
+
+    f->last_reg = *info;
+}
+
+static void
+dma_unreg(vfu_ctx_t *ctx, vfu_dma_info_t *info)
+{
+    (void)ctx;
+    (void)info;
+}
+
+static void
+log_fn(vfu_ctx_t *ctx, int level, const char *msg)
+{
+    (void)ctx;
+    (void)level;
+    if (getenv("HARNESS_VERBOSE") != NULL) {
+        fprintf(stderr, "vfu: %s\n", msg);
+    }
+}
+
+/* ---- raw messages ---- */
+
+static int
+xread(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+
+    while (len > 0) {
+        struct pollfd pf = { .fd = fd, .events = POLLIN };
+        if (poll(&pf, 1, 5000) != 1) {
+            return -1;
+        }
+        ssize_t n = read(fd, p, len);
+        if (n <= 0) {
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void
+xsend(int fd, uint16_t id, uint16_t cmd, uint32_t flags, const void *payload,
+      size_t len, const int *fds, int nfds)
+{
+    struct hdr h = { id, cmd, (uint32_t)(sizeof(h) + len), flags, 0 };
+    struct iovec iov[2] = {
+        { &h, sizeof(h) }, { (void *)payload, len },
+    };
+    char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+    struct msghdr mh = { .msg_iov = iov, .msg_iovlen = len > 0 ? 2 : 1 };
+
+    if (nfds > 0) {
+        memset(cbuf, 0, sizeof(cbuf));
+        mh.msg_control = cbuf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+    }
+    size_t left = sizeof(h) + len;
+    ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+    assert_true(n > 0);
+    /* A big reply may go out in parts. */
+    left -= (size_t)n;
+    if (left > 0) {
+        const char *rest = (const char *)payload + (len - left);
+        while (left > 0) {
+            n = send(fd, rest, left, MSG_NOSIGNAL);
+            assert_true(n > 0);
+            rest += n;
+            left -= (size_t)n;
+        }
+    }
+}
+
+/* Read one message's header and payload (cap bytes at most). */
+static int
+xrecv(int fd, struct hdr *h, void *buf, size_t cap)
+{
+    if (xread(fd, h, sizeof(*h)) < 0 || h->size < sizeof(*h) ||
+        h->size - sizeof(*h) > cap) {
+        return -1;
+    }
+    return xread(fd, buf, h->size - sizeof(*h));
+}
+
+/* Send a command, let the server handle it, read its reply: its errno. */
+static int
+command_fds(struct fx *f, uint16_t cmd, const void *payload, size_t len,
+            const int *fds, int nfds, void *reply, size_t cap)
+{
+    static char sink[1 << 16];
+    struct hdr h;
+    uint16_t id = f->next_id++;
+
+    xsend(f->fd, id, cmd, VFIO_USER_F_TYPE_COMMAND, payload, len, fds, nfds);
+    assert_true(vfu_run_ctx(f->ctx) >= 0);
+    assert_int_equal(xrecv(f->fd, &h, reply != NULL ? reply : sink,
+                           reply != NULL ? cap : sizeof(sink)), 0);
+    assert_int_equal(h.id, id);
+    assert_true(h.flags & VFIO_USER_F_TYPE_REPLY);
+    return (int)h.err;
+}
+
+static void
+negotiate(struct fx *f, const char *json)
+{
+    char buf[512] = { 0 }, rep[1024];
+    size_t len = 4;
+
+    if (json != NULL) {
+        strcpy(buf + 4, json);
+        len += strlen(json) + 1;
+    }
+    assert_int_equal(command_fds(f, VFIO_USER_VERSION, buf, len, NULL, 0,
+                                 rep, sizeof(rep) - 1), 0);
+}
+
+static struct vfio_user_dma_map
+map_req(uint64_t iova, uint64_t size, uint64_t offset)
+{
+    return (struct vfio_user_dma_map){
+        .argsz = sizeof(struct vfio_user_dma_map),
+        .flags = VFIO_USER_F_DMA_REGION_READ | VFIO_USER_F_DMA_REGION_WRITE,
+        .offset = offset, .addr = iova, .size = size,
+    };
+}
+
+static int
+dma_map_at(struct fx *f, uint64_t iova, uint64_t size, int fd, uint64_t offset)
+{
+    struct vfio_user_dma_map m = map_req(iova, size, offset);
+
+    return command_fds(f, VFIO_USER_DMA_MAP, &m, sizeof(m), &fd, fd >= 0,
+                       NULL, 0);
+}
+
+static int
+setup_raw(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    int sv[2];
+
+    assert_non_null(f);
+    f->next_id = 1;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/vfu-hdma-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/s", f->dir);
+    f->ctx = vfu_create_ctx(VFU_TRANS_SOCK, f->path, LIBVFIO_USER_FLAG_ATTACH_NB,
+                            f, VFU_DEV_TYPE_PCI);
+    assert_non_null(f->ctx);
+    assert_int_equal(vfu_setup_log(f->ctx, log_fn, LOG_DEBUG), 0);
+    assert_int_equal(vfu_pci_init(f->ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0), 0);
+    assert_int_equal(vfu_setup_region(f->ctx, VFU_PCI_DEV_BAR0_REGION_IDX,
+                                      BAR0_SIZE, bar0_cb, VFU_REGION_FLAG_RW |
+                                      VFU_REGION_FLAG_MEM, NULL, 0, -1, 0), 0);
+    vfu_setup_device_quiesce_cb(f->ctx, quiesce_cb);
+    assert_int_equal(vfu_setup_device_dma(f->ctx, 0, dma_reg, dma_unreg), 0);
+    assert_int_equal(vfu_realize_ctx(f->ctx), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(vfu_attach_fd(f->ctx, sv[0]), 0);
+    f->fd = sv[1];
+    *state = f;
+    return 0;
+}
+
+static int
+setup(void **state)
+{
+    setup_raw(state);
+    negotiate(*state, "{\"capabilities\":{\"max_msg_fds\":16}}");
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct fx *f = *state;
+
+    if (f->fd >= 0) {
+        close(f->fd);
+    }
+    vfu_destroy_ctx(f->ctx);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- the client thread ---- */
+
+static void *
+client_thread(void *arg)
+{
+    struct fx *f = arg;
+    static char req[(8u << 20) + 64];
+    static char rep[(8u << 20) + 64];
+
+    while (!__atomic_load_n(&f->client_stop, __ATOMIC_ACQUIRE)) {
+        struct pollfd pf = { .fd = f->fd, .events = POLLIN };
+        struct hdr h;
+
+        if (poll(&pf, 1, 20) != 1) {
+            continue;
+        }
+        if (xrecv(f->fd, &h, req, sizeof(req)) < 0) {
+            break;
+        }
+        if (h.flags & VFIO_USER_F_TYPE_REPLY) {
+            __atomic_store_n(&f->reply_err[h.id % 256], (int)h.err,
+                             __ATOMIC_RELEASE);
+            continue;
+        }
+        uint64_t addr, count;
+        memcpy(&addr, req, 8);
+        memcpy(&count, req + 8, 8);
+        memcpy(rep, req, 16);
+        if (h.cmd == VFIO_USER_DMA_READ) {
+            /* The spec's layout: header, then count bytes of data. */
+            assert_true(count <= sizeof(rep) - 16);
+            memset(rep + 16, PATTERN, count);
+            __atomic_add_fetch(&f->dma_reads, 1, __ATOMIC_RELAXED);
+            xsend(f->fd, h.id, h.cmd, VFIO_USER_F_TYPE_REPLY, rep, 16 + count,
+                  NULL, 0);
+        } else {
+            xsend(f->fd, h.id, h.cmd, VFIO_USER_F_TYPE_REPLY, rep, 16, NULL, 0);
+        }
+    }
+    return NULL;
+}
+
+static void
+serve_start(struct fx *f)
+{
+    for (int i = 0; i < 256; i++) {
+        f->reply_err[i] = -1;
+    }
+    f->client_stop = 0;
+    assert_int_equal(pthread_create(&f->client, NULL, client_thread, f), 0);
+}
+
+static void
+serve_stop(struct fx *f)
+{
+    __atomic_store_n(&f->client_stop, 1, __ATOMIC_RELEASE);
+    pthread_join(f->client, NULL);
+}
+
+/* Send a command with the client thread reading replies: its errno. */
+static int
+command_served(struct fx *f, uint16_t cmd, const void *payload, size_t len,
+               const int *fds, int nfds)
+{
+    uint16_t id = f->next_id++;
+    int err;
+
+    xsend(f->fd, id, cmd, VFIO_USER_F_TYPE_COMMAND, payload, len, fds, nfds);
+    assert_true(vfu_run_ctx(f->ctx) >= 0);
+    for (int i = 0; i < 5000; i++) {
+        err = __atomic_load_n(&f->reply_err[id % 256], __ATOMIC_ACQUIRE);
+        if (err >= 0) {
+            return err;
+        }
+        usleep(1000);
+    }
+    fail_msg("no reply to command %u", cmd);
+    return -1;
+}
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- 5: files that shrink, files that are huge ---- */
+
+/* VmSize of this process, in KiB. */
+static uint64_t
+vm_size_kib(void)
+{
+    FILE *fp = fopen("/proc/self/status", "r");
+    char line[256];
+    uint64_t kib = 0;
+
+    assert_non_null(fp);
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        if (sscanf(line, "VmSize: %lu kB", &kib) == 1) {
+            break;
+        }
+    }
+    fclose(fp);
+    return kib;
+}
+
+/*
+ * A memfd not sealed against shrinking is not mapped: the client truncates
+ * it after DMA_MAP, and a device read of the map (by message now) must not
+ * kill the server with SIGBUS. Run in a child, so that a SIGBUS shows as a
+ * failure here rather than as the death of the test.
+ */
+static void
+test_truncated_memfd_no_sigbus(void **state)
+{
+    struct fx *f = *state;
+    int mfd = memfd_create("hdma-unsealed", MFD_CLOEXEC);
+    pid_t pid;
+    int status;
+
+    assert_true(mfd >= 0);
+    assert_int_equal(ftruncate(mfd, MAP_SIZE), 0);
+    memset(&f->last_reg, 0, sizeof(f->last_reg));
+    assert_int_equal(dma_map_at(f, IOVA, MAP_SIZE, mfd, 0), 0);
+    /* Told to the device as a map without a vaddr: by message. */
+    assert_null(f->last_reg.vaddr);
+    assert_int_equal(ftruncate(mfd, 0), 0);
+    assert_int_equal(vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)(uintptr_t)IOVA,
+                                     64, (dma_sg_t *)f->sg, 1,
+                                     PROT_READ | PROT_WRITE), 1);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char data[64];
+        int rc;
+
+        struct iovec iov;
+
+        serve_start(f);
+        /* The fastest way a device has: straight from memory if mapped. */
+        rc = vfu_sgl_read(f->ctx, (dma_sg_t *)f->sg, 1, data,
+                          VFU_SGL_DIRECT_ACCESS);
+        /* A device that takes the pointer itself gets none. */
+        if (vfu_sgl_get(f->ctx, (dma_sg_t *)f->sg, &iov, 1, 0) == 0) {
+            data[0] = *(volatile char *)iov.iov_base;
+            rc = -1;
+        }
+        serve_stop(f);
+        _exit(rc == 0 && data[0] == PATTERN && data[63] == PATTERN ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status)) {
+        fail_msg("the device's access killed the server: signal %d",
+                 WTERMSIG(status));
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    close(mfd);
+}
+
+/* A memfd sealed against shrinking is mapped, and cannot be shrunk. */
+static void
+test_sealed_memfd_mapped(void **state)
+{
+    struct fx *f = *state;
+    int mfd = memfd_create("hdma-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    char data[16];
+
+    assert_true(mfd >= 0);
+    assert_int_equal(ftruncate(mfd, MAP_SIZE), 0);
+    assert_int_equal(pwrite(mfd, "sealed", 6, 0x100), 6);
+    assert_int_equal(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+    assert_int_equal(dma_map_at(f, IOVA, MAP_SIZE, mfd, 0), 0);
+    assert_non_null(f->last_reg.vaddr);
+    assert_int_equal(ftruncate(mfd, 0), -1);
+    assert_int_equal(errno, EPERM);
+    assert_int_equal(vfu_addr_to_sgl(f->ctx,
+                                     (vfu_dma_addr_t)(uintptr_t)(IOVA + 0x100),
+                                     16, (dma_sg_t *)f->sg, 1, PROT_READ), 1);
+    assert_int_equal(vfu_sgl_read(f->ctx, (dma_sg_t *)f->sg, 1, data,
+                                  VFU_SGL_DIRECT_ACCESS), 0);
+    assert_memory_equal(data, "sealed", 6);
+    close(mfd);
+}
+
+/*
+ * A 4 KiB map of a 64 TiB sparse memfd maps 4 KiB, not the whole file (64
+ * TiB of address space: two such maps and the server has none left).
+ */
+static void
+test_small_map_of_huge_file(void **state)
+{
+    struct fx *f = *state;
+    int mfd = memfd_create("hdma-huge", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    const uint64_t huge = 64ull << 40;
+    uint64_t before, after;
+
+    assert_true(mfd >= 0);
+    assert_int_equal(ftruncate(mfd, (off_t)huge), 0);
+    assert_int_equal(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+    assert_int_equal(pwrite(mfd, "far", 3, (off_t)(huge / 2)), 3);
+    before = vm_size_kib();
+    assert_int_equal(dma_map_at(f, IOVA, PG, mfd, huge / 2), 0);
+    after = vm_size_kib();
+    assert_non_null(f->last_reg.vaddr);
+    assert_memory_equal(f->last_reg.vaddr, "far", 3);
+    assert_int_equal(f->last_reg.mapping.iov_len, PG);
+    /* 1 GiB of slack for whatever else the process mapped meanwhile. */
+    assert_true(after < before + (1u << 20));
+    /* A second map far away gets a small mapping of its own. */
+    assert_int_equal(dma_map_at(f, IOVA + PG, PG, mfd, huge - PG), 0);
+    assert_int_equal(f->last_reg.mapping.iov_len, PG);
+    assert_true(vm_size_kib() < before + (1u << 20));
+    close(mfd);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_truncated_memfd_no_sigbus, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sealed_memfd_mapped, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_small_map_of_huge_file, setup,
+                                        teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
