@@ -228,6 +228,8 @@ struct dirty_bits {
     uint64_t pgsize;
     struct dirty_range *ranges; /* sorted, disjoint */
     uint32_t nr_ranges;
+    bool all;                   /* START without ranges: every map, those
+                                 * added later too (dirty_log_map()) */
 };
 
 struct dirty_range_req {
@@ -276,6 +278,13 @@ dirty_mark(vfu_ctx_t *ctx, uint64_t iova, uint64_t len)
         dirty_mark_logged(d, iova, len);
     }
 }
+/*
+ * A map of [iova, iova + len) is about to be added (loop thread): a log of
+ * all maps must cover it from now on, or the device's writes there would
+ * be lost to migration. 0, or -1 with errno (ENOMEM, E2BIG: the bitmaps
+ * would exceed the limit) when it cannot be logged.
+ */
+int dirty_log_map(vfu_ctx_t *ctx, uint64_t iova, uint64_t len);
 /* Stop logging and free the log (loop thread). */
 void dirty_stop(vfu_ctx_t *ctx);
 /* Free all dirty state (ctx teardown). */

@@ -499,6 +499,126 @@ test_small_map_of_huge_file(void **state)
     close(mfd);
 }
 
+
+/* ---- 9: dirty logging of maps added after START ---- */
+
+/* A memfd of size bytes sealed against shrinking: vfu maps it. */
+static int
+sealed_memfd(uint64_t size)
+{
+    int fd = memfd_create("hdma", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)size), 0);
+    assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+    return fd;
+}
+
+/* DMA_LOGGING_START with no ranges: log all writes. */
+static int
+start_all(struct fx *f)
+{
+    struct {
+        struct vfio_user_device_feature f;
+        struct vfio_user_device_feature_dma_logging_control c;
+    } __attribute__((packed)) m = {
+        { sizeof(m), VFIO_DEVICE_FEATURE_DMA_LOGGING_START |
+                     VFIO_DEVICE_FEATURE_SET },
+        { PG, 0, 0 },
+    };
+
+    return command_fds(f, VFIO_USER_DEVICE_FEATURE, &m, sizeof(m), NULL, 0,
+                       NULL, 0);
+}
+
+/* DMA_LOGGING_REPORT of [iova, iova + 64 pages): the first bitmap word. */
+static int
+report(struct fx *f, uint64_t iova, uint64_t *bits)
+{
+    struct {
+        struct vfio_user_device_feature f;
+        struct vfio_user_device_feature_dma_logging_report r;
+    } __attribute__((packed)) m = {
+        { sizeof(m) + 8, VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT |
+                         VFIO_DEVICE_FEATURE_GET },
+        { iova, 64 * PG, PG },
+    };
+    char rep[sizeof(m) + 8];
+    int err = command_fds(f, VFIO_USER_DEVICE_FEATURE, &m, sizeof(m), NULL, 0,
+                          rep, sizeof(rep));
+
+    if (err == 0) {
+        memcpy(bits, rep + sizeof(m), 8);
+    }
+    return err;
+}
+
+/* The device writes one byte at iova (marking its page dirty). */
+static void
+device_write(struct fx *f, uint64_t iova)
+{
+    char v = 1;
+
+    assert_int_equal(vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)(uintptr_t)iova,
+                                     1, (dma_sg_t *)f->sg, 1,
+                                     PROT_READ | PROT_WRITE), 1);
+    assert_int_equal(vfu_sgl_write(f->ctx, (dma_sg_t *)f->sg, 1, &v,
+                                   VFU_SGL_DIRECT_ACCESS), 0);
+}
+
+/*
+ * START without ranges logs all writes: a map added afterwards (memory
+ * hot-added during migration) is logged and reported like those present
+ * at START. It used to be outside the log: writes lost, REPORT EINVAL.
+ */
+static void
+test_logging_all_covers_later_maps(void **state)
+{
+    struct fx *f = *state;
+    const uint64_t a = IOVA, b = IOVA + 0x1000000, c = 0;
+    int fa = sealed_memfd(64 * PG), fb = sealed_memfd(64 * PG);
+    int fc = sealed_memfd(64 * PG);
+    uint64_t bits;
+
+    assert_int_equal(dma_map_at(f, a, 64 * PG, fa, 0), 0);
+    assert_int_equal(start_all(f), 0);
+    device_write(f, a + 3 * PG);
+    assert_int_equal(dma_map_at(f, b, 64 * PG, fb, 0), 0);
+    device_write(f, b + 5 * PG);
+    device_write(f, a + 4 * PG);
+    assert_int_equal(report(f, b, &bits), 0);
+    assert_int_equal(bits, 1ull << 5);
+    /* What was marked before b came is still there. */
+    assert_int_equal(report(f, a, &bits), 0);
+    assert_int_equal(bits, (1ull << 3) | (1ull << 4));
+    /* And one more, below the others. */
+    assert_int_equal(dma_map_at(f, c, 64 * PG, fc, 0), 0);
+    device_write(f, c + 63 * PG);
+    assert_int_equal(report(f, c, &bits), 0);
+    assert_int_equal(bits, 1ull << 63);
+    close(fa);
+    close(fb);
+    close(fc);
+}
+
+/* START without ranges before any map: maps made later are logged. */
+static void
+test_logging_all_before_any_map(void **state)
+{
+    struct fx *f = *state;
+    int fa = sealed_memfd(64 * PG);
+    uint64_t bits;
+
+    assert_int_equal(start_all(f), 0);
+    assert_int_equal(dma_map_at(f, IOVA, 64 * PG, fa, 0), 0);
+    device_write(f, IOVA + 7 * PG);
+    assert_int_equal(report(f, IOVA, &bits), 0);
+    assert_int_equal(bits, 1ull << 7);
+    assert_int_equal(report(f, IOVA, &bits), 0);
+    assert_int_equal(bits, 0);
+    close(fa);
+}
+
 int
 main(void)
 {
@@ -509,6 +629,10 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_small_map_of_huge_file, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_logging_all_covers_later_maps,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_logging_all_before_any_map,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
