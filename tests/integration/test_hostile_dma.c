@@ -56,6 +56,7 @@ struct fx {
     pthread_t client;
     int client_stop;
     unsigned dma_reads;
+    unsigned reply_delay_us;    /* before answering a DMA_READ */
     int reply_err[256];         /* by msg id; -1 until it came */
 };
 
@@ -229,6 +230,8 @@ dma_map_at(struct fx *f, uint64_t iova, uint64_t size, int fd, uint64_t offset)
                        NULL, 0);
 }
 
+static int ctx_flags = LIBVFIO_USER_FLAG_ATTACH_NB;
+
 static int
 setup_raw(void **state)
 {
@@ -240,8 +243,8 @@ setup_raw(void **state)
     snprintf(f->dir, sizeof(f->dir), "/tmp/vfu-hdma-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/s", f->dir);
-    f->ctx = vfu_create_ctx(VFU_TRANS_SOCK, f->path, LIBVFIO_USER_FLAG_ATTACH_NB,
-                            f, VFU_DEV_TYPE_PCI);
+    f->ctx = vfu_create_ctx(VFU_TRANS_SOCK, f->path, ctx_flags, f,
+                            VFU_DEV_TYPE_PCI);
     assert_non_null(f->ctx);
     assert_int_equal(vfu_setup_log(f->ctx, log_fn, LOG_DEBUG), 0);
     assert_int_equal(vfu_pci_init(f->ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0), 0);
@@ -255,6 +258,16 @@ setup_raw(void **state)
     assert_int_equal(vfu_attach_fd(f->ctx, sv[0]), 0);
     f->fd = sv[1];
     *state = f;
+    return 0;
+}
+
+/* A context whose loop blocks (vfu_run_ctx() on a thread of its own). */
+static int
+setup_blocking(void **state)
+{
+    ctx_flags = 0;
+    setup_raw(state);
+    ctx_flags = LIBVFIO_USER_FLAG_ATTACH_NB;
     return 0;
 }
 
@@ -312,6 +325,9 @@ client_thread(void *arg)
             /* The spec's layout: header, then count bytes of data. */
             assert_true(count <= sizeof(rep) - 16);
             memset(rep + 16, PATTERN, count);
+            if (f->reply_delay_us != 0) {
+                usleep(f->reply_delay_us);
+            }
             __atomic_add_fetch(&f->dma_reads, 1, __ATOMIC_RELAXED);
             xsend(f->fd, h.id, h.cmd, VFIO_USER_F_TYPE_REPLY, rep, 16 + count,
                   NULL, 0);
@@ -339,16 +355,19 @@ serve_stop(struct fx *f)
     pthread_join(f->client, NULL);
 }
 
-/* Send a command with the client thread reading replies: its errno. */
+/* Send a command with the client thread reading replies, the loop run
+ * here if run (else by a thread of its own): its errno. */
 static int
-command_served(struct fx *f, uint16_t cmd, const void *payload, size_t len,
-               const int *fds, int nfds)
+command_replied(struct fx *f, bool run, uint16_t cmd, const void *payload,
+                size_t len, const int *fds, int nfds)
 {
     uint16_t id = f->next_id++;
     int err;
 
     xsend(f->fd, id, cmd, VFIO_USER_F_TYPE_COMMAND, payload, len, fds, nfds);
-    assert_true(vfu_run_ctx(f->ctx) >= 0);
+    if (run) {
+        assert_true(vfu_run_ctx(f->ctx) >= 0);
+    }
     for (int i = 0; i < 5000; i++) {
         err = __atomic_load_n(&f->reply_err[id % 256], __ATOMIC_ACQUIRE);
         if (err >= 0) {
@@ -358,6 +377,13 @@ command_served(struct fx *f, uint16_t cmd, const void *payload, size_t len,
     }
     fail_msg("no reply to command %u", cmd);
     return -1;
+}
+
+static int
+command_served(struct fx *f, uint16_t cmd, const void *payload, size_t len,
+               const int *fds, int nfds)
+{
+    return command_replied(f, true, cmd, payload, len, fds, nfds);
 }
 
 static double
@@ -619,6 +645,153 @@ test_logging_all_before_any_map(void **state)
     close(fa);
 }
 
+
+/* ---- 10: message DMA that stalled ---- */
+
+/*
+ * The client negotiates max_data_xfer_size 4 MiB; the server takes 1 MiB
+ * + 32 bytes a message. A 4 MiB read by message must come in pieces whose
+ * replies the server can receive: one 4 MiB reply used to be dropped, and
+ * the read timed out after 10 s.
+ */
+static void *
+loop_main(void *arg)
+{
+    struct fx *f = arg;
+
+    while (vfu_run_ctx(f->ctx) >= 0) {
+    }
+    return NULL;
+}
+
+/*
+ * The client negotiates max_data_xfer_size 4 MiB; the server takes 1 MiB
+ * + 32 bytes a message. A device thread's 4 MiB read by message, while the
+ * loop reads the socket (blocking, on its own thread, as servers run it),
+ * must come in pieces whose replies the loop can receive: a 4 MiB reply
+ * used to be dropped as oversized, and the read timed out after 10 s.
+ */
+static void
+test_big_dma_read_fits_receive_limit(void **state)
+{
+    struct fx *f = *state;
+    const uint64_t len = 4u << 20;
+    const char *json = "\0\0\0\0{\"capabilities\":{\"max_msg_fds\":16,"
+                       "\"max_data_xfer_size\":4194304}}";
+    struct vfio_user_dma_map m = map_req(IOVA, len, 0);
+    char *buf = calloc(1, len);
+    pthread_t loop;
+    double t0;
+    int rc, err;
+
+    assert_non_null(buf);
+    serve_start(f);
+    assert_int_equal(pthread_create(&loop, NULL, loop_main, f), 0);
+    assert_int_equal(command_replied(f, false, VFIO_USER_VERSION, json,
+                                     4 + strlen(json + 4) + 1, NULL, 0), 0);
+    assert_int_equal(command_replied(f, false, VFIO_USER_DMA_MAP, &m,
+                                     sizeof(m), NULL, 0), 0);
+    assert_int_equal(vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)(uintptr_t)IOVA,
+                                     len, (dma_sg_t *)f->sg, 1,
+                                     PROT_READ | PROT_WRITE), 1);
+    t0 = now_s();
+    rc = vfu_sgl_read(f->ctx, (dma_sg_t *)f->sg, 1, buf, 0);
+    err = errno;
+    serve_stop(f);
+    close(f->fd);
+    f->fd = -1;
+    pthread_join(loop, NULL);
+    if (rc != 0) {
+        fail_msg("the read failed with %s after %.1f s", strerror(err),
+                 now_s() - t0);
+    }
+    assert_true(now_s() - t0 < 5.0);
+    for (uint64_t i = 0; i < len; i += 4096) {
+        assert_int_equal((uint8_t)buf[i], PATTERN);
+    }
+    assert_int_equal((uint8_t)buf[len - 1], PATTERN);
+    free(buf);
+}
+
+struct worker {
+    struct fx *f;
+    pthread_t t;
+    int go;
+    unsigned long reads, failures;
+    int last_errno;
+};
+
+static struct worker *the_worker;
+
+/*
+ * A device thread that, when the device is asked to quiesce, flushes what
+ * it has in flight: a few reads of client memory by message.
+ */
+static void *
+worker_main(void *arg)
+{
+    struct worker *w = arg;
+    uint64_t sg[8];
+    char data[16];
+
+    assert_int_equal(vfu_addr_to_sgl(w->f->ctx,
+                                     (vfu_dma_addr_t)(uintptr_t)IOVA, 16,
+                                     (dma_sg_t *)sg, 1, PROT_READ), 1);
+    while (!__atomic_load_n(&w->go, __ATOMIC_ACQUIRE)) {
+        usleep(1000);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (vfu_sgl_read(w->f->ctx, (dma_sg_t *)sg, 1, data, 0) < 0) {
+            w->failures++;
+            w->last_errno = errno;
+        }
+        w->reads++;
+    }
+    return NULL;
+}
+
+/* Quiesce: let the worker finish its DMA and wait for it. */
+static void
+join_worker(struct fx *f)
+{
+    (void)f;
+    __atomic_store_n(&the_worker->go, 1, __ATOMIC_RELEASE);
+    pthread_join(the_worker->t, NULL);
+}
+
+/*
+ * A quiesce callback that waits for a device thread doing DMA by message:
+ * the loop is in the callback, so it reads nothing; the thread must read
+ * its own replies. It used to wait for the loop: 10 s, then ETIMEDOUT.
+ */
+static void
+test_quiesce_waits_for_msg_dma_worker(void **state)
+{
+    struct fx *f = *state;
+    struct worker w = { .f = f };
+    struct vfio_user_dma_map m = map_req(IOVA + 0x100000, PG, 0);
+    double t0, took;
+
+    assert_int_equal(dma_map_at(f, IOVA, PG, -1, 0), 0);
+    serve_start(f);
+    the_worker = &w;
+    assert_int_equal(pthread_create(&w.t, NULL, worker_main, &w), 0);
+    f->on_quiesce = join_worker;
+    t0 = now_s();
+    assert_int_equal(command_served(f, VFIO_USER_DMA_MAP, &m, sizeof(m),
+                                    NULL, 0), 0);
+    took = now_s() - t0;
+    f->on_quiesce = NULL;
+    serve_stop(f);
+    the_worker = NULL;
+    if (w.failures != 0) {
+        fail_msg("%lu of %lu reads failed, the last with %s (%.1f s)",
+                 w.failures, w.reads, strerror(w.last_errno), took);
+    }
+    assert_int_equal(w.reads, 3);
+    assert_true(took < 3.0);
+}
+
 int
 main(void)
 {
@@ -632,6 +805,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_logging_all_covers_later_maps,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_logging_all_before_any_map,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_dma_read_fits_receive_limit,
+                                        setup_blocking, teardown),
+        cmocka_unit_test_setup_teardown(test_quiesce_waits_for_msg_dma_worker,
                                         setup, teardown),
     };
 
