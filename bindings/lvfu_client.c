@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -448,8 +449,10 @@ client_dma_map(lua_State *L)
     if (m == NULL) {
         return lvfu_fail(L, ENOSPC, "dma_map");
     }
-    m->fd = memfd_create("vfu-lua-dma", MFD_CLOEXEC);
-    if (m->fd < 0 || ftruncate(m->fd, (off_t)size) < 0) {
+    m->fd = memfd_create("vfu-lua-dma", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    /* Sealed against shrinking, or the server would not map it. */
+    if (m->fd < 0 || ftruncate(m->fd, (off_t)size) < 0 ||
+        fcntl(m->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
         int err = errno;
 
         unmap_slot(m);

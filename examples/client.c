@@ -23,6 +23,7 @@
  * Prints every step and PASS or FAIL; exits 0 only if every check passed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
@@ -177,12 +178,15 @@ irq_wait(int fd, int timeout_ms)
 static int
 memfd(const char *name, uint64_t size, uint8_t **map)
 {
-    int fd = memfd_create(name, MFD_CLOEXEC);
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
     if (fd < 0) {
         return -1;
     }
-    if (ftruncate(fd, (off_t)size) < 0) {
+    /* Sealed against shrinking (as QEMU seals guest RAM), or a vfu server
+     * reaches the memory by message instead of mapping it. */
+    if (ftruncate(fd, (off_t)size) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
         close(fd);
         return -1;
     }

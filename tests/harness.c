@@ -471,12 +471,14 @@ harness_assert_fd_count(pid_t pid, int want, int timeout_ms)
 int
 harness_memfd(size_t size)
 {
-    int fd = memfd_create("vfu-test", MFD_CLOEXEC);
+    int fd = memfd_create("vfu-test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
     if (fd < 0) {
         return -1;
     }
-    if (ftruncate(fd, (off_t)size) < 0) {
+    /* Sealed against shrinking, as QEMU seals guest RAM: vfu maps it. */
+    if (ftruncate(fd, (off_t)size) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) {
         close(fd);
         return -1;
     }

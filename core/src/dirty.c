@@ -4,7 +4,8 @@
 /*
  * Dirty page logging for migration (DEVICE_FEATURE DMA_LOGGING_*). The log
  * covers the IOVA ranges the client names at START, whether or not they are
- * mapped. Device threads set bits with atomic fetch-or while the loop thread
+ * mapped; a START naming none logs every map, those added later included
+ * (the log is then rebuilt with each new map: dirty_log_map()). Device threads set bits with atomic fetch-or while the loop thread
  * reports with atomic fetch-and, so no write is ever lost between reports.
  * START and STOP may race with device threads marking pages: the log is
  * published through an atomic pointer and STOP waits for markers to leave
@@ -342,6 +343,89 @@ dirty_free(vfu_ctx_t *ctx)
     ctx->dirty = NULL;
 }
 
+static uint64_t max_bitmap_bytes(const vfu_ctx_t *ctx);
+
+/* Mark in to what old has marked (old no longer marked by anyone). */
+static void
+copy_marks(struct dirty_bits *to, const struct dirty_bits *old)
+{
+    for (uint32_t i = 0; i < old->nr_ranges; i++) {
+        const struct dirty_range *r = &old->ranges[i];
+
+        for (uint64_t w = 0; w < words_for(r->pages); w++) {
+            uint64_t v = atomic_load_explicit(&r->bits[w], memory_order_relaxed);
+
+            while (v != 0) {
+                uint64_t k = w * 64 + (uint64_t)__builtin_ctzll(v);
+                v &= v - 1;
+                dirty_bits_mark(to, r->start + k * old->pgsize, old->pgsize);
+            }
+        }
+    }
+}
+
+int
+dirty_log_map(vfu_ctx_t *ctx, uint64_t iova, uint64_t len)
+{
+    struct dirty_log *d = ctx->dirty;
+    struct dirty_range_req *req;
+    struct dirty_bits *b, *nb;
+    uint64_t last = iova + (len - 1);
+    uint32_t i, n = 0;
+    bool placed;
+
+    b = d != NULL ? atomic_load(&d->bits) : NULL;
+    if (b == NULL || !b->all || len == 0) {
+        return 0;
+    }
+    i = first_range(b, iova);
+    if (i < b->nr_ranges && b->ranges[i].start <= iova &&
+        last - b->ranges[i].start < b->ranges[i].pages * b->pgsize) {
+        return 0;               /* already logged (a map there before) */
+    }
+    /* The ranges logged now and the new one, in order, overlaps merged
+     * (dirty_bits_new() merges ranges that only touch). */
+    req = malloc(((size_t)b->nr_ranges + 1) * sizeof(*req));
+    if (req == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    for (i = 0, placed = false; i < b->nr_ranges || !placed;) {
+        struct dirty_range_req x;
+
+        if (!placed && (i == b->nr_ranges || iova < b->ranges[i].start)) {
+            x = (struct dirty_range_req){ iova, len };
+            placed = true;
+        } else {
+            x = (struct dirty_range_req){ b->ranges[i].start,
+                                          b->ranges[i].pages * b->pgsize };
+            i++;
+        }
+        if (n > 0 && x.iova <= req[n - 1].iova + (req[n - 1].length - 1)) {
+            uint64_t e1 = req[n - 1].iova + (req[n - 1].length - 1);
+            uint64_t e2 = x.iova + (x.length - 1);
+
+            req[n - 1].length = (e1 > e2 ? e1 : e2) - req[n - 1].iova + 1;
+        } else {
+            req[n++] = x;
+        }
+    }
+    nb = dirty_bits_new(b->pgsize, req, n, max_bitmap_bytes(ctx));
+    free(req);
+    if (nb == NULL) {
+        return -1;
+    }
+    nb->all = true;
+    atomic_store(&d->bits, nb);
+    /* Markers still on the old log finish; then nothing it holds is lost. */
+    while (atomic_load(&d->users) != 0) {
+        sched_yield();
+    }
+    copy_marks(nb, b);
+    dirty_bits_free(b);
+    return 0;
+}
+
 static uint64_t
 max_bitmap_bytes(const vfu_ctx_t *ctx)
 {
@@ -368,7 +452,8 @@ reply_buf(struct dirty_log *d, size_t size)
     return d->reply;
 }
 
-/* Ranges for a START without any: every map present now. */
+/* Ranges for a START without any: every map present now (those added
+ * later join through dirty_log_map()). */
 static struct dirty_range_req *
 ranges_from_maps(vfu_ctx_t *ctx, uint32_t *nr)
 {
@@ -462,6 +547,23 @@ logging_start(vfu_ctx_t *ctx, struct vfu_msg *msg)
     if (ctl.page_size < LOG_MIN_PGSIZE) {
         ctl.page_size = LOG_MIN_PGSIZE;
     }
+    if (ctl.num_ranges == 0 && ctx->dma == NULL) {
+        /* No DMA at all (libvfio-user answers EINVAL too). */
+        vfu_log(ctx, LOG_ERR, "DMA_LOGGING_START: the device does no DMA");
+        errno = EINVAL;
+        return -1;
+    }
+    if (ctl.num_ranges == 0 && ctx->dma->nr_maps == 0) {
+        /* All maps, and there are none yet: an empty log that grows. */
+        b = calloc(1, sizeof(*b));
+        if (b == NULL) {
+            errno = ENOMEM;
+            return -1;
+        }
+        b->pgsize = ctl.page_size;
+        b->all = true;
+        goto started;
+    }
     if (ctl.num_ranges == 0) {
         req = ranges_from_maps(ctx, &nr);
     } else {
@@ -482,6 +584,9 @@ logging_start(vfu_ctx_t *ctx, struct vfu_msg *msg)
                       (unsigned long)ctl.page_size);
         return -1;
     }
+    /* No ranges means all writes (the spec): maps added later too. */
+    b->all = ctl.num_ranges == 0;
+started:
     /* The reply is the request with the page size we chose. */
     out = reply_buf(ctx->dirty, msg->in_size);
     if (out == NULL) {

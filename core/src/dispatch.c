@@ -239,8 +239,19 @@ vfu_dispatch(vfu_ctx_t *ctx, struct vfu_msg *msg)
         return finish(ctx, msg, err);
     }
     if (needs_quiesce(ctx, msg) && ctx->quiesce_cb != NULL && !ctx->quiesced) {
+        /* The callback may wait for a device thread that waits for a DMA
+         * reply: that thread reads it itself meanwhile. */
+        bool out = vfu_conn_loop_step_out(ctx->conn);
+        int rc;
+
         errno = 0;
-        if (ctx->quiesce_cb(ctx) < 0) {
+        rc = ctx->quiesce_cb(ctx);
+        {
+            int saved = errno;
+            vfu_conn_loop_step_in(ctx->conn, out);
+            errno = saved;
+        }
+        if (rc < 0) {
             if (errno == EBUSY) {
                 __atomic_store_n(&ctx->quiesce_pending, true, __ATOMIC_RELEASE);
                 ctx->pending_msg = msg;

@@ -104,6 +104,20 @@ vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg)
     }
     prot |= (req.flags & VFIO_USER_F_DMA_REGION_READ) ? PROT_READ : 0;
     prot |= (req.flags & VFIO_USER_F_DMA_REGION_WRITE) ? PROT_WRITE : 0;
+    /*
+     * Logging all writes (a START without ranges, during migration): the
+     * new map, like those at START, is logged before the device can write
+     * it (a read-only one too, so that it can be reported); a map that can't
+     * be logged is refused, as its pages would be lost to migration.
+     * Checked first, so a bad map only leaves a harmless extra range.
+     */
+    if (!dma_table_overlaps(ctx->dma, req.addr, req.addr + (req.size - 1)) &&
+        dirty_log_map(ctx, req.addr, req.size) < 0) {
+        vfu_log_errno(ctx, LOG_ERR, errno, "DMA_MAP %#lx+%#lx: cannot be "
+                      "dirty logged", (unsigned long)req.addr,
+                      (unsigned long)req.size);
+        return -1;
+    }
     m = dma_table_insert(ctx->dma, req.addr, req.size, fd, req.offset, prot,
                          file_io, ctx->max_dma_maps);
     if (m == NULL && errno == ENOSPC) {
@@ -137,9 +151,17 @@ vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg)
                     (unsigned long long)ctx->dma->anon_bytes);
         }
     }
+    if (m->by_msg) {
+        /* See file_may_shrink() in dma_table.c. */
+        vfu_log(ctx, LOG_WARNING, "DMA_MAP %#lx+%#lx: the memfd is not sealed "
+                "against shrinking (F_SEAL_SHRINK); it is not mapped, the "
+                "device reaches it by DMA_READ/WRITE messages",
+                (unsigned long)req.addr, (unsigned long)req.size);
+    }
     vfu_log(ctx, LOG_DEBUG, "DMA_MAP %#lx+%#lx%s", (unsigned long)req.addr,
             (unsigned long)req.size,
-            fd < 0 ? " (messages only)" : file_io ? " (file I/O)" : "");
+            fd < 0 || m->by_msg ? " (messages only)"
+                                : file_io ? " (file I/O)" : "");
     if (ctx->dma_register_cb != NULL) {
         vfu_dma_info_t info;
 

@@ -43,7 +43,8 @@ struct dma_file {
     ino_t ino;
     int prot;
     int fd;                     /* FILE_IO: our dup; else -1 */
-    bool shared;                /* findable by dev/ino: a whole-file mapping */
+    bool shared;                /* findable by dev/ino: the file's mapping
+                                 * for maps that fall inside it */
     char *base;                 /* NULL for FILE_IO */
     uint64_t base_off;          /* file offset of base[0] */
     size_t size;
@@ -54,7 +55,7 @@ struct dma_file {
     uint32_t refcnt;            /* maps using it */
 };
 
-/* 40 bytes: what the callbacks are told is made when they are called. */
+/* What the callbacks are told is made when they are called. */
 struct dma_map {
     uint64_t iova;
     uint64_t last;              /* iova + size - 1: a map may end at 2^64 */
@@ -62,6 +63,8 @@ struct dma_map {
     uint32_t slot;
     struct dma_file *file;      /* NULL: reached through messages only */
     uint64_t file_off;          /* file offset of iova */
+    bool by_msg;                /* came with an fd not safe to map (a memfd
+                                 * not sealed against shrinking) */
 };
 
 /*
@@ -153,8 +156,9 @@ struct dma_table *dma_table_new(void);
 void dma_table_destroy(struct dma_table *t);
 /*
  * Add [iova, iova + size): fd < 0 for a message-only map, else mmap()ed
- * (the fd is not kept), or with file_io reached by pread()/pwrite() on a
- * dup of fd. A regular file may end before the map does: see struct
+ * (the fd is not kept; only the pages the map needs), or with file_io
+ * reached by pread()/pwrite() on a dup of fd. A memfd not sealed against
+ * shrinking is not mapped: the map is message-only, with by_msg set. A regular file may end before the map does: see struct
  * dma_file and dma_map_past_eof(). Returns the new map, or NULL with errno:
  * EINVAL (size 0, wrap, bad prot, fd unusable, a file range past 2^63),
  * EEXIST (overlap), ENOSPC (max maps live), ENOMEM, or mmap()'s or dup()'s
@@ -251,6 +255,8 @@ struct dirty_bits {
     uint64_t pgsize;
     struct dirty_range *ranges; /* sorted, disjoint */
     uint32_t nr_ranges;
+    bool all;                   /* START without ranges: every map, those
+                                 * added later too (dirty_log_map()) */
 };
 
 struct dirty_range_req {
@@ -299,6 +305,13 @@ dirty_mark(vfu_ctx_t *ctx, uint64_t iova, uint64_t len)
         dirty_mark_logged(d, iova, len);
     }
 }
+/*
+ * A map of [iova, iova + len) is about to be added (loop thread): a log of
+ * all maps must cover it from now on, or the device's writes there would
+ * be lost to migration. 0, or -1 with errno (ENOMEM, E2BIG: the bitmaps
+ * would exceed the limit) when it cannot be logged.
+ */
+int dirty_log_map(vfu_ctx_t *ctx, uint64_t iova, uint64_t len);
 /* Stop logging and free the log (loop thread). */
 void dirty_stop(vfu_ctx_t *ctx);
 /* Free all dirty state (ctx teardown). */

@@ -3,8 +3,9 @@
 
 /*
  * Client memory reached by message: VFIO_USER_DMA_READ and DMA_WRITE, in
- * pieces of at most max_data_xfer_size, on the twin socket when there is
- * one, else on the main socket.
+ * pieces of at most max_data_xfer_size and of what a reply may bring
+ * (piece_size()), on the twin socket when there is one, else on the main
+ * socket.
  *
  * Two layouts are in use for these messages. The spec's puts an 8-byte
  * address and an 8-byte count before the data, and the client's reply to a
@@ -186,41 +187,52 @@ write_piece(struct dma_msg *d, uint64_t addr, uint64_t n, char *src)
     return 0;
 }
 
+/*
+ * The most data one message may carry: the client's max_data_xfer_size
+ * bounds what we send it, and what we can receive on via bounds the
+ * replies: a DMA_READ reply is the header, the 16-byte access header and
+ * the data. The client may negotiate up to 64 MiB while the main socket
+ * takes 1 MiB + 32 bytes: a reply bigger than that would never be read,
+ * and the call would time out.
+ */
 static uint64_t
-piece_size(const vfu_ctx_t *ctx)
+piece_size(const vfu_ctx_t *ctx, const struct vfu_conn *via)
 {
     uint64_t n = ctx->caps.max_data_xfer_size;
+    uint64_t rx = via->max_msg_size > VFU_HDR_SIZE + SPEC_HDR
+                  ? via->max_msg_size - VFU_HDR_SIZE - SPEC_HDR : 4;
 
     if (n == 0 || n > VFU_MAX_DATA_XFER_LIMIT) {
         n = VFU_DEFAULT_MAX_DATA_XFER;
     }
-    return n;
+    return n < rx ? n : rx;
 }
 
 int
 dma_by_message(vfu_ctx_t *ctx, uint64_t addr, uint64_t len, char *data,
                bool is_write)
 {
-    const uint64_t piece = piece_size(ctx);
     struct dma_msg d = { .ctx = ctx };
+    uint64_t piece;
     int ret = 0, saved;
 
-    d.buf = malloc(SPEC_HDR + (is_write ? 0 : piece));
-    if (d.buf == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
     /* Held for the whole exchange: a lost client waits for us to leave. */
     pthread_rwlock_rdlock(&ctx->conn_lock);
     if (ctx->conn == NULL) {
         pthread_rwlock_unlock(&ctx->conn_lock);
-        free(d.buf);
         errno = ENOTCONN;
         return -1;
     }
     /* With a twin socket our requests go there, apart from the client's. */
     d.via = ctx->twin != NULL ? ctx->twin : ctx->conn;
     d.on_req = d.via != ctx->conn ? vfu_twin_on_request : NULL;
+    piece = piece_size(ctx, d.via);
+    d.buf = malloc(SPEC_HDR + (is_write ? 0 : piece));
+    if (d.buf == NULL) {
+        pthread_rwlock_unlock(&ctx->conn_lock);
+        errno = ENOMEM;
+        return -1;
+    }
     for (uint64_t done = 0; done < len && ret == 0;) {
         uint64_t n = len - done < piece ? len - done : piece;
         ret = is_write ? write_piece(&d, addr + done, n, data + done)

@@ -6,11 +6,13 @@
  * entries refer to, the slots sorted by IOVA in a B+-tree (lookups, maps
  * and unmaps O(log n) in the worst case: a change moves at most a few
  * nodes of 64 entries on each level) and a translation cache for lookups.
- * Backing files are mmap()ed once, whole, and shared by every map into
- * them: QEMU sends the same memfd with each map, at that map's offset. A
- * map running past the end of its file is the exception: it gets its own
- * mapping, part file and part private memory (file_map_past_eof()). The
- * protocol around it is dma.c.
+ * Backing files are mmap()ed only where maps need them, and a mapping is
+ * shared by the maps into the same part of a file: QEMU sends the same
+ * memfd with each map, at that map's offset (file_get()). A map running
+ * past the end of its file gets a mapping of its own, part file and part
+ * private memory (file_map_past_eof()). A memfd that its owner could
+ * shrink under us is not mapped at all (file_may_shrink()). The protocol
+ * around it is dma.c.
  */
 
 #include <fcntl.h>
@@ -208,19 +210,89 @@ fail:
 }
 
 /*
+ * Could fd's owner make the file shorter under a mapping of it? A page of
+ * a shared mapping past the end of its file raises SIGBUS when touched, and
+ * no cheap way to catch it exists for a library (a process-wide handler,
+ * and device code reading vaddrs directly could not be covered anyway). So:
+ *
+ *  - a file sealed with F_SEAL_SHRINK is safe, and mapped;
+ *  - a memfd without that seal is not mapped: the map is reached by
+ *    DMA_READ/WRITE messages, where a shrunk file is the client's problem
+ *    (QEMU's memory-backend-memfd seals by default, seal=on);
+ *  - any other file is mapped as libvfio-user maps it: a file on a disk
+ *    filesystem, or a tmpfs or hugetlbfs file opened by name, cannot be
+ *    sealed at all, and clients (libvfio-user's own tests, QEMU's
+ *    memory-backend-file) rely on those maps having a vaddr. A client that
+ *    shrinks one can still kill the server with SIGBUS (README, Limits).
+ *
+ * memfds are told by their name in /proc (memfd_create() names them
+ * "memfd:NAME"), as they may have been created without MFD_ALLOW_SEALING
+ * and then look like any tmpfs file to F_GET_SEALS. Without /proc mounted
+ * a memfd is taken as any other file.
+ */
+static bool
+file_may_shrink(int fd)
+{
+    char path[32], name[8];
+    int seals = fcntl(fd, F_GET_SEALS);
+    ssize_t n;
+
+    if (seals >= 0 && (seals & F_SEAL_SHRINK)) {
+        return false;
+    }
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    n = readlink(path, name, sizeof(name));
+    return n >= 7 && memcmp(name, "/memfd:", 7) == 0;
+}
+
+/*
+ * The shared mapping f of a file, replaced by one of [start, end) as well:
+ * worth it while the gap between them is no bigger than what they hold, so
+ * that maps far apart in a huge sparse file never map what lies between
+ * them. The new one covers at least twice the old size (up to the end of
+ * the file, fend), so that maps arriving one after another (65,535 of them
+ * in QEMU's worst case) make a logarithmic number of mappings, not one
+ * each. Returns false (and sets nothing) when not worth it.
+ */
+static bool
+file_grow_range(const struct dma_file *f, uint64_t start, uint64_t end,
+                uint64_t fend, uint64_t *nstart, uint64_t *nend)
+{
+    uint64_t lo = start < f->base_off ? start : f->base_off;
+    uint64_t hi = end > f->base_off + f->size ? end : f->base_off + f->size;
+
+    if (hi - lo > 2 * ((end - start) + f->size)) {
+        return false;
+    }
+    if (hi - lo < 2 * (uint64_t)f->size) {
+        hi = lo + 2 * (uint64_t)f->size;
+        hi = hi < fend ? hi : fend;
+        hi = hi > end ? hi : end;
+    }
+    if (hi - lo > SIZE_MAX) {
+        return false;
+    }
+    *nstart = lo;
+    *nend = hi;
+    return true;
+}
+
+/*
  * Find or make the mapping that holds [off, off + len) of fd. *base_off is
- * set to the file offset of the mapping's first byte.
+ * set to the file offset of the mapping's first byte. *by_msg is set (and
+ * NULL returned, errno 0) for a file that must not be mapped.
  */
 static struct dma_file *
 file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
-         bool file_io, uint64_t *base_off)
+         bool file_io, uint64_t *base_off, bool *by_msg)
 {
     struct dma_file key, *f, **slot;
     struct stat st;
-    uint64_t pg = host_page_size(), start, end;
+    uint64_t pg = host_page_size(), start, end, fend;
 
     int fl = fcntl(fd, F_GETFL);
 
+    *by_msg = false;
     if (fl < 0 || fstat(fd, &st) < 0) {
         errno = EINVAL;
         return NULL;
@@ -262,42 +334,71 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
         errno = EINVAL;
         return NULL;
     }
+    if (!file_io && file_may_shrink(fd)) {
+        *by_msg = true;
+        errno = 0;
+        return NULL;
+    }
     if (off + len > (uint64_t)st.st_size && !file_io) {
         /*
          * Past the end of the file (a file of size 0 included): a mapping
-         * of its own, private past the end. A whole-file mapping can't be
-         * shared for it, as it would have to be contiguous with that
+         * of its own, private past the end. A shared mapping can't be
+         * used for it, as it would have to be contiguous with that
          * private memory. FILE_IO maps just fail accesses past the end.
          */
         f = file_map_past_eof(t, fd, off, len, prot, &st);
         *base_off = f != NULL ? f->base_off : 0;
         return f;
     }
-    *base_off = 0;
     key.dev = st.st_dev;
     key.ino = st.st_ino;
     key.prot = prot;
     key.fd = file_io ? 0 : -1;
     slot = tfind(&key, &t->files, file_cmp);
-    if (slot != NULL && file_io) {
-        /* Nothing is mapped: a grown file just needs the size noted. */
-        if ((*slot)->size < (uint64_t)st.st_size) {
-            (*slot)->size = st.st_size;
-            (*slot)->file_end = st.st_size;
+    if (file_io) {
+        *base_off = 0;
+        if (slot != NULL) {
+            /* Nothing is mapped: a grown file just needs the size noted. */
+            if ((*slot)->size < (uint64_t)st.st_size) {
+                (*slot)->size = st.st_size;
+                (*slot)->file_end = st.st_size;
+            }
+            (*slot)->refcnt++;
+            return *slot;
         }
-        (*slot)->refcnt++;
-        return *slot;
+        f = file_map(fd, 0, st.st_size, prot, true, &st);
+    } else {
+        /*
+         * Only the pages this map needs (in the file's page size, which
+         * mmap() needs the offset aligned to), or a shared mapping that
+         * holds them: a 4 KiB map of a 64 TiB sparse memfd maps 4 KiB.
+         */
+        uint64_t fpg = file_page_size(&st);
+
+        start = off & ~(fpg - 1);
+        end = (off + len + fpg - 1) & ~(fpg - 1);
+        fend = ((uint64_t)st.st_size + fpg - 1) & ~(fpg - 1);
+        if (slot != NULL && start >= (*slot)->base_off &&
+            end <= (*slot)->base_off + (*slot)->size) {
+            (*slot)->refcnt++;
+            *base_off = (*slot)->base_off;
+            return *slot;
+        }
+        if (slot != NULL &&
+            !file_grow_range(*slot, start, end, fend, &start, &end)) {
+            /* Far from the shared one: a mapping of this map's own. */
+            f = file_map(fd, start, end - start, prot, false, &st);
+            *base_off = start;
+            return f;
+        }
+        f = file_map(fd, start, end - start, prot, false, &st);
     }
-    if (slot != NULL && off + len <= (*slot)->size) {
-        (*slot)->refcnt++;
-        return *slot;
-    }
-    f = file_map(fd, 0, st.st_size, prot, file_io, &st);
     if (f == NULL) {
         return NULL;
     }
+    *base_off = f->base_off;
     if (slot != NULL) {
-        /* The file grew: the old mapping lives on for its maps only. */
+        /* Outgrown: the old mapping lives on for its maps only. */
         struct dma_file *old = *slot;
         tdelete(old, &t->files, file_cmp);
         old->shared = false;
@@ -1168,15 +1269,18 @@ dma_table_insert(struct dma_table *t, uint64_t iova, uint64_t size, int fd,
     m->last = last;
     m->prot = prot;
     if (fd >= 0) {
+        bool by_msg;
         struct dma_file *f = file_get(t, fd, offset, size, (int)prot, file_io,
-                                      &base_off);
+                                      &base_off, &by_msg);
 
-        if (f == NULL) {
+        if (f == NULL && !by_msg) {
             int saved = errno;
             free(m);
             errno = saved;
             return NULL;
         }
+        /* A file that may shrink under us: reached by message instead. */
+        m->by_msg = by_msg;
         m->file = f;
         m->file_off = offset;
     }

@@ -194,6 +194,17 @@ int vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,
                   const struct iovec *iov, int iovcnt,
                   const int *fds, uint32_t nr_fds);
 
+/*
+ * The loop's thread is about to call out into code that may wait for
+ * another thread's call (a quiesce callback waiting for a device thread
+ * doing DMA by message): while it is out, nobody reads for that thread, so
+ * it must read its reply itself. Gives up the read side if the loop holds
+ * it on this thread; returns whether it did, for vfu_conn_loop_step_in().
+ * The message being handled stays pinned in the buffer meanwhile.
+ */
+bool vfu_conn_loop_step_out(struct vfu_conn *c);
+void vfu_conn_loop_step_in(struct vfu_conn *c, bool out);
+
 /* Send the reply to req built in req->out, or an error reply if err;
  * req->out_owned_fd is closed either way. */
 int vfu_conn_reply(struct vfu_conn *c, const struct vfu_msg *req, int err);

@@ -335,6 +335,35 @@ may_read(struct vfu_conn *c)
                          pthread_self());
 }
 
+bool
+vfu_conn_loop_step_out(struct vfu_conn *c)
+{
+    if (!c->serve_mode || !__atomic_load_n(&c->loop_reading, __ATOMIC_SEQ_CST) ||
+        !pthread_equal(__atomic_load_n(&c->loop_thread, __ATOMIC_RELAXED),
+                       pthread_self())) {
+        return false;
+    }
+    /* seq_cst with the nr_calls load, as in the loop's own exit. */
+    __atomic_store_n(&c->loop_reading, false, __ATOMIC_SEQ_CST);
+    pthread_mutex_unlock(&c->rx_lock);
+    if (__atomic_load_n(&c->nr_calls, __ATOMIC_SEQ_CST) > 0) {
+        /* Callers waiting for the loop to read for them: read yourselves. */
+        pthread_mutex_lock(&c->call_lock);
+        pthread_cond_broadcast(&c->call_cond);
+        pthread_mutex_unlock(&c->call_lock);
+    }
+    return true;
+}
+
+void
+vfu_conn_loop_step_in(struct vfu_conn *c, bool out)
+{
+    if (out) {
+        pthread_mutex_lock(&c->rx_lock);
+        __atomic_store_n(&c->loop_reading, true, __ATOMIC_RELEASE);
+    }
+}
+
 int
 vfu_conn_callv(struct vfu_conn *c, uint16_t cmd,
                const struct iovec *iov, int iovcnt,

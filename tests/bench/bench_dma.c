@@ -33,6 +33,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -599,8 +600,9 @@ main(int argc, char **argv)
     if (pin) {
         bench_pin_cpu0();
     }
-    memfd = memfd_create("bench-dma", 0);
-    if (memfd < 0 || ftruncate(memfd, (off_t)(MEMFD_PAGES * PG)) < 0) {
+    memfd = memfd_create("bench-dma", MFD_ALLOW_SEALING);
+    if (memfd < 0 || ftruncate(memfd, (off_t)(MEMFD_PAGES * PG)) < 0 ||
+        fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) {
         die("memfd");
     }
     /* Header 16 + vfio_user_dma_map 32, reply 16. */

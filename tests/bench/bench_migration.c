@@ -23,6 +23,7 @@
  * CPU would measure the scheduler, not the copy.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -341,12 +342,14 @@ main(int argc, char **argv)
     }
 
     /* Guest memory: sparse memfds; only the dirtied pages get backing. */
-    g.src_fd = memfd_create("bench-guest-src", MFD_CLOEXEC);
-    dst_fd = memfd_create("bench-guest-dst", MFD_CLOEXEC);
+    g.src_fd = memfd_create("bench-guest-src", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    dst_fd = memfd_create("bench-guest-dst", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     TRY(g.src_fd);
     TRY(dst_fd);
     TRY(ftruncate(g.src_fd, (off_t)MEM_SIZE));
     TRY(ftruncate(dst_fd, (off_t)MEM_SIZE));
+    TRY(fcntl(g.src_fd, F_ADD_SEALS, F_SEAL_SHRINK));
+    TRY(fcntl(dst_fd, F_ADD_SEALS, F_SEAL_SHRINK));
     g.src = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
                  g.src_fd, 0);
     g.dst = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, dst_fd, 0);

@@ -249,10 +249,12 @@ test_top_of_space(void **state)
 static int
 memfd_of(size_t size)
 {
-    int fd = memfd_create("dma-test", 0);
+    int fd = memfd_create("dma-test", MFD_ALLOW_SEALING);
 
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, (off_t)size), 0);
+    /* Growing is allowed, shrinking not: only then is a memfd mapped. */
+    assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
     return fd;
 }
 
@@ -270,13 +272,36 @@ test_file_maps_shared(void **state)
     assert_non_null(a);
     dma_map_info(a, &ai);
     assert_memory_equal((char *)ai.vaddr + PG, "hello", 5);
-    /* Another fd for the same file shares the mapping. */
+    /* Only the pages a map needs are mapped. */
+    assert_int_equal(a->file->base_off, 2 * PG);
+    assert_int_equal(a->file->size, 4 * PG);
+    /*
+     * Another fd for the same file, close by: one mapping of both ranges
+     * (and what lies between them) replaces the shared one; a's lives on
+     * for a alone.
+     */
     b = dma_table_add(t, 0x200000, 2 * PG, fd2, 8 * PG, PROT_READ | PROT_WRITE, 100);
     assert_non_null(b);
     dma_map_info(b, &bi);
-    assert_ptr_equal(a->file, b->file);
+    assert_ptr_not_equal(a->file, b->file);
+    assert_true(b->file->shared);
+    assert_false(a->file->shared);
+    assert_int_equal(b->file->base_off, 2 * PG);
+    assert_int_equal(b->file->size, 8 * PG);
     assert_int_equal(t->nr_files, 1);
-    assert_ptr_equal(bi.vaddr, (char *)ai.vaddr + 6 * PG);
+    /* A map inside that mapping shares it. */
+    {
+        struct dma_map *in = dma_table_add(t, 0x280000, PG, fd, 3 * PG,
+                                           PROT_READ | PROT_WRITE, 100);
+        vfu_dma_info_t ii;
+
+        assert_non_null(in);
+        assert_ptr_equal(in->file, b->file);
+        dma_map_info(in, &ii);
+        assert_ptr_equal(bi.vaddr, (char *)ii.vaddr + 5 * PG);
+        assert_memory_equal(ii.vaddr, "hello", 5);
+        dma_table_del(t, in);
+    }
     memcpy(bi.vaddr, "world", 5);
     {
         char buf[5];
@@ -324,13 +349,21 @@ test_file_maps_shared(void **state)
     assert_null(dma_table_add(t, 0x400000, 2 * PG, fd, (1ull << 63) - PG,
                               PROT_READ, 100));
     assert_int_equal(errno, EINVAL);
-    /* The file grows: a new mapping, the old one lives on for its maps. */
-    assert_int_equal(ftruncate(fd, 32 * PG), 0);
-    d = dma_table_add(t, 0x500000, PG, fd, 20 * PG, PROT_READ | PROT_WRITE, 100);
+    /* The file grows; a map far from the shared mapping gets its own. */
+    assert_int_equal(ftruncate(fd, 64 * PG), 0);
+    d = dma_table_add(t, 0x500000, PG, fd, 40 * PG, PROT_READ | PROT_WRITE, 100);
     assert_non_null(d);
     dma_map_info(d, &di);
-    assert_ptr_not_equal(d->file, a->file);
-    assert_memory_equal((char *)di.vaddr - 12 * PG, "world", 5);
+    assert_ptr_not_equal(d->file, b->file);
+    assert_false(d->file->shared);
+    assert_int_equal(di.mapping.iov_len, PG);
+    assert_int_equal(t->nr_files, 2);   /* and the read-only one */
+    memcpy(di.vaddr, "far", 3);
+    {
+        char buf[3];
+        assert_int_equal(pread(fd, buf, 3, 40 * PG), 3);
+        assert_memory_equal(buf, "far", 3);
+    }
     /* Read-only fd, write map: mmap refuses. */
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     rofd = open(path, O_RDONLY);
