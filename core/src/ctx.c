@@ -504,10 +504,7 @@ run(vfu_ctx_t *ctx)
     block = !(ctx->flags & LIBVFIO_USER_FLAG_ATTACH_NB);
     c = ctx->conn;
     clear_kick(ctx);
-    pthread_mutex_lock(&c->rx_lock);
-    /* Atomic: callers glance at it without a lock (see may_read()). */
-    __atomic_store_n(&c->loop_thread, pthread_self(), __ATOMIC_RELAXED);
-    __atomic_store_n(&c->loop_reading, true, __ATOMIC_RELEASE);
+    vfu_conn_loop_enter(c);
     for (;;) {
         rc = drain(ctx, &count, &lost);
         if (rc < 0) {
@@ -542,20 +539,7 @@ run(vfu_ctx_t *ctx)
             break;
         }
     }
-    /* seq_cst with the nr_calls load below, as callv's increment is with
-     * its loop_reading load: one of the two sides sees the other. */
-    __atomic_store_n(&c->loop_reading, false, __ATOMIC_SEQ_CST);
-    pthread_mutex_unlock(&c->rx_lock);
-    /*
-     * Device threads waiting for the loop to hand them a DMA reply must
-     * now read it themselves: the loop may not run again before they time
-     * out (a quiesce it waits for may depend on them).
-     */
-    if (__atomic_load_n(&c->nr_calls, __ATOMIC_SEQ_CST) > 0) {
-        pthread_mutex_lock(&c->call_lock);
-        pthread_cond_broadcast(&c->call_cond);
-        pthread_mutex_unlock(&c->call_lock);
-    }
+    vfu_conn_loop_leave(c);
     if (lost != LOST_NONE) {
         if (err != ENOTCONN) {
             vfu_log_errno(ctx, LOG_ERR, err, "dropping client");

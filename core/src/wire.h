@@ -204,6 +204,10 @@ int vfu_conn_send(struct vfu_conn *c, const struct vfio_user_header *hdr,
  */
 bool vfu_conn_loop_step_out(struct vfu_conn *c);
 void vfu_conn_loop_step_in(struct vfu_conn *c, bool out);
+/* The serving loop takes the read side on this thread, and gives it up
+ * (waking callers that waited for it to read their replies). */
+void vfu_conn_loop_enter(struct vfu_conn *c);
+void vfu_conn_loop_leave(struct vfu_conn *c);
 
 /* Send the reply to req built in req->out, or an error reply if err;
  * req->out_owned_fd is closed either way. */

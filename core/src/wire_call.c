@@ -335,6 +335,34 @@ may_read(struct vfu_conn *c)
                          pthread_self());
 }
 
+void
+vfu_conn_loop_enter(struct vfu_conn *c)
+{
+    pthread_mutex_lock(&c->rx_lock);
+    /* Atomic: callers glance at it without a lock (see may_read()). */
+    __atomic_store_n(&c->loop_thread, pthread_self(), __ATOMIC_RELAXED);
+    __atomic_store_n(&c->loop_reading, true, __ATOMIC_RELEASE);
+}
+
+void
+vfu_conn_loop_leave(struct vfu_conn *c)
+{
+    /* seq_cst with the nr_calls load below, as callv's increment is with
+     * its loop_reading load: one of the two sides sees the other. */
+    __atomic_store_n(&c->loop_reading, false, __ATOMIC_SEQ_CST);
+    pthread_mutex_unlock(&c->rx_lock);
+    /*
+     * Callers waiting for the loop to hand them a reply must now read it
+     * themselves: the loop may not read again before they time out (a
+     * quiesce it waits for may depend on them).
+     */
+    if (__atomic_load_n(&c->nr_calls, __ATOMIC_SEQ_CST) > 0) {
+        pthread_mutex_lock(&c->call_lock);
+        pthread_cond_broadcast(&c->call_cond);
+        pthread_mutex_unlock(&c->call_lock);
+    }
+}
+
 bool
 vfu_conn_loop_step_out(struct vfu_conn *c)
 {
@@ -343,15 +371,7 @@ vfu_conn_loop_step_out(struct vfu_conn *c)
                        pthread_self())) {
         return false;
     }
-    /* seq_cst with the nr_calls load, as in the loop's own exit. */
-    __atomic_store_n(&c->loop_reading, false, __ATOMIC_SEQ_CST);
-    pthread_mutex_unlock(&c->rx_lock);
-    if (__atomic_load_n(&c->nr_calls, __ATOMIC_SEQ_CST) > 0) {
-        /* Callers waiting for the loop to read for them: read yourselves. */
-        pthread_mutex_lock(&c->call_lock);
-        pthread_cond_broadcast(&c->call_cond);
-        pthread_mutex_unlock(&c->call_lock);
-    }
+    vfu_conn_loop_leave(c);
     return true;
 }
 
@@ -359,8 +379,7 @@ void
 vfu_conn_loop_step_in(struct vfu_conn *c, bool out)
 {
     if (out) {
-        pthread_mutex_lock(&c->rx_lock);
-        __atomic_store_n(&c->loop_reading, true, __ATOMIC_RELEASE);
+        vfu_conn_loop_enter(c);
     }
 }
 
