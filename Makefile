@@ -95,7 +95,7 @@ bench: deps
 # $(FUZZ_BUILD)/corpus, crashes to the current directory.
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
-FUZZ_TARGETS := session version config dma migration lua client
+FUZZ_TARGETS := session fds version config dma migration lua client
 fuzz: deps
 	@command -v clang >/dev/null || { echo "make fuzz needs clang: apt-get install clang"; exit 1; }
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVFU_FUZZ=ON >/dev/null

@@ -39,7 +39,10 @@
  *
  * The stream is a sequence of records, a struct rec_hdr and its payload:
  * REC_PAGE (a BAR1 page at hdr.offset), REC_REGS (struct regs_rec), and
- * REC_END, which closes it.
+ * REC_END, which closes it. The destination holds the records back until
+ * the stream is complete and the client moves it from RESUMING to STOP: a
+ * stream with a bad record, or cut off by the client leaving, changes
+ * nothing.
  *
  * One client at a time; the server waits for the next one when a client
  * goes away and serves until killed. SIGTERM or SIGINT removes the socket.
@@ -129,10 +132,17 @@ struct demo {
     size_t out_len, out_pos;
     uint32_t scan;
     bool regs_sent, end_sent;
-    /* resuming: a record being gathered */
+    /* resuming: a record being gathered, and the records so far, held
+     * back until the stream is complete (RESUMING -> STOP): a stream cut
+     * off, by the client leaving or by a bad record, changes nothing */
     uint8_t in[REC_MAX];
     size_t in_len;
     bool got_end;
+    bool in_bad;                        /* a bad record was refused */
+    uint8_t *stage;                     /* BAR1_SIZE bytes */
+    uint64_t staged[BAR1_PAGES / 64];   /* pages of stage received */
+    struct regs_rec stage_regs;
+    bool regs_staged;
 };
 
 static void
@@ -414,6 +424,8 @@ save_start(struct demo *d)
     d->regs_sent = d->end_sent = false;
 }
 
+static void commit_stream(struct demo *d);
+
 static int
 transition(vfu_ctx_t *ctx, vfu_migr_state_t state)
 {
@@ -436,19 +448,28 @@ transition(vfu_ctx_t *ctx, vfu_migr_state_t state)
         break;
     case VFU_MIGR_STATE_STOP:
         if (old == VFU_MIGR_STATE_RESUME &&
-            (!d->got_end || d->in_len != 0)) {
+            (!d->got_end || d->in_len != 0 || d->in_bad)) {
             vfu_log(ctx, LOG_ERR, "migration stream ended early");
             errno = EINVAL;
             return -1;
+        }
+        if (old == VFU_MIGR_STATE_RESUME) {
+            commit_stream(d);
         }
         timer_pause(d);
         break;
     case VFU_MIGR_STATE_RESUME:
         timer_pause(d);
         d->in_len = 0;
-        d->got_end = false;
+        d->got_end = d->in_bad = false;
+        memset(d->staged, 0, sizeof(d->staged));
+        d->regs_staged = false;
         break;
     case VFU_MIGR_STATE_RUNNING:
+        if (old == VFU_MIGR_STATE_RESUME) {
+            /* only the library's reset does this (the client left) */
+            vfu_log(ctx, LOG_INFO, "migration stream abandoned");
+        }
         timer_run(d);
         break;
     default:
@@ -539,14 +560,34 @@ read_data(vfu_ctx_t *ctx, void *buf, uint64_t count)
 static int
 apply_record(struct demo *d, const struct rec_hdr *h, const uint8_t *data)
 {
-    struct regs_rec r;
-
     switch (h->type) {
     case REC_PAGE:
-        memcpy(d->bar1 + h->offset, data, PAGE);
+        memcpy(d->stage + h->offset, data, PAGE);
+        d->staged[h->offset / PAGE / 64] |= 1ull << (h->offset / PAGE % 64);
         return 0;
     case REC_REGS:
-        memcpy(&r, data, sizeof(r));
+        memcpy(&d->stage_regs, data, sizeof(d->stage_regs));
+        d->regs_staged = true;
+        return 0;
+    default:
+        d->got_end = true;
+        return 0;
+    }
+}
+
+/* The whole stream arrived: now it becomes the device's state. */
+static void
+commit_stream(struct demo *d)
+{
+    const struct regs_rec r = d->stage_regs;
+
+    for (uint32_t p = 0; p < BAR1_PAGES; p++) {
+        if (d->staged[p / 64] & (1ull << (p % 64))) {
+            memcpy(d->bar1 + (size_t)p * PAGE, d->stage + (size_t)p * PAGE,
+                   PAGE);
+        }
+    }
+    if (d->regs_staged) {
         d->timer = r.timer;
         d->armed = r.remaining_ns != 0;
         d->remaining_ns = r.remaining_ns;
@@ -557,10 +598,6 @@ apply_record(struct demo *d, const struct rec_hdr *h, const uint8_t *data)
         vfu_log(d->ctx, LOG_INFO, "restored registers; timer %s%" PRIu64
                 " ms left", d->armed ? "" : "off, ",
                 d->remaining_ns / 1000000);
-        return 0;
-    default:
-        d->got_end = true;
-        return 0;
     }
 }
 
@@ -618,6 +655,7 @@ write_data(vfu_ctx_t *ctx, void *buf, uint64_t count)
                 vfu_log(ctx, LOG_ERR, "bad migration record (type %u, "
                         "len %" PRIu64 ")", h.type, h.len);
                 d->in_len = 0;
+                d->in_bad = true;
                 errno = EINVAL;
                 return -1;
             }
@@ -772,6 +810,7 @@ demo_free(struct demo *d)
         close(d->timer_fd);
     }
     free(d->sg);
+    free(d->stage);
 }
 
 int
@@ -806,7 +845,9 @@ main(int argc, char *argv[])
     d->bar1_fd = -1;
     d->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     d->sg = calloc(1, dma_sg_size());
-    if (d->timer_fd < 0 || d->sg == NULL || setup_bar1(d) < 0) {
+    d->stage = malloc(BAR1_SIZE);
+    if (d->timer_fd < 0 || d->sg == NULL || d->stage == NULL ||
+        setup_bar1(d) < 0) {
         fprintf(stderr, "%s: %s\n", d->name, strerror(errno));
         goto out;
     }
