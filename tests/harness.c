@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
@@ -553,6 +554,46 @@ harness_msg(void *buf, uint16_t id, uint16_t cmd, const void *payload,
         memcpy((uint8_t *)buf + sizeof(h), payload, len);
     }
     return sizeof(h) + len;
+}
+
+void
+harness_raw_send(int fd, uint16_t id, uint16_t cmd, uint32_t flags,
+                 const void *payload, size_t len, const int *fds, int nfds)
+{
+    struct vfio_user_header h = {
+        .msg_id = id, .cmd = cmd, .msg_size = (uint32_t)(sizeof(h) + len),
+        .flags = flags,
+    };
+    struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)payload, len } };
+    char cbuf[CMSG_SPACE(sizeof(int) * 16)];
+    struct msghdr mh = { .msg_iov = iov, .msg_iovlen = len > 0 ? 2 : 1 };
+    ssize_t n;
+
+    assert_true(nfds >= 0 && nfds <= 16);
+    if (nfds > 0) {
+        memset(cbuf, 0, sizeof(cbuf));
+        mh.msg_control = cbuf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+    }
+    n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+    assert_true(n > 0);
+    /* The fds went with the first part; the rest of a big one follows. */
+    size_t sent = (size_t)n;
+    for (int i = 0; i < (int)mh.msg_iovlen; i++) {
+        const char *p = iov[i].iov_base;
+        size_t l = iov[i].iov_len, skip = sent < l ? sent : l;
+
+        sent -= skip;
+        for (p += skip, l -= skip; l > 0; p += n, l -= (size_t)n) {
+            n = send(fd, p, l, MSG_NOSIGNAL);
+            assert_true(n > 0);
+        }
+    }
 }
 
 int

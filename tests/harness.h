@@ -152,6 +152,16 @@ harness_msg(void *buf, uint16_t id, uint16_t cmd, const void *payload,
             size_t len);
 
 /*
+ * harness_raw_send() - send one message on the socket @fd as it is: a
+ * header with @id, @cmd, @flags and msg_size sizeof(header) + @len, then
+ * @payload, with @nfds (at most 16) fds on its first byte; what the kernel
+ * leaves of a big message is sent after. Fails the test if the send does.
+ */
+void
+harness_raw_send(int fd, uint16_t id, uint16_t cmd, uint32_t flags,
+                 const void *payload, size_t len, const int *fds, int nfds);
+
+/*
  * harness_call_errno() - vfu_client_call() of @cmd with @payload and @fds,
  * the reply read into a buffer and dropped. Returns 0 if the call
  * succeeded, else the errno it failed with (the reply's error_no, or the

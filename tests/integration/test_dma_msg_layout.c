@@ -31,6 +31,7 @@
 
 #include "libvfio-user.h"
 #include "private.h"
+#include "harness.h"
 
 #define IOVA 0x10000u
 #define N    256u
@@ -63,20 +64,6 @@ xread(int fd, void *buf, size_t len)
     }
 }
 
-static void
-xsend(int fd, uint16_t id, uint16_t cmd, uint32_t flags, const void *payload,
-      size_t len)
-{
-    struct hdr h = { id, cmd, (uint32_t)(sizeof(h) + len), flags, 0 };
-    char buf[sizeof(h) + 2 * N + 64];
-
-    assert_true(len <= sizeof(buf) - sizeof(h));
-    memcpy(buf, &h, sizeof(h));
-    memcpy(buf + sizeof(h), payload, len);
-    assert_int_equal(send(fd, buf, sizeof(h) + len, MSG_NOSIGNAL),
-                     (ssize_t)(sizeof(h) + len));
-}
-
 /* Send a command, let the server handle it, read its reply. */
 static void
 command(struct fx *f, uint16_t cmd, const void *payload, size_t len)
@@ -84,7 +71,8 @@ command(struct fx *f, uint16_t cmd, const void *payload, size_t len)
     struct hdr h;
     char rest[4096];
 
-    xsend(f->fd, 7, cmd, VFIO_USER_F_TYPE_COMMAND, payload, len);
+    harness_raw_send(f->fd, 7, cmd, VFIO_USER_F_TYPE_COMMAND, payload, len,
+                     NULL, 0);
     assert_true(vfu_run_ctx(f->ctx) >= 0);
     xread(f->fd, &h, sizeof(h));
     assert_int_equal(h.err, 0);
@@ -169,7 +157,8 @@ serve(struct fx *f, pthread_t t)
         if (h.cmd == VFIO_USER_DMA_WRITE) {
             /* QEMU 10.2 takes the data at byte 12, the spec at 16. */
             memcpy(at, p + (f->qemu ? 12 : 16), count);
-            xsend(f->fd, h.id, h.cmd, VFIO_USER_F_TYPE_REPLY, p, f->qemu ? 0 : 16);
+            harness_raw_send(f->fd, h.id, h.cmd, VFIO_USER_F_TYPE_REPLY, p,
+                             f->qemu ? 0 : 16, NULL, 0);
         } else {
             assert_int_equal(h.cmd, VFIO_USER_DMA_READ);
             memcpy(rep, p, 16);
@@ -179,7 +168,8 @@ serve(struct fx *f, pthread_t t)
             } else {
                 memcpy(rep + 16, at, count);
             }
-            xsend(f->fd, h.id, h.cmd, VFIO_USER_F_TYPE_REPLY, rep, 16 + count);
+            harness_raw_send(f->fd, h.id, h.cmd, VFIO_USER_F_TYPE_REPLY, rep,
+                             16 + count, NULL, 0);
         }
     }
 }

@@ -34,6 +34,7 @@
 
 #include "libvfio-user.h"
 #include "private.h"
+#include "harness.h"
 
 #define BAR0_SIZE   0x1000u
 #define BAR2_SIZE   (1u << 20)
@@ -202,31 +203,6 @@ xread(int fd, void *buf, size_t len)
     }
 }
 
-/* Send one message with fds (one sendmsg: the fds ride on its first byte). */
-static void
-xsend(int fd, uint16_t id, uint16_t cmd, uint32_t flags, const void *payload,
-      size_t len, const int *fds, int nfds)
-{
-    struct hdr h = { id, cmd, (uint32_t)(sizeof(h) + len), flags, 0 };
-    struct iovec iov[2] = {
-        { &h, sizeof(h) }, { (void *)payload, len },
-    };
-    char cbuf[CMSG_SPACE(sizeof(int) * 16)];
-    struct msghdr mh = { .msg_iov = iov, .msg_iovlen = len > 0 ? 2 : 1 };
-
-    if (nfds > 0) {
-        memset(cbuf, 0, sizeof(cbuf));
-        mh.msg_control = cbuf;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-        memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-    }
-    assert_int_equal(sendmsg(fd, &mh, MSG_NOSIGNAL), (ssize_t)(sizeof(h) + len));
-}
-
 /* Read one message: its header, its payload into buf (cap bytes at most),
  * and any fds into fds (nfds in, received out). */
 static size_t
@@ -276,7 +252,7 @@ command_fds(struct fx *f, uint16_t cmd, const void *payload, size_t len,
     struct hdr h;
     uint16_t id = f->next_id++;
 
-    xsend(f->fd, id, cmd, VFIO_USER_F_TYPE_COMMAND, payload, len, fds, nfds);
+    harness_raw_send(f->fd, id, cmd, VFIO_USER_F_TYPE_COMMAND, payload, len, fds, nfds);
     assert_true(vfu_run_ctx(f->ctx) >= 0);
     xrecv(f->fd, &h, reply != NULL ? reply : sink, reply != NULL ? cap : sizeof(sink),
           NULL, NULL);
@@ -598,9 +574,9 @@ test_nested_run_refused(void **state)
 
     f->mode = BAR0_NESTED_RUN;
     /* The write and a read behind it, in one go. */
-    xsend(f->fd, 50, VFIO_USER_REGION_WRITE, VFIO_USER_F_TYPE_COMMAND, &w,
+    harness_raw_send(f->fd, 50, VFIO_USER_REGION_WRITE, VFIO_USER_F_TYPE_COMMAND, &w,
           sizeof(w), NULL, 0);
-    xsend(f->fd, 51, VFIO_USER_REGION_READ, VFIO_USER_F_TYPE_COMMAND, &r,
+    harness_raw_send(f->fd, 51, VFIO_USER_REGION_READ, VFIO_USER_F_TYPE_COMMAND, &r,
           sizeof(r), NULL, 0);
     assert_int_equal(vfu_run_ctx(f->ctx), 2);
     assert_int_equal(f->nested_rc, -1);
@@ -771,9 +747,9 @@ test_quiesced_wakes_poll_fd(void **state)
     struct hdr h;
 
     f->quiesce_busy = 1;
-    xsend(f->fd, 60, VFIO_USER_DMA_MAP, VFIO_USER_F_TYPE_COMMAND, &m,
+    harness_raw_send(f->fd, 60, VFIO_USER_DMA_MAP, VFIO_USER_F_TYPE_COMMAND, &m,
           sizeof(m), NULL, 0);
-    xsend(f->fd, 61, VFIO_USER_REGION_READ, VFIO_USER_F_TYPE_COMMAND, &r,
+    harness_raw_send(f->fd, 61, VFIO_USER_REGION_READ, VFIO_USER_F_TYPE_COMMAND, &r,
           sizeof(r), NULL, 0);
     usleep(10000);
     errno = 0;
@@ -855,7 +831,7 @@ dma_client(void *arg)
                     .flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
                     .start = (uint32_t)i, .count = 1,
                 };
-                xsend(fd, (uint16_t)(100 + i), VFIO_USER_DEVICE_SET_IRQS,
+                harness_raw_send(fd, (uint16_t)(100 + i), VFIO_USER_DEVICE_SET_IRQS,
                       VFIO_USER_F_TYPE_COMMAND, &s, sizeof(s), &d->efds[i], 1);
             }
         }
@@ -864,7 +840,7 @@ dma_client(void *arg)
         assert_true(count <= 64);
         memcpy(rep, req, 16);
         memset(rep + 16, 0x77, count);
-        xsend(fd, h.id, h.cmd, VFIO_USER_F_TYPE_REPLY, rep, 16 + count, NULL, 0);
+        harness_raw_send(fd, h.id, h.cmd, VFIO_USER_F_TYPE_REPLY, rep, 16 + count, NULL, 0);
     }
 }
 
@@ -893,7 +869,7 @@ test_fds_read_ahead_kept(void **state)
         d.efds[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     }
     f->mode = BAR0_MSG_DMA;
-    xsend(f->fd, 70, VFIO_USER_REGION_WRITE, VFIO_USER_F_TYPE_COMMAND, &w,
+    harness_raw_send(f->fd, 70, VFIO_USER_REGION_WRITE, VFIO_USER_F_TYPE_COMMAND, &w,
           sizeof(w), NULL, 0);
     usleep(10000);
     assert_int_equal(pthread_create(&t, NULL, dma_client, &d), 0);
@@ -995,7 +971,7 @@ test_oversized_keeps_fds_behind(void **state)
     memcpy(big, &h, sizeof(h));
     assert_int_equal(send(sv[1], big, sizeof(big), 0), (ssize_t)sizeof(big));
     uint32_t payload = 7;
-    xsend(sv[1], 2, VFIO_USER_DEVICE_SET_IRQS, VFIO_USER_F_TYPE_COMMAND,
+    harness_raw_send(sv[1], 2, VFIO_USER_DEVICE_SET_IRQS, VFIO_USER_F_TYPE_COMMAND,
           &payload, sizeof(payload), &e, 1);
     usleep(10000);
     int taken = 0;
@@ -1065,7 +1041,7 @@ test_region_info_no_fd_beyond_max_msg_fds(void **state)
     int fds[2], nfds = 2;
 
     negotiate(f, "{\"capabilities\":{\"max_msg_fds\":0}}", NULL, 0);
-    xsend(f->fd, 90, VFIO_USER_DEVICE_GET_REGION_INFO, VFIO_USER_F_TYPE_COMMAND,
+    harness_raw_send(f->fd, 90, VFIO_USER_DEVICE_GET_REGION_INFO, VFIO_USER_F_TYPE_COMMAND,
           &in, sizeof(in), NULL, 0);
     assert_int_equal(vfu_run_ctx(f->ctx), 1);
     xrecv(f->fd, &h, &out, sizeof(out), fds, &nfds);
@@ -1088,7 +1064,7 @@ test_region_info_fd_by_default(void **state)
     int fds[2], nfds = 2;
 
     negotiate(f, NULL, NULL, 0);
-    xsend(f->fd, 91, VFIO_USER_DEVICE_GET_REGION_INFO, VFIO_USER_F_TYPE_COMMAND,
+    harness_raw_send(f->fd, 91, VFIO_USER_DEVICE_GET_REGION_INFO, VFIO_USER_F_TYPE_COMMAND,
           &in, sizeof(in), NULL, 0);
     assert_int_equal(vfu_run_ctx(f->ctx), 1);
     xrecv(f->fd, &h, &out, sizeof(out), fds, &nfds);

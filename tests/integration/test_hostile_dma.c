@@ -31,6 +31,7 @@
 
 #include "libvfio-user.h"
 #include "private.h"
+#include "harness.h"
 
 #define BAR0_SIZE   0x1000u
 #define IOVA        0x100000u
@@ -131,43 +132,6 @@ xread(int fd, void *buf, size_t len)
     return 0;
 }
 
-static void
-xsend(int fd, uint16_t id, uint16_t cmd, uint32_t flags, const void *payload,
-      size_t len, const int *fds, int nfds)
-{
-    struct hdr h = { id, cmd, (uint32_t)(sizeof(h) + len), flags, 0 };
-    struct iovec iov[2] = {
-        { &h, sizeof(h) }, { (void *)payload, len },
-    };
-    char cbuf[CMSG_SPACE(sizeof(int) * 4)];
-    struct msghdr mh = { .msg_iov = iov, .msg_iovlen = len > 0 ? 2 : 1 };
-
-    if (nfds > 0) {
-        memset(cbuf, 0, sizeof(cbuf));
-        mh.msg_control = cbuf;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-        memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-    }
-    size_t left = sizeof(h) + len;
-    ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-    assert_true(n > 0);
-    /* A big reply may go out in parts. */
-    left -= (size_t)n;
-    if (left > 0) {
-        const char *rest = (const char *)payload + (len - left);
-        while (left > 0) {
-            n = send(fd, rest, left, MSG_NOSIGNAL);
-            assert_true(n > 0);
-            rest += n;
-            left -= (size_t)n;
-        }
-    }
-}
-
 /* Read one message's header and payload (cap bytes at most). */
 static int
 xrecv(int fd, struct hdr *h, void *buf, size_t cap)
@@ -188,7 +152,7 @@ command_fds(struct fx *f, uint16_t cmd, const void *payload, size_t len,
     struct hdr h;
     uint16_t id = f->next_id++;
 
-    xsend(f->fd, id, cmd, VFIO_USER_F_TYPE_COMMAND, payload, len, fds, nfds);
+    harness_raw_send(f->fd, id, cmd, VFIO_USER_F_TYPE_COMMAND, payload, len, fds, nfds);
     assert_true(vfu_run_ctx(f->ctx) >= 0);
     assert_int_equal(xrecv(f->fd, &h, reply != NULL ? reply : sink,
                            reply != NULL ? cap : sizeof(sink)), 0);
@@ -329,10 +293,10 @@ client_thread(void *arg)
                 usleep(f->reply_delay_us);
             }
             __atomic_add_fetch(&f->dma_reads, 1, __ATOMIC_RELAXED);
-            xsend(f->fd, h.id, h.cmd, VFIO_USER_F_TYPE_REPLY, rep, 16 + count,
+            harness_raw_send(f->fd, h.id, h.cmd, VFIO_USER_F_TYPE_REPLY, rep, 16 + count,
                   NULL, 0);
         } else {
-            xsend(f->fd, h.id, h.cmd, VFIO_USER_F_TYPE_REPLY, rep, 16, NULL, 0);
+            harness_raw_send(f->fd, h.id, h.cmd, VFIO_USER_F_TYPE_REPLY, rep, 16, NULL, 0);
         }
     }
     return NULL;
@@ -364,7 +328,7 @@ command_replied(struct fx *f, bool run, uint16_t cmd, const void *payload,
     uint16_t id = f->next_id++;
     int err;
 
-    xsend(f->fd, id, cmd, VFIO_USER_F_TYPE_COMMAND, payload, len, fds, nfds);
+    harness_raw_send(f->fd, id, cmd, VFIO_USER_F_TYPE_COMMAND, payload, len, fds, nfds);
     if (run) {
         assert_true(vfu_run_ctx(f->ctx) >= 0);
     }
