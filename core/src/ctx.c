@@ -267,18 +267,15 @@ negotiate(vfu_ctx_t *ctx)
         vfu_log_errno(ctx, LOG_ERR, errno, "reading VERSION");
         return negotiation_failed(ctx, EINVAL);
     }
-    if (msg->in == NULL) {
-        /* Its payload is not waited for: the client is dropped anyway. */
-        vfu_log(ctx, LOG_ERR, "first message of bad size %u",
-                msg->hdr.msg_size);
-        vfu_msg_close_fds(msg);
-        if (vfu_conn_reply(c, msg, EINVAL) < 0) {
-            /* the client is dropped anyway */
+    if (msg->in == NULL || msg->hdr.cmd != VFIO_USER_VERSION) {
+        /* An oversized one's payload is not waited for: the client goes. */
+        if (msg->in == NULL) {
+            vfu_log(ctx, LOG_ERR, "first message of bad size %u",
+                    msg->hdr.msg_size);
+        } else {
+            vfu_log(ctx, LOG_ERR, "%s before VERSION",
+                    vfu_cmd_name(msg->hdr.cmd));
         }
-        return negotiation_failed(ctx, EINVAL);
-    }
-    if (msg->hdr.cmd != VFIO_USER_VERSION) {
-        vfu_log(ctx, LOG_ERR, "%s before VERSION", vfu_cmd_name(msg->hdr.cmd));
         vfu_msg_close_fds(msg);
         if (vfu_conn_reply(c, msg, EINVAL) < 0) {
             /* the client is dropped anyway */
