@@ -504,6 +504,7 @@ run(vfu_ctx_t *ctx)
     vfu_conn_loop_enter(c);
     for (;;) {
         rc = drain(ctx, &count, &lost);
+        vfu_dma_report_guard(ctx);
         if (rc < 0) {
             err = errno;
             break;

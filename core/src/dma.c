@@ -153,10 +153,11 @@ vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg)
     }
     if (m->by_msg) {
         /* See file_may_shrink() in dma_table.c. */
-        vfu_log(ctx, LOG_WARNING, "DMA_MAP %#lx+%#lx: the memfd is not sealed "
-                "against shrinking (F_SEAL_SHRINK); it is not mapped, the "
-                "device reaches it by DMA_READ/WRITE messages",
-                (unsigned long)req.addr, (unsigned long)req.size);
+        vfu_log(ctx, LOG_WARNING, "DMA_MAP %#lx+%#lx: the file could shrink "
+                "under a mapping (a memfd not sealed with F_SEAL_SHRINK, or "
+                "more unsealable files mapped than the SIGBUS guard holds); "
+                "it is not mapped, the device reaches it by DMA_READ/WRITE "
+                "messages", (unsigned long)req.addr, (unsigned long)req.size);
     }
     vfu_log(ctx, LOG_DEBUG, "DMA_MAP %#lx+%#lx%s", (unsigned long)req.addr,
             (unsigned long)req.size,
@@ -235,6 +236,24 @@ vfu_handle_dma_unmap(vfu_ctx_t *ctx, struct vfu_msg *msg)
     }
     /* The reply echoes the request; msg->in stays put until it is sent. */
     return vfu_msg_reply_add(msg, msg->in, sizeof(req));
+}
+
+void
+vfu_dma_report_guard(vfu_ctx_t *ctx)
+{
+    int saved = errno;          /* called between a request and its errno */
+    unsigned long hits;
+
+    if (ctx->dma == NULL) {
+        return;
+    }
+    hits = dma_guard_hits(ctx->dma, &ctx->dma_guard_seen);
+    if (hits > 0) {
+        vfu_log(ctx, LOG_ERR, "DMA: the client shrank a file under its DMA "
+                "maps; %lu page(s) of it now read as zeros, and what the "
+                "device writes there is lost", hits);
+    }
+    errno = saved;
 }
 
 void

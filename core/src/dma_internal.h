@@ -53,6 +53,7 @@ struct dma_file {
     uint64_t file_end;          /* the file's size when last mapped; devices:
                                  * UINT64_MAX (no size known) */
     uint32_t refcnt;            /* maps using it */
+    int guard;                  /* dma_guard id (a file we can't seal), or 0 */
 };
 
 /* What the callbacks are told is made when they are called. */
@@ -151,6 +152,19 @@ struct dma_table {
 };
 
 /* dma_table.c: the table on its own. */
+/*
+ * The SIGBUS guard (dma_guard.c) of mappings of files a client could shrink
+ * under us. dma_guard_add() registers [base, base + size) of owner's and
+ * returns its id (> 0), or -1 (ENOSPC: too many, ENOMEM); remove it before
+ * unmapping. dma_guard_hits() returns how many pages of owner's mappings
+ * were replaced by zeros since the last call (*seen: the caller's own
+ * cursor, 0 at first; cheap when nothing happened anywhere).
+ */
+int dma_guard_add(const void *owner, void *base, size_t size, size_t page_size,
+                  int prot);
+void dma_guard_remove(int id);
+unsigned long dma_guard_hits(const void *owner, unsigned long *seen);
+
 struct dma_table *dma_table_new(void);
 /* Unmap and free everything, without callbacks. */
 void dma_table_destroy(struct dma_table *t);

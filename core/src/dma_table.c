@@ -65,6 +65,7 @@ file_put(struct dma_table *t, struct dma_file *f)
         t->nr_files--;
     }
     t->anon_bytes -= f->anon;
+    dma_guard_remove(f->guard);
     if (f->base != NULL) {
         munmap(f->base, f->size);
     }
@@ -211,26 +212,30 @@ fail:
 
 /*
  * Could fd's owner make the file shorter under a mapping of it? A page of
- * a shared mapping past the end of its file raises SIGBUS when touched, and
- * no cheap way to catch it exists for a library (a process-wide handler,
- * and device code reading vaddrs directly could not be covered anyway). So:
+ * a shared mapping past the end of its file raises SIGBUS when touched:
  *
- *  - a file sealed with F_SEAL_SHRINK is safe, and mapped;
+ *  - a file sealed with F_SEAL_SHRINK can't shrink, and is mapped;
  *  - a memfd without that seal is not mapped: the map is reached by
  *    DMA_READ/WRITE messages, where a shrunk file is the client's problem
- *    (QEMU's memory-backend-memfd seals by default, seal=on);
- *  - any other file is mapped as libvfio-user maps it: a file on a disk
- *    filesystem, or a tmpfs or hugetlbfs file opened by name, cannot be
- *    sealed at all, and clients (libvfio-user's own tests, QEMU's
- *    memory-backend-file) rely on those maps having a vaddr. A client that
- *    shrinks one can still kill the server with SIGBUS (README, Limits).
+ *    (QEMU's memory-backend-memfd seals by default, seal=on), and a client
+ *    that wants maps with a vaddr has the means to have them;
+ *  - any other file cannot be sealed at all (a file on a disk filesystem,
+ *    a tmpfs or hugetlbfs file opened by name), and clients (libvfio-user's
+ *    own tests, QEMU's memory-backend-file) rely on its maps having a
+ *    vaddr: it is mapped, under the SIGBUS guard (dma_guard.c).
  *
  * memfds are told by their name in /proc (memfd_create() names them
  * "memfd:NAME"), as they may have been created without MFD_ALLOW_SEALING
  * and then look like any tmpfs file to F_GET_SEALS. Without /proc mounted
  * a memfd is taken as any other file.
  */
-static bool
+enum file_shrink {
+    FILE_SEALED,
+    FILE_UNSEALED_MEMFD,
+    FILE_UNSEALABLE,
+};
+
+static enum file_shrink
 file_may_shrink(int fd)
 {
     char path[32], name[8];
@@ -238,11 +243,36 @@ file_may_shrink(int fd)
     ssize_t n;
 
     if (seals >= 0 && (seals & F_SEAL_SHRINK)) {
-        return false;
+        return FILE_SEALED;
     }
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     n = readlink(path, name, sizeof(name));
-    return n >= 7 && memcmp(name, "/memfd:", 7) == 0;
+    return n >= 7 && memcmp(name, "/memfd:", 7) == 0 ? FILE_UNSEALED_MEMFD
+                                                      : FILE_UNSEALABLE;
+}
+
+/*
+ * A new mapping f of a file that can shrink, put under the SIGBUS guard.
+ * When the guard has no room left, the mapping is given up and the map
+ * goes by messages (*by_msg set, NULL returned with errno 0).
+ */
+static struct dma_file *
+file_guard(struct dma_table *t, struct dma_file *f, bool *by_msg)
+{
+    int id;
+
+    if (f == NULL) {
+        return NULL;
+    }
+    id = dma_guard_add(t, f->base, f->size, f->page_size, f->prot);
+    if (id > 0) {
+        f->guard = id;
+        return f;
+    }
+    file_put(t, f);
+    *by_msg = true;
+    errno = 0;
+    return NULL;
 }
 
 /*
@@ -289,7 +319,7 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
     struct dma_file key, *f, **slot;
     struct stat st;
     uint64_t pg = host_page_size(), start, end, fend;
-
+    enum file_shrink shrink;
     int fl = fcntl(fd, F_GETFL);
 
     *by_msg = false;
@@ -334,7 +364,8 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
         errno = EINVAL;
         return NULL;
     }
-    if (!file_io && file_may_shrink(fd)) {
+    shrink = file_io ? FILE_SEALED : file_may_shrink(fd);
+    if (shrink == FILE_UNSEALED_MEMFD) {
         *by_msg = true;
         errno = 0;
         return NULL;
@@ -347,6 +378,9 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
          * private memory. FILE_IO maps just fail accesses past the end.
          */
         f = file_map_past_eof(t, fd, off, len, prot, &st);
+        if (shrink == FILE_UNSEALABLE) {
+            f = file_guard(t, f, by_msg);
+        }
         *base_off = f != NULL ? f->base_off : 0;
         return f;
     }
@@ -388,10 +422,16 @@ file_get(struct dma_table *t, int fd, uint64_t off, uint64_t len, int prot,
             !file_grow_range(*slot, start, end, fend, &start, &end)) {
             /* Far from the shared one: a mapping of this map's own. */
             f = file_map(fd, start, end - start, prot, false, &st);
+            if (shrink == FILE_UNSEALABLE) {
+                f = file_guard(t, f, by_msg);
+            }
             *base_off = start;
             return f;
         }
         f = file_map(fd, start, end - start, prot, false, &st);
+        if (shrink == FILE_UNSEALABLE) {
+            f = file_guard(t, f, by_msg);
+        }
     }
     if (f == NULL) {
         return NULL;

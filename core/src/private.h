@@ -118,6 +118,7 @@ struct vfu_ctx {
     struct dirty_log *dirty;
     struct vfu_migration *migr;
     uint32_t max_dma_maps;          /* from vfu_setup_device_dma */
+    unsigned long dma_guard_seen;   /* dma_guard_hits() cursor */
 
     /* transport */
     int listen_fd;
@@ -245,6 +246,8 @@ int vfu_handle_dma_map(vfu_ctx_t *ctx, struct vfu_msg *msg);
 int vfu_handle_dma_unmap(vfu_ctx_t *ctx, struct vfu_msg *msg);
 int vfu_handle_device_feature(vfu_ctx_t *ctx, struct vfu_msg *msg);
 void vfu_dma_release(vfu_ctx_t *ctx);     /* unmap all (lost client) */
+/* Log, once, pages the SIGBUS guard replaced since the last call. */
+void vfu_dma_report_guard(vfu_ctx_t *ctx);
 void vfu_dma_free(vfu_ctx_t *ctx);
 
 /* migration.c */

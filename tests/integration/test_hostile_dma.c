@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -192,6 +193,16 @@ dma_map_at(struct fx *f, uint64_t iova, uint64_t size, int fd, uint64_t offset)
 
     return command_fds(f, VFIO_USER_DMA_MAP, &m, sizeof(m), &fd, fd >= 0,
                        NULL, 0);
+}
+
+static int
+dma_unmap(struct fx *f, uint64_t iova, uint64_t size)
+{
+    struct vfio_user_dma_unmap u = {
+        .argsz = sizeof(u), .addr = iova, .size = size,
+    };
+
+    return command_fds(f, VFIO_USER_DMA_UNMAP, &u, sizeof(u), NULL, 0, NULL, 0);
 }
 
 static int ctx_flags = LIBVFIO_USER_FLAG_ATTACH_NB;
@@ -431,6 +442,138 @@ test_truncated_memfd_no_sigbus(void **state)
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     close(mfd);
+}
+
+/* What the context logged last, for the tests that look. */
+static char last_log[512];
+
+static void
+capture_log(vfu_ctx_t *ctx, int level, const char *msg)
+{
+    (void)ctx;
+    (void)level;
+    snprintf(last_log, sizeof(last_log), "%s", msg);
+}
+
+/* A plain file of MAP_SIZE bytes of PATTERN in f's directory, unlinked. */
+static int
+plain_file(struct fx *f)
+{
+    char path[128], page[PG];
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/mem", f->dir);
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    unlink(path);
+    memset(page, PATTERN, sizeof(page));
+    for (unsigned off = 0; off < MAP_SIZE; off += PG) {
+        assert_int_equal(pwrite(fd, page, PG, off), PG);
+    }
+    return fd;
+}
+
+/*
+ * A plain file can't be sealed, and clients rely on its maps having a
+ * vaddr (libvfio-user maps them): it is mapped, and when the client
+ * truncates it the server's accesses read zeros instead of dying of
+ * SIGBUS, and the log says what happened, once.
+ */
+static void
+test_truncated_plain_file_no_sigbus(void **state)
+{
+    struct fx *f = *state;
+    int fd = plain_file(f);
+    pid_t pid;
+    int status;
+
+    memset(&f->last_reg, 0, sizeof(f->last_reg));
+    assert_int_equal(dma_map_at(f, IOVA, MAP_SIZE, fd, 0), 0);
+    assert_non_null(f->last_reg.vaddr);
+    assert_int_equal(ftruncate(fd, PG), 0);     /* keeps the first page */
+    assert_int_equal(vfu_addr_to_sgl(f->ctx,
+                                     (vfu_dma_addr_t)(uintptr_t)(IOVA + PG),
+                                     64, (dma_sg_t *)f->sg, 1,
+                                     PROT_READ | PROT_WRITE), 1);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char data[64], *first = f->last_reg.vaddr;
+        struct iovec iov;
+        int ok = 1;
+
+        memset(data, 1, sizeof(data));
+        vfu_setup_log(f->ctx, capture_log, LOG_ERR);
+        ok &= vfu_sgl_read(f->ctx, (dma_sg_t *)f->sg, 1, data,
+                           VFU_SGL_DIRECT_ACCESS) == 0;
+        ok &= data[0] == 0 && data[63] == 0;
+        ok &= vfu_sgl_write(f->ctx, (dma_sg_t *)f->sg, 1, data,
+                            VFU_SGL_DIRECT_ACCESS) == 0;
+        /* A device holding the pointer itself is covered too. */
+        ok &= vfu_sgl_get(f->ctx, (dma_sg_t *)f->sg, &iov, 1, 0) == 0;
+        ok &= ((volatile char *)iov.iov_base)[100] == 0;
+        /* The page still in the file is the client's, as before. */
+        ok &= first[0] == PATTERN;
+        /* Reported once, by the loop. */
+        ok &= vfu_run_ctx(f->ctx) >= 0 || errno == EAGAIN;
+        ok &= strstr(last_log, "shrank a file") != NULL;
+        last_log[0] = '\0';
+        vfu_run_ctx(f->ctx);
+        ok &= last_log[0] == '\0';
+        _exit(ok ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status)) {
+        fail_msg("the access to the truncated file killed the server: "
+                 "signal %d", WTERMSIG(status));
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* Unmapped, the guard lets go: the client's file is its own again. */
+    assert_int_equal(dma_unmap(f, IOVA, MAP_SIZE), 0);
+    close(fd);
+}
+
+/*
+ * The guard only covers DMA maps: a SIGBUS anywhere else in the process
+ * still ends it, as it would without vfu.
+ */
+static void
+test_sigbus_elsewhere_still_kills(void **state)
+{
+    struct fx *f = *state;
+    int fd = plain_file(f);
+    pid_t pid;
+    int status;
+
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int other;
+        volatile char *p;
+
+        /* Not cmocka's handler (it would catch the fault), the default;
+         * the map after it puts the guard in front. */
+        signal(SIGBUS, SIG_DFL);
+        if (dma_map_at(f, IOVA, MAP_SIZE, fd, 0) != 0) {
+            _exit(3);
+        }
+        other = open(f->dir, O_TMPFILE | O_RDWR, 0600);
+        if (other < 0 || ftruncate(other, MAP_SIZE) < 0) {
+            _exit(2);
+        }
+        p = mmap(NULL, MAP_SIZE, PROT_READ, MAP_SHARED, other, 0);
+
+        if (p == MAP_FAILED || ftruncate(other, 0) < 0) {
+            _exit(2);
+        }
+        (void)p[PG];
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGBUS);
+    close(fd);
 }
 
 /* A memfd sealed against shrinking is mapped, and cannot be shrunk. */
@@ -764,6 +907,10 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sealed_memfd_mapped, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_plain_file_no_sigbus,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigbus_elsewhere_still_kills,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_map_of_huge_file, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_logging_all_covers_later_maps,
