@@ -5,8 +5,9 @@
  * One client session whose input also decides which fds go with each
  * message and what the client does to them between messages: memfds
  * sealed or not (and sparse ones of 1 TiB), eventfds free or saturated and
- * blocking, both ends of pipes, /dev/null; memfds truncated or sealed after
- * they were mapped; and device DMA (vfu_addr_to_sgl + vfu_sgl_get, touching
+ * blocking, both ends of pipes, /dev/null, plain files (which can't be
+ * sealed); memfds and plain files truncated, memfds sealed, after they
+ * were mapped; and device DMA (vfu_addr_to_sgl + vfu_sgl_get, touching
  * every byte) between messages, which is where a shrunk mapped file would
  * raise SIGBUS. The server is run after each message, so that each step
  * meets the state the previous one left.
@@ -14,7 +15,7 @@
  * The input is a sequence of steps, the first byte of each choosing one:
  *   0 message: u16 length, u8 fd count (mod 20), that many u8 fd kinds, then
  *     length bytes sent as is (header included, consistent or not)
- *   1 truncate: u8 memfd (of the last 16 made), u32 new size (mod 16 MiB)
+ *   1 truncate: u8 memfd or plain file (of the last 16 made), u32 new size (mod 16 MiB)
  *   2 seal: u8 memfd, against shrinking and growing
  *   3 device DMA: u64 iova, u16 length - 1
  */
@@ -79,7 +80,7 @@ make_fd(struct session *s, unsigned kind)
     uint64_t full = 0xfffffffffffffffeull;
     int fd = -1, p[2];
 
-    switch (kind % 8) {
+    switch (kind % 9) {
     case 0:
     case 1:
     case 6:
@@ -109,6 +110,19 @@ make_fd(struct session *s, unsigned kind)
             /* 4: a write end nobody reads (SIGPIPE bait); 5: a read end */
             fd = kind % 8 == 4 ? p[1] : p[0];
             close(kind % 8 == 4 ? p[0] : p[1]);
+        }
+        break;
+    case 8:
+        /* A plain file: it can't be sealed, and is mapped under the
+         * SIGBUS guard; truncating it is op 1 as for the memfds. */
+        fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd >= 0 && ftruncate(fd, 1 << 20) < 0) {
+            close(fd);
+            fd = -1;
+            break;
+        }
+        if (fd >= 0) {
+            keep_memfd(s, fd);
         }
         break;
     default:

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Copyright (c) 2026 the vfu authors.
 """Write the seeds of fuzz_fds: sessions of steps (see fuzz_fds.c) that map
-memfds and truncate them, hand pipes and saturated eventfds over as
+memfds and plain files and truncate them, hand pipes and saturated eventfds over as
 interrupts, and send more fds than allowed. Writes into corpus/fds/."""
 import os
 import struct
@@ -10,7 +10,7 @@ import struct
 from make_seeds import DMA_MAP, DMA_UNMAP, SET_IRQS, READ, Session
 
 here = os.path.dirname(os.path.abspath(__file__))
-MEMFD_SEALED, MEMFD, EVENTFD, EVENTFD_FULL, PIPE_W, PIPE_R, SPARSE, NULL = range(8)
+MEMFD_SEALED, MEMFD, EVENTFD, EVENTFD_FULL, PIPE_W, PIPE_R, SPARSE, NULL, PLAIN = range(9)
 RW = 3
 EVENTFD_TRIGGER = (1 << 2) | (1 << 5)
 
@@ -51,6 +51,10 @@ def seeds():
         "truncate-unsealed": hello() + dma_map(0x100000, 0x10000, (MEMFD,)) +
             dma(0x100000, 4096) + truncate(0, 0) + dma(0x100000, 0x10000) +
             msg(DMA_UNMAP, struct.pack("<IIQQ", 24, 0, 0x100000, 0x10000)),
+        "truncate-plain": hello() + dma_map(0x400000, 0x10000, (PLAIN,)) +
+            dma(0x400000, 4096) + truncate(0, 4096) + dma(0x400000, 0x10000) +
+            msg(DMA_UNMAP, struct.pack("<IIQQ", 24, 0, 0x400000, 0x10000)) +
+            dma(0x400000, 8),
         "truncate-sealed": hello() + dma_map(0x200000, 0x4000) + truncate(0, 4096) +
             dma(0x200000, 0x4000) + seal(0) + dma(0x203000, 8),
         "sparse": hello() + dma_map(0x1000000, 4096, (SPARSE,), offset=1 << 39) +
