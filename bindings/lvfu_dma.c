@@ -113,6 +113,11 @@ dma_event(vfu_ctx_t *ctx, vfu_dma_info_t *info, bool map)
             (int64_t)(uintptr_t)info->iova.iov_base));
         json_object_object_add(o, "len", json_object_new_int64(
             (int64_t)info->iova.iov_len));
+        if (map) {
+            /* mapped: the device reaches it in memory, not by messages */
+            json_object_object_add(o, "mapped",
+                                   json_object_new_boolean(info->vaddr != NULL));
+        }
         lvfu_trace_end(L, o);
     }
     if (ref == LUA_NOREF) {

@@ -115,6 +115,27 @@ l_helper(lua_State *L)
     return lvfu_load_helper(L, luaL_checkstring(L, 1));
 }
 
+/*
+ * vfu.errno: the numbers expected failures return third, by name, so that
+ * a script can tell "try again later" from "this will never work".
+ */
+static void
+push_errno_table(lua_State *L)
+{
+    static const struct { const char *name; int value; } names[] = {
+        { "EAGAIN", EAGAIN }, { "EBUSY", EBUSY }, { "EFAULT", EFAULT },
+        { "EINVAL", EINVAL }, { "EIO", EIO }, { "ENOENT", ENOENT },
+        { "ENOMEM", ENOMEM }, { "ENOSPC", ENOSPC }, { "ENOTCONN", ENOTCONN },
+        { "ENOTSUP", ENOTSUP }, { "EPERM", EPERM }, { "ETIMEDOUT", ETIMEDOUT },
+    };
+
+    lua_createtable(L, 0, (int)(sizeof(names) / sizeof(names[0])));
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        lua_pushinteger(L, names[i].value);
+        lua_setfield(L, -2, names[i].name);
+    }
+}
+
 static const luaL_Reg vfu_funcs[] = {
     { "device", lvfu_device_new },
     { "timer", lvfu_timer_new },
@@ -139,5 +160,7 @@ luaopen_vfu(lua_State *L)
     luaL_newlib(L, vfu_funcs);
     lua_pushliteral(L, "0.1");
     lua_setfield(L, -2, "version");
+    push_errno_table(L);
+    lua_setfield(L, -2, "errno");
     return 1;
 }

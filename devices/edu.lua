@@ -46,19 +46,33 @@ local function in_buf(addr, len)
   return addr >= BUF and len <= BUF_SIZE and addr - BUF <= BUF_SIZE - len
 end
 
+-- The client may be unable to serve DMA right now (QEMU, with guest RAM
+-- that is not shared, while a vCPU waits for this device): EBUSY, and the
+-- transfer is tried again on the next tick.
+local function busy(errno)
+  return errno == vfu.errno.EBUSY
+end
+
 local function dma()
-  local cnt = st.cnt
+  local cnt, ok, errno = st.cnt, false, nil
   if st.cmd & 0x02 == 0 then          -- RAM to EDU
-    local data = in_buf(st.dst, cnt) and dev:dma_read(st.src, cnt)
+    local data, _, e
+    if in_buf(st.dst, cnt) then data, _, e = dev:dma_read(st.src, cnt) end
     if data then
       local o = st.dst - BUF
       st.buf = st.buf:sub(1, o) .. data .. st.buf:sub(o + cnt + 1)
-    else
-      dev:log("DMA from RAM failed", "err")
     end
-  elseif not (in_buf(st.src, cnt) and
-              dev:dma_write(st.dst, st.buf:sub(st.src - BUF + 1, st.src - BUF + cnt))) then
-    dev:log("DMA to RAM failed", "err")
+    ok, errno = data ~= nil, e
+  elseif in_buf(st.src, cnt) then     -- EDU to RAM
+    local _
+    ok, _, errno = dev:dma_write(st.dst, st.buf:sub(st.src - BUF + 1, st.src - BUF + cnt))
+  end
+  if not ok and busy(errno) then
+    vfu.timer(1, dma)
+    return
+  end
+  if not ok then
+    dev:log(st.cmd & 0x02 == 0 and "DMA from RAM failed" or "DMA to RAM failed", "err")
   end
   st.cmd = st.cmd & ~0x01
   if st.cmd & 0x04 ~= 0 then raise(0x100) end

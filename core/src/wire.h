@@ -29,6 +29,10 @@
 
 #define VFU_HDR_SIZE        sizeof(struct vfio_user_header)
 #define VFU_CALL_TIMEOUT_MS 10000   /* a peer silent this long is gone */
+/* How long a server loop's own call waits once the peer waits for the loop
+ * too (wire_call.c, peer_awaits_reply()). */
+#define VFU_PEER_WAIT_MS    100
+#define VFU_ABANDONED_CALLS 8   /* late replies recognised (wire_call.c) */
 #define VFU_MAX_RX_FDS      64   /* a cmsg buffer bigger than any max_msg_fds */
 #define VFU_MSG_MAX_IOV     8
 #define VFU_FD_BATCHES      8    /* fd batches there is room for at first */
@@ -68,7 +72,9 @@ struct vfu_call {
     struct vfu_call *next;
     uint16_t msg_id;
     uint64_t started_ms;            /* coarse monotonic, for the watchdog */
+    uint64_t peer_waits_ms;         /* since when the peer waits for us; 0 */
     bool done;
+    bool replied;                   /* done by a reply, not by giving up */
     int error;                      /* errno from the reply, or ours */
     const struct iovec *reply;      /* payload destination, in pieces */
     int reply_iovcnt;
@@ -120,6 +126,10 @@ struct vfu_conn {
     void (*kick)(void *arg);
     void *kick_arg;
     uint16_t next_msg_id;
+    /* Calls given up before their reply came, guarded by call_lock: a late
+     * reply to one is dropped, not taken for an unsolicited one. */
+    uint32_t abandoned[VFU_ABANDONED_CALLS];    /* msg_id + 1; 0: none */
+    uint32_t nr_abandoned;          /* ever; the last ones are kept */
 };
 
 int vfu_conn_init(struct vfu_conn *c, int fd, size_t max_msg_size,

@@ -57,6 +57,21 @@ complete(struct vfu_call *k, const struct vfio_user_header *h,
         k->reply_size = size;
     }
     k->done = true;
+    k->replied = true;
+}
+
+/* The late reply to a call we gave up on? Then it is forgotten too.
+ * call_lock held. */
+static bool
+take_abandoned(struct vfu_conn *c, uint16_t msg_id)
+{
+    for (uint32_t i = 0; i < VFU_ABANDONED_CALLS; i++) {
+        if (c->abandoned[i] == (uint32_t)msg_id + 1) {
+            c->abandoned[i] = 0;
+            return true;
+        }
+    }
+    return false;
 }
 
 /*
@@ -70,6 +85,8 @@ deliver(struct vfu_conn *c, const struct vfio_user_header *h,
 {
     struct vfu_call *k;
 
+    bool late = false;
+
     pthread_mutex_lock(&c->call_lock);
     k = find_call(c, h->msg_id);
     if (k != NULL) {
@@ -77,9 +94,11 @@ deliver(struct vfu_conn *c, const struct vfio_user_header *h,
         if (c->nr_waiting > 0) {
             pthread_cond_broadcast(&c->call_cond);
         }
+    } else {
+        late = take_abandoned(c, h->msg_id);
     }
     pthread_mutex_unlock(&c->call_lock);
-    return k != NULL;
+    return k != NULL || late;
 }
 
 bool
@@ -209,8 +228,49 @@ take_direct(struct vfu_conn *c, struct vfu_call *mine, size_t p)
         }
     }
     mine->done = true;
+    mine->replied = true;
     mine->reply_size = len;
     return 1;
+}
+
+/*
+ * Is the peer waiting for the loop, which is this very thread: among the
+ * requests queued for it (up to stop), one that wants a reply?
+ *
+ * A server's loop calls the client (message DMA) from inside a device
+ * callback, so nothing queued gets answered until the call returns. QEMU
+ * 10.2 serves our requests on its main loop only, and a vCPU waiting for
+ * a region access reply holds the lock that main loop needs: it answers
+ * nothing until its own request times out (5 s, after which its stream
+ * breaks on our late reply). A client that serves us while it waits is
+ * unaffected: it answers well within VFU_PEER_WAIT_MS.
+ */
+static bool
+peer_awaits_reply(const struct vfu_conn *c, size_t stop)
+{
+    size_t p = c->rx_head;
+
+    if (!c->serve_mode || stop == SIZE_MAX ||
+        !__atomic_load_n(&c->loop_reading, __ATOMIC_ACQUIRE) ||
+        !pthread_equal(__atomic_load_n(&c->loop_thread, __ATOMIC_RELAXED),
+                       pthread_self())) {
+        return false;
+    }
+    while (p + VFU_HDR_SIZE <= stop) {
+        struct vfio_user_header h;
+
+        memcpy(&h, c->rx + p, VFU_HDR_SIZE);
+        if (h.msg_size < VFU_HDR_SIZE) {
+            p += VFU_HDR_SIZE;
+            continue;
+        }
+        if ((h.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_COMMAND &&
+            !(h.flags & VFIO_USER_F_NO_REPLY)) {
+            return true;
+        }
+        p += h.msg_size;
+    }
+    return false;
 }
 
 /*
@@ -240,12 +300,30 @@ read_for_replies(struct vfu_conn *c, struct vfu_call *mine,
      * something else (or a byte now and then) cannot stretch it either.
      */
     if (!c->guarded) {
-        uint64_t age = vfu_coarse_ms() - mine->started_ms;
-        if (age >= VFU_CALL_TIMEOUT_MS) {
+        uint64_t now = vfu_coarse_ms(), age = now - mine->started_ms;
+        uint64_t left = age < VFU_CALL_TIMEOUT_MS ? VFU_CALL_TIMEOUT_MS - age : 0;
+
+        /* Each waiting for the other: give up first, after a grace. */
+        if (mine->peer_waits_ms == 0 && peer_awaits_reply(c, stop)) {
+            mine->peer_waits_ms = now != 0 ? now : 1;
+        }
+        if (mine->peer_waits_ms != 0) {
+            uint64_t waited = now - mine->peer_waits_ms;
+            if (waited >= VFU_PEER_WAIT_MS) {
+                errno = EBUSY;
+                return -1;
+            }
+            left = left < VFU_PEER_WAIT_MS - waited ? left
+                                                    : VFU_PEER_WAIT_MS - waited;
+        }
+        if (left == 0) {
             errno = ETIMEDOUT;
             return -1;
         }
-        if (vfu_wait_fd(c->fd, POLLIN, (int)(VFU_CALL_TIMEOUT_MS - age)) < 0) {
+        if (vfu_wait_fd(c->fd, POLLIN, (int)left) < 0) {
+            if (errno == ETIMEDOUT && mine->peer_waits_ms != 0) {
+                errno = EBUSY;
+            }
             return -1;
         }
     }
@@ -465,6 +543,10 @@ vfu_conn_callv(struct vfu_conn *c, uint16_t cmd,
         }
     }
     unlink_call(c, &call);
+    if (!call.replied) {
+        c->abandoned[c->nr_abandoned++ % VFU_ABANDONED_CALLS] =
+            (uint32_t)call.msg_id + 1;
+    }
     pthread_mutex_unlock(&c->call_lock);
 
     if (call.error != 0) {
