@@ -101,4 +101,8 @@ H.eq(c:read("bar0", 0x20, 8), 0, "released on disconnect")
 c:close()
 local log = H.stop(s)
 assert(not log:find("AddressSanitizer"), log)
+-- vfu.errno names the third result of a failed dma_read/dma_write
+-- (Linux's numbers): EBUSY means "try again later".
+H.eq(vfu.errno.EBUSY, 16, "errno EBUSY") ; H.eq(vfu.errno.EAGAIN, 11, "errno EAGAIN")
+H.eq(vfu.errno.EFAULT, 14, "errno EFAULT") ; H.eq(vfu.errno.ENOTCONN, 107, "errno ENOTCONN")
 H.done("dma")
