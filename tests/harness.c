@@ -114,9 +114,7 @@ serve(struct harness_server *s)
         report_ready(s, errno);
         return -1;
     }
-    if (getenv("HARNESS_VERBOSE") != NULL) {
-        vfu_setup_log(ctx, log_stderr, LOG_DEBUG);
-    }
+    harness_log_verbose(ctx);
     if ((s->setup != NULL && s->setup(ctx, s->arg) < 0) ||
         vfu_realize_ctx(ctx) < 0) {
         int err = errno != 0 ? errno : EINVAL;
@@ -554,6 +552,43 @@ harness_msg(void *buf, uint16_t id, uint16_t cmd, const void *payload,
         memcpy((uint8_t *)buf + sizeof(h), payload, len);
     }
     return sizeof(h) + len;
+}
+
+int
+harness_raw_read(int fd, void *buf, size_t len, int timeout_ms)
+{
+    char *p = buf;
+
+    while (len > 0) {
+        struct pollfd pf = { .fd = fd, .events = POLLIN };
+        int rc = poll(&pf, 1, timeout_ms);
+        ssize_t n;
+
+        if (rc == 0) {
+            errno = ETIMEDOUT;
+        }
+        if (rc <= 0) {
+            return -1;
+        }
+        n = read(fd, p, len);
+        if (n == 0) {
+            errno = EPIPE;
+        }
+        if (n <= 0) {
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+void
+harness_log_verbose(vfu_ctx_t *ctx)
+{
+    if (getenv("HARNESS_VERBOSE") != NULL) {
+        vfu_setup_log(ctx, log_stderr, LOG_DEBUG);
+    }
 }
 
 void

@@ -162,6 +162,21 @@ harness_raw_send(int fd, uint16_t id, uint16_t cmd, uint32_t flags,
                  const void *payload, size_t len, const int *fds, int nfds);
 
 /*
+ * harness_raw_read() - read exactly @len bytes from @fd into @buf, waiting
+ * at most @timeout_ms for each piece. Returns 0, or -1 (errno ETIMEDOUT,
+ * EPIPE at end of stream, or read()'s) without failing the test.
+ */
+int
+harness_raw_read(int fd, void *buf, size_t len, int timeout_ms);
+
+/*
+ * harness_log_verbose() - have @ctx log to stderr, at LOG_DEBUG, when
+ * HARNESS_VERBOSE is set in the environment (as harness servers do).
+ */
+void
+harness_log_verbose(vfu_ctx_t *ctx);
+
+/*
  * harness_call_errno() - vfu_client_call() of @cmd with @payload and @fds,
  * the reply read into a buffer and dropped. Returns 0 if the call
  * succeeded, else the errno it failed with (the reply's error_no, or the

@@ -54,14 +54,7 @@ struct hdr {
 static void
 xread(int fd, void *buf, size_t len)
 {
-    char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = read(fd, p, len);
-        assert_true(n > 0);
-        p += n;
-        len -= (size_t)n;
-    }
+    assert_int_equal(harness_raw_read(fd, buf, len, 5000), 0);
 }
 
 /* Send a command, let the server handle it, read its reply. */

@@ -80,16 +80,6 @@ bar0_cb(vfu_ctx_t *ctx, char *buf, size_t count, loff_t off, bool is_write)
     return (ssize_t)count;
 }
 
-static void
-log_fn(vfu_ctx_t *ctx, int level, const char *msg)
-{
-    (void)ctx;
-    (void)level;
-    if (getenv("HARNESS_VERBOSE") != NULL) {
-        fprintf(stderr, "vfu: %s\n", msg);
-    }
-}
-
 static void *
 loop_thread(void *arg)
 {
@@ -105,14 +95,7 @@ loop_thread(void *arg)
 static void
 xread(int fd, void *buf, size_t len)
 {
-    char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = read(fd, p, len);
-        assert_true(n > 0);
-        p += n;
-        len -= (size_t)n;
-    }
+    assert_int_equal(harness_raw_read(fd, buf, len, 5000), 0);
 }
 
 /* The next message within timeout_ms; its payload in buf. */
@@ -220,7 +203,7 @@ setup(void **state)
     f->ctx = vfu_create_ctx(VFU_TRANS_SOCK, "/tmp/vfu-peer-waits-unused", 0, f,
                             VFU_DEV_TYPE_PCI);
     assert_non_null(f->ctx);
-    vfu_setup_log(f->ctx, log_fn, LOG_DEBUG);
+    harness_log_verbose(f->ctx);
     assert_int_equal(vfu_pci_init(f->ctx, VFU_PCI_TYPE_CONVENTIONAL, 0, 0), 0);
     assert_int_equal(vfu_setup_region(f->ctx, VFU_PCI_DEV_BAR0_REGION_IDX,
                                       0x1000, bar0_cb, VFU_REGION_FLAG_RW |

@@ -191,16 +191,7 @@ dma_unreg(vfu_ctx_t *ctx, vfu_dma_info_t *info)
 static void
 xread(int fd, void *buf, size_t len)
 {
-    char *p = buf;
-
-    while (len > 0) {
-        struct pollfd pf = { .fd = fd, .events = POLLIN };
-        assert_int_equal(poll(&pf, 1, 5000), 1);
-        ssize_t n = read(fd, p, len);
-        assert_true(n > 0);
-        p += n;
-        len -= (size_t)n;
-    }
+    assert_int_equal(harness_raw_read(fd, buf, len, 5000), 0);
 }
 
 /* Read one message: its header, its payload into buf (cap bytes at most),

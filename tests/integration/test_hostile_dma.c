@@ -116,21 +116,7 @@ log_fn(vfu_ctx_t *ctx, int level, const char *msg)
 static int
 xread(int fd, void *buf, size_t len)
 {
-    char *p = buf;
-
-    while (len > 0) {
-        struct pollfd pf = { .fd = fd, .events = POLLIN };
-        if (poll(&pf, 1, 5000) != 1) {
-            return -1;
-        }
-        ssize_t n = read(fd, p, len);
-        if (n <= 0) {
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return harness_raw_read(fd, buf, len, 5000);
 }
 
 /* Read one message's header and payload (cap bytes at most). */
