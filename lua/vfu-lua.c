@@ -258,8 +258,8 @@ reload(struct runner *r, struct lvfu_serve *s)
     }
     lvfu_closestate(L);
     ms = ms_since(&t0);
-    fprintf(stderr, "vfu-lua: reload #%u of %s refused: %s; the running "
-            "version keeps serving\n", r->reloads, r->o->script, why);
+    fprintf(stderr, "vfu-lua: reload #%u of %s refused (the running version "
+            "keeps serving): %s\n", r->reloads, r->o->script, why);
     trace_reload(r, old, false, ms, &st, why);
 }
 
