@@ -435,7 +435,8 @@ carry_timers(lua_State *oldL, struct lvfu_dev *old, lua_State *L,
         name = lua_tostring(oldL, -1);
         if (name == NULL) {
             lvfu_errorf(dev, "reload: a timer with %llu ms left calls a "
-                        "function with no name; not carried over",
+                        "function reached from no handler or global; not "
+                        "carried over (the new version arms its own)",
                         (unsigned long long)info.remaining_ms);
             st->timers_dropped++;
             lua_pop(oldL, 1);
