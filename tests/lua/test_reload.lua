@@ -173,10 +173,22 @@ local log = H.read(s.log)
 assert(log:find("refused (the running version keeps serving): bar0: size 0x2000, was 0x1000", 1, true), log)
 H.eq(c:read("bar0", 8, 4), 0, "the timer has not fired yet")
 
+-- a reload() that fails leaves the running version as it was, its held
+-- handle included, though the failing version had taken it again
+local BAD = {}
+for k, v in pairs(V3) do BAD[k] = v end
+BAD.EXTRA = [[reload = function(old, list) assert(#list == 1); error("cannot convert") end,]]
+edit(version(BAD), true)
+ev = reloaded(5)
+assert(ev:find('"ok":false', 1, true) and ev:find("reload failed", 1, true), ev)
+assert(H.read(s.log):find("cannot convert", 1, true), "the log has the reload() error")
+H.eq(c:read("bar0", 0, 4), 103, "version 2 still serves after a failed reload()")
+H.eq(c:read("bar0", 16, 4), 0xc0ffee, "version 2's held handle still works")
+
 -- 4. reload(old, held) converts the state and gets the held handles
 vfu.sleep(500)
 edit(version(V3), true)
-ev = reloaded(5)
+ev = reloaded(6)
 assert(ev:find('"ok":true', 1, true), ev)
 -- the one-shot timer is carried over; the tick, which version 3 armed
 -- itself, is not doubled
@@ -209,7 +221,7 @@ assert(took >= 2900 and took < 3700,
 
 -- 5. SIGHUP reloads too, here with no change at all
 os.execute("kill -HUP " .. s.pid)
-ev = reloaded(6)
+ev = reloaded(7)
 assert(ev:find('"ok":true', 1, true), ev)
 H.eq(c:read("bar0", 0, 4), 1003, "state kept over a SIGHUP reload")
 
