@@ -89,25 +89,11 @@ local function edit(text, rename)
   if rename then assert(os.rename(path, script)) end
 end
 
-local function count_reloads(path)
-  local n, last = 0, nil
-  for line in H.read(path):gmatch("[^\n]+") do
-    if line:find('"event":"reload"', 1, true) then n, last = n + 1, line end
-  end
-  return n, last
-end
-
--- Wait for the n-th reload event; returns its trace line.
+-- Wait for the n-th reload event (and no more); returns its trace line.
 local function reloaded(n, path)
-  for _ = 1, 400 do
-    local got, last = count_reloads(path or trace)
-    if got >= n then
-      H.eq(got, n, "reload events")
-      return last
-    end
-    vfu.sleep(10)
-  end
-  error(("no reload event #%d; server log:\n%s"):format(n, H.read(s.log)))
+  local ev, got = H.wait_event(path or trace, "reload", n)
+  H.eq(got, n, "reload events")
+  return ev
 end
 
 edit(version(V1))
@@ -240,11 +226,18 @@ c = H.connect(s2)
 assert(c:write("bar0", 0, 4, 1))
 edit(version(V2), true)
 vfu.sleep(300)
-H.eq(count_reloads(trace2), 0, "no --watch, no reload on a change")
+H.eq(#H.trace_events(trace2, "reload"), 0, "no --watch, no reload on a change")
 H.eq(c:read("bar0", 0, 4), 1, "version 1 still")
 os.execute("kill -HUP " .. s2.pid)
 reloaded(1, trace2)
 H.eq(c:read("bar0", 0, 4), 101, "SIGHUP reloaded version 2")
+-- with no client connected, and the next client finds the new version
+c:close()
+edit(version(V3), true)
+os.execute("kill -HUP " .. s2.pid)
+assert(reloaded(2, trace2):find('"ok":true', 1, true))
+c = H.connect(s2)
+H.eq(c:read("bar0", 0, 4), 1001, "a new client meets version 3 and the state")
 c:close()
 H.stop(s2)
 H.done("reload")
