@@ -4,9 +4,11 @@
 -- Hot reload (vfu-lua --watch, SIGHUP): one client stays connected while
 -- the device script is edited. A handler's behaviour changes on the next
 -- access, the state survives (keys added by the new version keep their
--- initial values), a broken edit and an edit that changes a BAR are
--- refused with the reason logged while the running version keeps serving,
--- and reload(old, held) converts the state and gets the held DMA handles.
+-- initial values), a broken edit, a failing reload() and edits that change
+-- what the client knows (a BAR's size, ids, IRQ counts, capabilities, ...)
+-- are refused with the reason logged while the running version keeps
+-- serving, and reload(old, held) converts the state and gets the held DMA
+-- handles.
 -- What the client gave stays: its DMA map, its MSI eventfd, the memory of
 -- an mmap-able BAR; a timer keeps its remaining time and calls the new
 -- version's function. Each reload is a "reload" event in the trace.
