@@ -11,6 +11,7 @@
  *   lvfu_dma.c     dma_read/dma_write and held SG handles
  *   lvfu_migr.c    migration callbacks and automatic state
  *   lvfu_loop.c    the event loop: attach, serve, reconnect, timers
+ *   lvfu_reload.c  hot reload: a new version of the script takes over
  *   lvfu_trace.c   one JSON line per protocol message and device event
  *   lvfu_client.c  vfu.connect: the client side, for tests
  */
@@ -78,11 +79,29 @@ struct lvfu_cap {
     const char *kind;
 };
 
+/*
+ * What a vfu context's private pointer points to: the device serving it.
+ * A reload hands the context to a device of another Lua state, so the
+ * context cannot point at the device (Lua memory) itself.
+ */
+struct lvfu_anchor {
+    struct lvfu_dev *dev;
+};
+
+static inline struct lvfu_dev *
+lvfu_ctx_dev(vfu_ctx_t *ctx)
+{
+    struct lvfu_anchor *a = vfu_get_private(ctx);
+
+    return a != NULL ? a->dev : NULL;
+}
+
 struct lvfu_dev {
     bool closed;
     lua_State *L;               /* thread that runs the loop; callbacks use it */
     struct lvfu_rt *rt;         /* lvfu_rt() of L, looked up once */
     vfu_ctx_t *ctx;
+    struct lvfu_anchor *anchor; /* the context's private pointer */
     char *sock_path;
     int self_ref;               /* keeps the device alive while served */
 
@@ -101,6 +120,7 @@ struct lvfu_dev {
     int irq_state_ref[VFU_DEV_NUM_IRQS];
 
     int reset_ref, quiesce_ref;
+    int reload_ref;             /* reload(old_state), or LUA_NOREF */
     bool dma;
     int dma_map_ref, dma_unmap_ref;
     struct lvfu_sg *sgs;        /* held SG handles, released on unmap */
@@ -187,11 +207,22 @@ struct lvfu_dev *lvfu_checkdev(lua_State *L, int idx);
 int lvfu_dev_listen(lua_State *L, struct lvfu_dev *dev, const char *path);
 void lvfu_dev_release(lua_State *L, struct lvfu_dev *dev);
 void lvfu_unref(lua_State *L, int *ref);
+/* Move what the client knows of from's context (the context itself, the
+ * memory of mmap-able regions, the loop's view of the client) to the
+ * listening-less device to, and point the context's callbacks at to.
+ * Cannot fail; moving back undoes it. */
+void lvfu_dev_adopt(struct lvfu_dev *to, struct lvfu_dev *from);
 
 /* lvfu_dma.c */
 void lvfu_dma_register(lua_State *L);
 int lvfu_dma_setup(struct lvfu_dev *dev);
 void lvfu_dma_release_all(lua_State *L, struct lvfu_dev *dev);
+/* Release dev's held handles through ctx (a reload: dev gave ctx away). */
+void lvfu_dma_drop_holds(struct lvfu_dev *dev, vfu_ctx_t *ctx);
+/* Push a list of handles of dev over the ranges from holds (oldest first);
+ * raises on failure. */
+void lvfu_dma_push_rehold(lua_State *L, struct lvfu_dev *dev,
+                          struct lvfu_dev *from);
 int lvfu_dev_dma_read(lua_State *L);
 int lvfu_dev_dma_write(lua_State *L);
 int lvfu_dev_dma_hold(lua_State *L);
@@ -201,6 +232,10 @@ int lvfu_migr_setup(struct lvfu_dev *dev);
 void lvfu_migr_free(struct lvfu_dev *dev);
 void lvfu_migr_lost(struct lvfu_dev *dev);
 const char *lvfu_migr_state_name(vfu_migr_state_t s);
+/* The device's state as its migration would send it at stop-and-copy
+ * (save()'s string, or the state table serialized): pushed on L's stack;
+ * 0, or -1 (logged) if the script's save failed. */
+int lvfu_migr_snapshot(lua_State *L, struct lvfu_dev *dev);
 
 /* lvfu_loop.c */
 void lvfu_timer_register(lua_State *L);
@@ -208,6 +243,61 @@ int lvfu_timer_new(lua_State *L);
 /* Serve dev until it is stopped, rt->stop is raised or stop_fd becomes
  * readable (-1: none). Returns 0, or -1 with errno. */
 int lvfu_loop_run(lua_State *L, struct lvfu_dev *dev, int stop_fd);
+/*
+ * The runner's loop: like lvfu_loop_run, and fds (-1: unused) are the
+ * runner's own descriptors; when one is readable, between two messages,
+ * ready(s, fd) runs. It returns true to stop serving, and may replace
+ * s->L and s->dev (a reload) when it moves the loop's marks over with
+ * lvfu_loop_handover().
+ */
+#define LVFU_SERVE_FDS 3
+struct lvfu_serve {
+    lua_State *L;
+    struct lvfu_dev *dev;
+    int fds[LVFU_SERVE_FDS];
+    bool (*ready)(struct lvfu_serve *s, int fd);
+    void *arg;
+};
+int lvfu_loop_serve(struct lvfu_serve *s);
+/* A state about to run a script that may take over a loop: marked as
+ * inside one, so that the script cannot start another (dev:serve()). */
+void lvfu_loop_enter(lua_State *L);
+/* The loop now serves newdev of newL instead of old of oldL. */
+void lvfu_loop_handover(lua_State *oldL, struct lvfu_dev *old,
+                        lua_State *newL, struct lvfu_dev *newdev);
+/* Armed timers, one at a time, for a reload to carry over. */
+struct lvfu_timer_info {
+    uint64_t remaining_ms;      /* at least 1 */
+    uint64_t period_ms;         /* 0: one-shot */
+};
+/* Push the function of the i-th armed timer (0-based) and fill info;
+ * false past the last. */
+bool lvfu_timer_get(lua_State *L, int i, struct lvfu_timer_info *info);
+/* Arm a timer of L calling the function on top of the stack (popped);
+ * 0, or -1 with errno. */
+int lvfu_timer_arm(lua_State *L, const struct lvfu_timer_info *info);
+/* Whether an armed timer of L calls the function at idx. */
+bool lvfu_timer_calls(lua_State *L, int idx);
+
+/* lvfu_reload.c */
+/*
+ * Let newdev (of newL, declared, not listening) take over from old (of
+ * oldL, being served), between two messages: check that it declares what
+ * the client knows, carry the state over (reload(old_state), or the
+ * migration load), then the timers, then the context. On success old is
+ * left empty and oldL may be closed; on failure nothing of old changed and
+ * why says what was refused. Returns 0 or -1.
+ */
+struct lvfu_reload_stats {
+    size_t state_bytes;
+    int timers_carried, timers_dropped;
+};
+int lvfu_reload(lua_State *oldL, struct lvfu_dev *old, lua_State *newL,
+                struct lvfu_dev *newdev, struct lvfu_reload_stats *stats,
+                char *why, size_t whylen);
+/* Check that b declares what a client of a knows; false with why. */
+bool lvfu_reload_compatible(const struct lvfu_dev *a, const struct lvfu_dev *b,
+                            char *why, size_t whylen);
 
 /* lvfu_trace.c: NULL when tracing is off; otherwise an object with the
  * time and event set, written out and freed by lvfu_trace_end(). */

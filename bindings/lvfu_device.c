@@ -170,7 +170,7 @@ static ssize_t
 region_access(vfu_ctx_t *ctx, int idx, char *buf, size_t count, loff_t off,
               bool is_write)
 {
-    struct lvfu_dev *dev = vfu_get_private(ctx);
+    struct lvfu_dev *dev = lvfu_ctx_dev(ctx);
     struct lvfu_region *r = &dev->regions[idx];
     int ref = is_write ? r->write_ref : r->read_ref;
     lua_State *L = cb_state(dev);
@@ -268,7 +268,7 @@ static int
 reset_cb(vfu_ctx_t *ctx, vfu_reset_type_t type)
 {
     static const char *const kinds[] = { "device", "lost_conn", "flr" };
-    struct lvfu_dev *dev = vfu_get_private(ctx);
+    struct lvfu_dev *dev = lvfu_ctx_dev(ctx);
     const char *kind = (unsigned)type < 3 ? kinds[type] : "unknown";
     lua_State *L = cb_state(dev);
     struct json_object *o;
@@ -294,7 +294,7 @@ reset_cb(vfu_ctx_t *ctx, vfu_reset_type_t type)
 static int
 quiesce_cb(vfu_ctx_t *ctx)
 {
-    struct lvfu_dev *dev = vfu_get_private(ctx);
+    struct lvfu_dev *dev = lvfu_ctx_dev(ctx);
 
     /* Handlers are synchronous, so the device is idle once this returns;
      * a failing handler is logged but cannot hold the client up. */
@@ -306,7 +306,7 @@ static void
 irq_state(vfu_ctx_t *ctx, int type, uint32_t start, uint32_t count, bool mask)
 {
     static const char *const names[] = { "intx", "msi", "msix", "err", "req" };
-    struct lvfu_dev *dev = vfu_get_private(ctx);
+    struct lvfu_dev *dev = lvfu_ctx_dev(ctx);
     lua_State *L = cb_state(dev);
     struct lvfu_entry e = { .what = "irq_state", .ref = dev->irq_state_ref[type] };
     struct json_object *o;
@@ -473,9 +473,18 @@ lvfu_dev_listen(lua_State *L, struct lvfu_dev *dev, const char *path)
         errno = EBUSY;
         return -1;
     }
+    dev->anchor = calloc(1, sizeof(*dev->anchor));
+    if (dev->anchor == NULL) {
+        return -1;
+    }
+    dev->anchor->dev = dev;
     dev->ctx = vfu_create_ctx(VFU_TRANS_SOCK, path, LIBVFIO_USER_FLAG_ATTACH_NB,
-                              dev, VFU_DEV_TYPE_PCI);
+                              dev->anchor, VFU_DEV_TYPE_PCI);
     if (dev->ctx == NULL) {
+        err = errno;
+        free(dev->anchor);
+        dev->anchor = NULL;
+        errno = err;
         return -1;
     }
     dev->L = L;
@@ -487,12 +496,65 @@ lvfu_dev_listen(lua_State *L, struct lvfu_dev *dev, const char *path)
         err = errno != 0 ? errno : EINVAL;
         vfu_destroy_ctx(dev->ctx);
         dev->ctx = NULL;
+        free(dev->anchor);
+        dev->anchor = NULL;
         errno = err;
         return -1;
     }
     free(dev->sock_path);
     dev->sock_path = strdup(path);
     return 0;
+}
+
+void
+lvfu_dev_adopt(struct lvfu_dev *to, struct lvfu_dev *from)
+{
+    to->ctx = from->ctx;
+    from->ctx = NULL;
+    to->anchor = from->anchor;
+    from->anchor = NULL;
+    if (to->anchor != NULL) {
+        to->anchor->dev = to;
+    }
+    free(to->sock_path);
+    to->sock_path = from->sock_path;
+    from->sock_path = NULL;
+    to->attached = from->attached;
+    from->attached = false;
+    /* the client may have mapped region memory: the same memfds serve on */
+    for (int i = 0; i < VFU_PCI_DEV_NUM_REGIONS; i++) {
+        struct lvfu_region *t = &to->regions[i], *f = &from->regions[i];
+
+        if (t->map != NULL) {
+            munmap(t->map, t->size);
+        }
+        if (t->fd >= 0) {
+            close(t->fd);
+        }
+        t->fd = f->fd;
+        t->map = f->map;
+        f->fd = -1;
+        f->map = NULL;
+    }
+    /* the migration stream in flight, if any, and where the client is */
+    lvfu_migr_free(to);
+    to->migr_state = from->migr_state;
+    to->mig_out = from->mig_out;
+    to->mig_out_len = from->mig_out_len;
+    to->mig_out_pos = from->mig_out_pos;
+    to->mig_in = from->mig_in;
+    to->mig_in_len = from->mig_in_len;
+    to->mig_in_cap = from->mig_in_cap;
+    to->mig_in_over = from->mig_in_over;
+    to->mig_abandoned = from->mig_abandoned;
+    from->mig_out = from->mig_in = NULL;
+    from->mig_out_len = from->mig_out_pos = 0;
+    from->mig_in_len = from->mig_in_cap = 0;
+    /* the context only calls irq_state handlers that exist */
+    for (int i = 0; i < VFU_DEV_NUM_IRQS && to->ctx != NULL; i++) {
+        vfu_setup_irq_state_callback(to->ctx, i,
+            to->irq_state_ref[i] != LUA_NOREF ? irq_state_cbs[i] : NULL);
+    }
 }
 
 /* Release everything; safe on a half-built device and safe twice. */
@@ -505,6 +567,8 @@ lvfu_dev_release(lua_State *L, struct lvfu_dev *dev)
         vfu_destroy_ctx(dev->ctx);      /* callbacks see closed and stay out */
         dev->ctx = NULL;
     }
+    free(dev->anchor);
+    dev->anchor = NULL;
     free(dev->sock_path);
     dev->sock_path = NULL;
     for (int i = 0; i < VFU_PCI_DEV_NUM_REGIONS; i++) {
@@ -528,6 +592,7 @@ lvfu_dev_release(lua_State *L, struct lvfu_dev *dev)
     }
     lvfu_unref(L, &dev->reset_ref);
     lvfu_unref(L, &dev->quiesce_ref);
+    lvfu_unref(L, &dev->reload_ref);
     lvfu_unref(L, &dev->dma_map_ref);
     lvfu_unref(L, &dev->dma_unmap_ref);
     lvfu_unref(L, &dev->migr_transition_ref);
@@ -553,7 +618,7 @@ lvfu_device_new(lua_State *L)
     dev->closed = true;
     dev->rt = lvfu_rt(L);
     dev->self_ref = LUA_NOREF;
-    dev->reset_ref = dev->quiesce_ref = LUA_NOREF;
+    dev->reset_ref = dev->quiesce_ref = dev->reload_ref = LUA_NOREF;
     dev->dma_map_ref = dev->dma_unmap_ref = LUA_NOREF;
     dev->migr_transition_ref = dev->migr_save_ref = LUA_NOREF;
     dev->migr_load_ref = dev->migr_state_ref = LUA_NOREF;

@@ -46,8 +46,10 @@ push_info(lua_State *L, void *arg)
     return 1;
 }
 
+/* ctx: the context the entries were got from (dev's, unless a reload
+ * moved it away) */
 static void
-sg_release(struct lvfu_sg *s)
+sg_release_in(struct lvfu_sg *s, vfu_ctx_t *ctx)
 {
     struct lvfu_dev *dev = s->dev;
 
@@ -60,12 +62,28 @@ sg_release(struct lvfu_sg *s)
             break;
         }
     }
-    if (dev->ctx != NULL && s->n > 0) {
-        vfu_sgl_put(dev->ctx, s->sgl, s->iov, (size_t)s->n);
+    if (ctx != NULL && s->n > 0) {
+        vfu_sgl_put(ctx, s->sgl, s->iov, (size_t)s->n);
     }
     s->dev = NULL;
     s->next = NULL;
     s->n = 0;
+}
+
+static void
+sg_release(struct lvfu_sg *s)
+{
+    if (s->dev != NULL) {
+        sg_release_in(s, s->dev->ctx);
+    }
+}
+
+void
+lvfu_dma_drop_holds(struct lvfu_dev *dev, vfu_ctx_t *ctx)
+{
+    while (dev->sgs != NULL) {
+        sg_release_in(dev->sgs, ctx);
+    }
 }
 
 static void
@@ -92,7 +110,7 @@ lvfu_dma_release_all(lua_State *L, struct lvfu_dev *dev)
 static void
 dma_event(vfu_ctx_t *ctx, vfu_dma_info_t *info, bool map)
 {
-    struct lvfu_dev *dev = vfu_get_private(ctx);
+    struct lvfu_dev *dev = lvfu_ctx_dev(ctx);
     lua_State *L = dev->closed ? NULL : dev->L;
     int ref = map ? dev->dma_map_ref : dev->dma_unmap_ref;
     struct lvfu_entry e = {
@@ -370,6 +388,44 @@ sg_tostring(lua_State *L)
     return 1;
 }
 
+/* A new handle over [addr, addr + len) of dev's context, pushed; 0, or an
+ * errno (the handle pushed stays released). */
+static int
+hold(lua_State *L, struct lvfu_dev *dev, uint64_t addr, uint64_t len,
+     bool writable)
+{
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    struct lvfu_sg *s;
+    int n;
+
+    s = lua_newuserdatauv(L, sizeof(*s), 0);
+    memset(s, 0, sizeof(*s));
+    luaL_setmetatable(L, LVFU_SG_MT);
+    s->sgl = calloc(LVFU_MAX_SG, dma_sg_size());
+    if (s->sgl == NULL) {
+        return ENOMEM;
+    }
+    if (dev->ctx == NULL || !dev->dma) {
+        return EINVAL;
+    }
+    n = vfu_addr_to_sgl(dev->ctx, (vfu_dma_addr_t)(uintptr_t)addr, (size_t)len,
+                        s->sgl, LVFU_MAX_SG, prot);
+    if (n < 0) {
+        return n < -1 || errno == 0 ? E2BIG : errno;
+    }
+    if (vfu_sgl_get(dev->ctx, s->sgl, s->iov, (size_t)n, 0) < 0) {
+        return errno;
+    }
+    s->n = n;
+    s->dev = dev;
+    s->iova = addr;
+    s->len = len;
+    s->writable = writable;
+    s->next = dev->sgs;
+    dev->sgs = s;
+    return 0;
+}
+
 /* dev:dma_hold(addr, len [, "r"|"rw"]) */
 int
 lvfu_dev_dma_hold(lua_State *L)
@@ -379,37 +435,36 @@ lvfu_dev_dma_hold(lua_State *L)
     lua_Integer addr = luaL_checkinteger(L, 2);
     lua_Integer len = luaL_checkinteger(L, 3);
     bool writable = luaL_checkoption(L, 4, "rw", modes) == 1;
-    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-    struct lvfu_sg *s;
-    int n;
+    int err;
 
     luaL_argcheck(L, len > 0, 3, "length must be positive");
-    s = lua_newuserdatauv(L, sizeof(*s), 0);
-    memset(s, 0, sizeof(*s));
-    luaL_setmetatable(L, LVFU_SG_MT);
-    s->sgl = calloc(LVFU_MAX_SG, dma_sg_size());
-    if (s->sgl == NULL) {
-        return lvfu_fail(L, ENOMEM, "dma_hold");
+    err = hold(L, dev, (uint64_t)addr, (uint64_t)len, writable);
+    if (err != 0) {
+        return lvfu_fail(L, err, "dma_hold");
     }
-    if (dev->ctx == NULL || !dev->dma) {
-        return lvfu_fail(L, EINVAL, "dma_hold");
-    }
-    n = vfu_addr_to_sgl(dev->ctx, (vfu_dma_addr_t)(uintptr_t)addr, (size_t)len,
-                        s->sgl, LVFU_MAX_SG, prot);
-    if (n < 0) {
-        return lvfu_fail(L, n < -1 || errno == 0 ? E2BIG : errno, "dma_hold");
-    }
-    if (vfu_sgl_get(dev->ctx, s->sgl, s->iov, (size_t)n, 0) < 0) {
-        return lvfu_fail(L, errno, "dma_hold");
-    }
-    s->n = n;
-    s->dev = dev;
-    s->iova = (uint64_t)addr;
-    s->len = (uint64_t)len;
-    s->writable = writable;
-    s->next = dev->sgs;
-    dev->sgs = s;
     return 1;
+}
+
+void
+lvfu_dma_push_rehold(lua_State *L, struct lvfu_dev *dev, struct lvfu_dev *from)
+{
+    int n = 0, list;
+
+    for (struct lvfu_sg *s = from->sgs; s != NULL; s = s->next) {
+        n++;
+    }
+    lua_createtable(L, n, 0);
+    list = lua_gettop(L);
+    /* from->sgs is newest first: the list is in the order they were taken */
+    for (struct lvfu_sg *s = from->sgs; s != NULL; s = s->next) {
+        int err = hold(L, dev, s->iova, s->len, s->writable);
+
+        if (err != 0) {
+            luaL_error(L, "reload: taking 0x%I+%I again: %s",
+                       (lua_Integer)s->iova, (lua_Integer)s->len, strerror(err));
+        }
+        lua_rawseti(L, list, n--);
+    }
 }
 
 static const luaL_Reg sg_meta[] = {

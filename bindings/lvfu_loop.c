@@ -108,48 +108,142 @@ timer_tostring(lua_State *L)
     return 1;
 }
 
-/* vfu.timer(ms, fn [, periodic]) */
-int
-lvfu_timer_new(lua_State *L)
+/* Arm a new timer object (pushed) calling the function at fn: first after
+ * first_ms, then every period_ms (0: once). NULL with errno if it cannot
+ * be armed (the object pushed stays idle). */
+static struct lvfu_timer *
+timer_arm_new(lua_State *L, int fn, uint64_t first_ms, uint64_t period_ms)
 {
-    lua_Integer ms = luaL_checkinteger(L, 1);
-    bool periodic = lua_toboolean(L, 3);
     struct lvfu_rt *rt = lvfu_rt(L);
     struct itimerspec its;
     struct lvfu_timer *t;
 
-    luaL_argcheck(L, ms > 0 && ms <= 86400000, 1, "1 ms to 1 day expected");
-    luaL_checktype(L, 2, LUA_TFUNCTION);
+    fn = lua_absindex(L, fn);
     t = lua_newuserdatauv(L, sizeof(*t), 0);
     memset(t, 0, sizeof(*t));
     t->fd = -1;
     t->fn_ref = t->self_ref = LUA_NOREF;
     luaL_setmetatable(L, LVFU_TIMER_MT);
     if (nr_armed(rt) >= MAX_TIMERS) {
-        return lvfu_fail(L, EMFILE, "timer");
+        errno = EMFILE;
+        return NULL;
     }
     t->fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     if (t->fd < 0) {
-        return lvfu_fail(L, errno, "timer");
+        return NULL;
     }
     memset(&its, 0, sizeof(its));
-    its.it_value.tv_sec = ms / 1000;
-    its.it_value.tv_nsec = (ms % 1000) * 1000000L;
-    if (periodic) {
-        its.it_interval = its.it_value;
-    }
+    its.it_value.tv_sec = (time_t)(first_ms / 1000);
+    its.it_value.tv_nsec = (long)(first_ms % 1000) * 1000000L;
+    its.it_interval.tv_sec = (time_t)(period_ms / 1000);
+    its.it_interval.tv_nsec = (long)(period_ms % 1000) * 1000000L;
     if (timerfd_settime(t->fd, 0, &its, NULL) < 0) {
-        return lvfu_fail(L, errno, "timer");
+        return NULL;
     }
-    t->periodic = periodic;
-    lua_pushvalue(L, 2);
+    t->periodic = period_ms != 0;
+    lua_pushvalue(L, fn);
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, -1);
     t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     t->armed = true;
     t->next = rt->timers;
     rt->timers = t;
+    return t;
+}
+
+/* vfu.timer(ms, fn [, periodic]) */
+int
+lvfu_timer_new(lua_State *L)
+{
+    lua_Integer ms = luaL_checkinteger(L, 1);
+    bool periodic = lua_toboolean(L, 3);
+
+    luaL_argcheck(L, ms > 0 && ms <= 86400000, 1, "1 ms to 1 day expected");
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (timer_arm_new(L, 2, (uint64_t)ms, periodic ? (uint64_t)ms : 0) == NULL) {
+        return lvfu_fail(L, errno, "timer");
+    }
     return 1;
+}
+
+/* --- carried over by a reload ------------------------------------------ */
+
+static uint64_t
+ms_up(const struct timespec *ts)
+{
+    return (uint64_t)ts->tv_sec * 1000 +
+           ((uint64_t)ts->tv_nsec + 999999) / 1000000;
+}
+
+bool
+lvfu_timer_get(lua_State *L, int i, struct lvfu_timer_info *info)
+{
+    struct lvfu_timer *t = lvfu_rt(L)->timers;
+    struct itimerspec its;
+
+    while (t != NULL && i-- > 0) {
+        t = t->next;
+    }
+    if (t == NULL) {
+        return false;
+    }
+    memset(&its, 0, sizeof(its));
+    timerfd_gettime(t->fd, &its);
+    info->remaining_ms = ms_up(&its.it_value);
+    /* expired but not yet fired: it fires as soon as it can */
+    if (info->remaining_ms == 0) {
+        info->remaining_ms = 1;
+    }
+    info->period_ms = ms_up(&its.it_interval);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
+    return true;
+}
+
+static int
+arm_body(lua_State *L)
+{
+    const struct lvfu_timer_info *info = lua_touserdata(L, 2);
+
+    if (timer_arm_new(L, 1, info->remaining_ms, info->period_ms) == NULL) {
+        return luaL_error(L, "timer: %s", strerror(errno));
+    }
+    return 0;
+}
+
+int
+lvfu_timer_arm(lua_State *L, const struct lvfu_timer_info *info)
+{
+    if (!lua_checkstack(L, 4)) {
+        lua_pop(L, 1);
+        errno = ENOMEM;
+        return -1;
+    }
+    lua_pushcfunction(L, arm_body);
+    lua_insert(L, -2);
+    lua_pushlightuserdata(L, (void *)info);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        errno = EMFILE;
+        return -1;
+    }
+    return 0;
+}
+
+bool
+lvfu_timer_calls(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    for (struct lvfu_timer *t = lvfu_rt(L)->timers; t != NULL; t = t->next) {
+        bool same;
+
+        lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
+        same = lua_rawequal(L, -1, idx);
+        lua_pop(L, 1);
+        if (same) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static void
@@ -212,15 +306,19 @@ serve_client(struct lvfu_dev *dev)
 }
 
 static int
-loop(lua_State *L, struct lvfu_rt *rt, struct lvfu_dev *dev, int stop_fd)
+loop(struct lvfu_serve *s)
 {
-    struct pollfd fds[MAX_TIMERS + 3];
+    struct pollfd fds[MAX_TIMERS + 2 + LVFU_SERVE_FDS];
     struct lvfu_timer *ts[MAX_TIMERS];
 
-    while (!dev->stop && !dev->closed) {
-        int n = 0;
+    while (!s->dev->stop && !s->dev->closed) {
+        lua_State *L = s->L;
+        struct lvfu_dev *dev = s->dev;
+        bool replaced = false;
+        int n = 0, vfd[2];
 
-        for (struct lvfu_timer *t = rt->timers; t && n < MAX_TIMERS; t = t->next) {
+        for (struct lvfu_timer *t = lvfu_rt(L)->timers; t && n < MAX_TIMERS;
+             t = t->next) {
             ts[n] = t;
             fds[n].fd = t->fd;
             fds[n].events = POLLIN;
@@ -229,23 +327,33 @@ loop(lua_State *L, struct lvfu_rt *rt, struct lvfu_dev *dev, int stop_fd)
         }
         /* The socket and the kick eventfd themselves: cheaper per
          * message than the epoll set of vfu_get_poll_fd(). */
-        int vfd[2];
         if (vfu_get_poll_fds(dev->ctx, vfd) < 0) {
             return -1;
         }
-        for (int k = 0; k < 3; k++) {
-            fds[n + k].fd = k < 2 ? vfd[k] : stop_fd;
+        for (int k = 0; k < 2 + LVFU_SERVE_FDS; k++) {
+            fds[n + k].fd = k < 2 ? vfd[k] : s->fds[k - 2];
             fds[n + k].events = POLLIN;
             fds[n + k].revents = 0;
         }
-        if (poll(fds, (nfds_t)n + 3, -1) < 0) {
+        if (poll(fds, (nfds_t)(n + 2 + LVFU_SERVE_FDS), -1) < 0) {
             if (errno == EINTR) {
                 continue;
             }
             return -1;
         }
-        if (fds[n + 2].revents != 0) {
-            break;
+        /* the runner's descriptors first: a reload happens here, between
+         * two messages, never inside a handler */
+        for (int k = 0; k < LVFU_SERVE_FDS; k++) {
+            if (fds[n + 2 + k].revents == 0) {
+                continue;
+            }
+            if (s->ready == NULL || s->ready(s, s->fds[k])) {
+                return 0;
+            }
+            replaced = replaced || s->L != L || s->dev != dev;
+        }
+        if (replaced) {
+            continue;   /* the old state's timers are gone: poll afresh */
         }
         if (fds[n].revents != 0 || fds[n + 1].revents != 0) {
             serve_client(dev);
@@ -256,29 +364,56 @@ loop(lua_State *L, struct lvfu_rt *rt, struct lvfu_dev *dev, int stop_fd)
 }
 
 int
-lvfu_loop_run(lua_State *L, struct lvfu_dev *dev, int stop_fd)
+lvfu_loop_serve(struct lvfu_serve *s)
 {
-    struct lvfu_rt *rt = lvfu_rt(L);
+    struct lvfu_rt *rt = lvfu_rt(s->L);
     int rc;
 
-    if (dev->ctx == NULL) {
+    if (s->dev->ctx == NULL) {
         errno = EINVAL;
         return -1;
     }
     /* Only Lua code runs below a loop: handlers and timers. One of them
      * running another loop would re-enter vfu_run_ctx() and its buffers. */
-    if (rt->loops > 0 || dev->running) {
+    if (rt->loops > 0 || s->dev->running) {
         errno = EDEADLK;
         return -1;
     }
     rt->loops++;
-    dev->running = true;
-    dev->L = L;
-    dev->stop = false;
-    rc = loop(L, rt, dev, stop_fd);
-    dev->running = false;
-    rt->loops--;
+    s->dev->running = true;
+    s->dev->L = s->L;
+    s->dev->stop = false;
+    rc = loop(s);
+    /* a reload may have replaced both */
+    s->dev->running = false;
+    lvfu_rt(s->L)->loops--;
     return rc;
+}
+
+int
+lvfu_loop_run(lua_State *L, struct lvfu_dev *dev, int stop_fd)
+{
+    struct lvfu_serve s = { .L = L, .dev = dev, .fds = { stop_fd, -1, -1 } };
+
+    return lvfu_loop_serve(&s);
+}
+
+void
+lvfu_loop_enter(lua_State *L)
+{
+    lvfu_rt(L)->loops++;
+}
+
+void
+lvfu_loop_handover(lua_State *oldL, struct lvfu_dev *old, lua_State *newL,
+                   struct lvfu_dev *newdev)
+{
+    /* newL was marked by lvfu_loop_enter() before its script ran */
+    lvfu_rt(oldL)->loops--;
+    old->running = false;
+    newdev->running = true;
+    newdev->L = newL;
+    newdev->stop = false;
 }
 
 static const luaL_Reg timer_meta[] = {

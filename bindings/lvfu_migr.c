@@ -183,6 +183,44 @@ produce(lua_State *L, struct lvfu_dev *dev, char kind)
     return 0;
 }
 
+/* A reload's snapshot: kept in the registry, as the stack is unwound */
+static int
+take_snapshot(lua_State *L, void *arg)
+{
+    struct mig_call *m = arg;
+
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        m->bad = luaL_typename(L, -1);
+        return -1;
+    }
+    lua_pushvalue(L, -1);
+    m->err = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+int
+lvfu_migr_snapshot(lua_State *L, struct lvfu_dev *dev)
+{
+    struct mig_call m = { .dev = dev, .kind = 'S', .err = LUA_NOREF };
+    struct lvfu_entry e = {
+        .what = "migration save", .ref = dev->migr_save_ref, .nres = 1,
+        .take = take_snapshot, .arg = &m,
+    };
+
+    if (e.ref == LUA_NOREF) {
+        e.push = push_auto_save;
+    }
+    if (lvfu_enter(L, dev, &e, 0) < 0) {
+        if (m.bad != NULL) {
+            lvfu_errorf(dev, "%s must return a string, not %s", e.what, m.bad);
+        }
+        return -1;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, m.err);
+    luaL_unref(L, LUA_REGISTRYINDEX, m.err);
+    return 0;
+}
+
 /* Check the received records; push the final state and the list of
  * pre-copy strings (raises on a malformed stream). */
 static void
@@ -288,7 +326,7 @@ lvfu_migr_lost(struct lvfu_dev *dev)
 static int
 transition(vfu_ctx_t *ctx, vfu_migr_state_t state)
 {
-    struct lvfu_dev *dev = vfu_get_private(ctx);
+    struct lvfu_dev *dev = lvfu_ctx_dev(ctx);
     lua_State *L = dev->closed ? NULL : dev->L;
     vfu_migr_state_t from = dev->migr_state;
     struct mig_call m = { .dev = dev, .to = state, .from = from };
@@ -353,7 +391,7 @@ transition(vfu_ctx_t *ctx, vfu_migr_state_t state)
 static ssize_t
 read_data(vfu_ctx_t *ctx, void *buf, uint64_t count)
 {
-    struct lvfu_dev *dev = vfu_get_private(ctx);
+    struct lvfu_dev *dev = lvfu_ctx_dev(ctx);
     lua_State *L = dev->closed ? NULL : dev->L;
     size_t left, n;
 
@@ -382,7 +420,7 @@ read_data(vfu_ctx_t *ctx, void *buf, uint64_t count)
 static ssize_t
 write_data(vfu_ctx_t *ctx, void *buf, uint64_t count)
 {
-    struct lvfu_dev *dev = vfu_get_private(ctx);
+    struct lvfu_dev *dev = lvfu_ctx_dev(ctx);
 
     if (dev->migr_state != VFU_MIGR_STATE_RESUME) {
         errno = EINVAL;

@@ -16,7 +16,7 @@
 void
 lvfu_log_sink(vfu_ctx_t *ctx, int level, const char *msg)
 {
-    struct lvfu_dev *dev = vfu_get_private(ctx);
+    struct lvfu_dev *dev = lvfu_ctx_dev(ctx);
 
     fprintf(stderr, "%s: %s\n", dev != NULL ? dev->name : "vfu", msg);
 }

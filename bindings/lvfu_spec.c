@@ -367,7 +367,7 @@ lvfu_spec_parse(lua_State *L, int spec, struct lvfu_dev *dev)
     static const char *const keys[] = {
         "name", "type", "vendor", "device", "subsystem_vendor", "subsystem",
         "class", "revision", "bars", "rom", "config", "vga", "caps", "irqs",
-        "irq_state", "reset", "quiesce", "dma", "migration", NULL
+        "irq_state", "reset", "quiesce", "reload", "dma", "migration", NULL
     };
     lua_Integer cls;
     const char *name;
@@ -415,6 +415,7 @@ lvfu_spec_parse(lua_State *L, int spec, struct lvfu_dev *dev)
     parse_irqs(L, spec, dev);
     dev->reset_ref = get_fn(L, spec, "reset", "device");
     dev->quiesce_ref = get_fn(L, spec, "quiesce", "device");
+    dev->reload_ref = get_fn(L, spec, "reload", "device");
     parse_dma(L, spec, dev);
     parse_migration(L, spec, dev);
 }

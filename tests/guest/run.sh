@@ -5,8 +5,9 @@
 #   tests/guest/run.sh [VFU-LUA] SCRIPT.lua [SCRIPT ARGS...]
 #   make guest SCRIPT=devices/x.lua
 #
-# The device is served by vfu-lua (its log: the file named at start) and
-# sits at PCI 00:04.0; the guest has busybox and the kernel's modules
+# The device is served by vfu-lua --watch (its log: the file named at
+# start): saving SCRIPT reloads it under the running guest. It sits at PCI
+# 00:04.0; the guest has busybox and the kernel's modules
 # (modprobe works). Leave with `poweroff -f` or Ctrl-A X. QEMU, firmware and
 # kernel are found as for the guest tests (tests/guest/lib.sh).
 set -u
@@ -25,8 +26,9 @@ setsid cttyhack sh
 poweroff -f
 SH
 guest_initramfs "$guest_work/initrd.gz" "$guest_work/shell.sh"
-guest_serve dev "$vfu_lua" "$script" @SOCK@ "$@"
+guest_serve dev "$vfu_lua" --watch "$script" @SOCK@ "$@"
 echo "device log: $guest_work/dev.log (kept while the guest runs)"
+echo "edit $script and save: the device reloads under the guest (see the log)"
 "$VFU_QEMU" -L "$VFU_QEMU_FIRMWARE" \
     -machine q35,memory-backend=mem -accel tcg -cpu max -smp 1 -m 512M \
     -object memory-backend-memfd,id=mem,size=512M,share=on \

@@ -134,6 +134,26 @@ function H.raises(pattern, f, ...)
   end
 end
 
+-- The trace lines (--trace FILE) of one event, e.g. "reload", in order.
+function H.trace_events(path, event)
+  local list, tag = {}, ('"event":"%s"'):format(event)
+  for line in H.read(path):gmatch("[^\n]+") do
+    if line:find(tag, 1, true) then list[#list + 1] = line end
+  end
+  return list
+end
+
+-- Wait up to secs seconds (default 5) for the n-th such event; returns
+-- its line, or raises.
+function H.wait_event(path, event, n, secs)
+  for _ = 1, (secs or 5) * 100 do
+    local list = H.trace_events(path, event)
+    if #list >= n then return list[n], #list end
+    vfu.sleep(10)
+  end
+  error(("no %s event #%d in %s"):format(event, n, path), 2)
+end
+
 H.EIO, H.EINVAL, H.ENOENT, H.EPERM = 5, 22, 2, 1
 
 function H.done(name)
