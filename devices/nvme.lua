@@ -135,7 +135,8 @@ local function cq_mem(q)
 end
 
 local function notify(cq)
-  cq.mem:mark_dirty()           -- held writes are not in the dirty log
+  local m = cq.mem
+  if m and #m > 0 then m:mark_dirty() end   -- held writes are not logged
   if not cq.ien then return end
   if msix_on then
     dev:irq(cq.iv)
@@ -813,7 +814,10 @@ dev = vfu.device {
            { "pcie", flr = true } },
   irqs = { intx = 1, msi = 1, msix = MAXQ + 1 },
   irq_state = { msix = irq_kind(true), msi = irq_kind(false), intx = irq_kind(false) },
-  reset = function() ctrl_reset(true); msix_on = false end,
+  reset = function(kind)
+    ctrl_reset(true)
+    if kind == "lost_conn" then msix_on = false end
+  end,
   dma = true,
   migration = {
     save = save, load = load, precopy = precopy,
