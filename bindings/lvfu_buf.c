@@ -106,10 +106,14 @@ lvfu_buffer_new(lua_State *L)
         if (fd < 0) {
             return lvfu_fail(L, errno, path);
         }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) {
-            err = S_ISREG(st.st_mode) || st.st_size > 0 ? errno : EINVAL;
+        if (fstat(fd, &st) < 0) {
+            err = errno;
             close(fd);
-            return lvfu_fail(L, err != 0 ? err : EINVAL, path);
+            return lvfu_fail(L, err, path);
+        }
+        if (!S_ISREG(st.st_mode) || st.st_size <= 0) {
+            close(fd);
+            return lvfu_fail(L, EINVAL, path);  /* nothing to map */
         }
         p = mmap(NULL, (size_t)st.st_size, PROT_READ | (rw ? PROT_WRITE : 0),
                  MAP_SHARED, fd, 0);
