@@ -839,7 +839,8 @@ dev = vfu.device {
   end,
   dma = true,
   migration = {
-    save = save, load = load, precopy = precopy,
+    -- chunks are written as they arrive: the stream never holds them all
+    save = save, load = load, precopy = precopy, receive = apply_chunk,
     transition = function(to)
       if to == "running" then mig = nil end
     end,

@@ -475,18 +475,23 @@ H.stop(s)
 
 -- === migration with I/O in flight ====================================================
 
-local src = H.start(NVME, "", "nvmesrc", "4M")
-local dst = H.start(NVME, "", "nvmedst", "4M")
+-- --memory 16 bounds a stream at 4 MiB: the 6 MiB of data get through
+-- because each pre-copy chunk is written as it arrives
+local src = H.start(NVME, "--memory 16", "nvmesrc", "16M")
+local dst = H.start(NVME, "--memory 16", "nvmedst", "16M")
 H.watchdog(src, 60)
 H.watchdog(dst, 60)
 local c1 = H.connect(src)
 assert(c1:dma_map(M, MSIZE))
 enable_msix(c1)
 local d1 = N.new(c1)
-bring_up(c1, d1, (4 << 20) // 512)
+bring_up(c1, d1, (16 << 20) // 512)
 c1:mem_write(W, data)
 H.eq(d1:io(1, true, 0, 8, W), 0, "chunk 0 data")
 H.eq(d1:io(1, true, 2048 * 2, 8, W + PG), 0, "chunk 2 data")   -- 2 MiB
+for ch = 4, 8 do
+  H.eq(d1:io(1, true, 2048 * ch + 7, 8, W + ch * PG), 0, "chunk " .. ch .. " data")
+end
 aer = d1:put(0, { op = 0x0c })
 d1:ring(0)
 H.eq(d1:reap(0), nil, "AER held on the source")
@@ -507,7 +512,7 @@ while true do
   if r == "" then break end
   rounds[#rounds + 1] = r
 end
-H.eq(#rounds, 3, "chunk 0, chunk 2, chunk 0 again")
+H.eq(#rounds, 8, "chunks 0, 2, 4-8, then chunk 0 again")
 assert(c1:mig_set("stop_copy"))
 local final = assert(c1:mig_read())
 assert(#final < (1 << 20), "the final part has no chunks: " .. #final)
@@ -540,6 +545,10 @@ H.eq(d2:io(1, false, 0, 8, R), 0, "read chunk 0")
 H.eq(c2:mem_read(R, PG) == data:sub(1, PG), true, "pre-copied data")
 H.eq(d2:io(1, false, 4096, 8, R), 0, "read chunk 2")
 H.eq(c2:mem_read(R, PG) == data:sub(PG + 1, 2 * PG), true, "chunk 2 data")
+for ch = 4, 8 do
+  H.eq(d2:io(1, false, 2048 * ch + 7, 8, R), 0, "read chunk " .. ch)
+  H.eq(c2:mem_read(R, PG) == data:sub(ch * PG + 1, (ch + 1) * PG), true, "chunk " .. ch)
+end
 assert(c2:irq_wait("msix", 1, 1000) >= 1, "interrupts on the destination")
 -- the held AER survived and completes on the destination
 assert(c2:write("bar0", 0x1000 + 8 * 7, 4, 1))
