@@ -118,22 +118,40 @@ local function fatal(why)
   end
 end
 
--- Held queue memory; taken again if the client unmapped and remapped it.
-local function sq_mem(q)
+-- Queue memory the client mapped without an fd (QEMU's, when guest RAM is
+-- not shared) cannot be held: the same methods then go through
+-- dev:dma_read/dma_write, one message per entry. Those raise if the
+-- memory goes away (the handler fails; the controller stays).
+local STD = { [SQE] = "<I4I4" .. ("x"):rep(16) .. "JJI4I4I4I4", [CQE] = CQE }
+local by_message = {
+  unpack = function(q, off, fmt)
+    local s = assert(dev:dma_read(q.base + off, string.packsize(STD[fmt])))
+    return string.unpack(STD[fmt], s)
+  end,
+  pack = function(q, off, fmt, ...)
+    assert(dev:dma_write(q.base + off, string.pack(STD[fmt], ...)))
+  end,
+  mark_dirty = function() end,          -- dma_write marked the pages
+  release = function() end,
+}
+local by_message_meta = { __index = by_message, __len = function() return 1 end }
+
+local EFAULT = 14
+local function hold(q, len, mode)
   local m = q.mem
   if m and #m > 0 then return m end
-  m = dev:dma_hold(q.base, q.size << 6, "r")
+  local _, e
+  m, _, e = dev:dma_hold(q.base, len, mode)
+  if not m and e == EFAULT then         -- mapped, but not into this process
+    m = setmetatable({ base = q.base }, by_message_meta)
+  end
   q.mem = m
   return m
 end
 
-local function cq_mem(q)
-  local m = q.mem
-  if m and #m > 0 then return m end
-  m = dev:dma_hold(q.base, q.size << 4, "rw")
-  q.mem = m
-  return m
-end
+-- Held queue memory; taken again if the client unmapped and remapped it.
+local function sq_mem(q) return hold(q, q.size << 6, "r") end
+local function cq_mem(q) return hold(q, q.size << 4, "rw") end
 
 local function notify(cq)
   local m = cq.mem
@@ -166,7 +184,7 @@ end
 -- An asynchronous event (type, info, log page): to a held AER, or kept
 -- until one comes. A type stays masked until its log page is read.
 local function event(etype, info, lid)
-  if ev_masked[etype] then return end
+  if ev_masked[etype] or #events >= 8 then return end
   ev_masked[etype] = true
   local dw0 = etype | info << 8 | lid << 16
   local cq, sq = cqs[0], sqs[0]

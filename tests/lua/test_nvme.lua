@@ -390,6 +390,18 @@ H.eq(d:reg(0x1c) & 2, 2, "CFS when the SQ memory went away")
 bring_up(c, d)
 H.eq(readback(8, 2 * PG) == lba8, true, "working after the fatal status")
 
+-- queues and data in memory mapped without an fd: every access is a
+-- DMA_READ/DMA_WRITE message to the client
+local NOFD = 0x30000000
+assert(c:dma_map(NOFD, 64 << 10, "rw", false))
+H.eq(d:create_pair(4, NOFD, NOFD + 0x1000, 16, 4), 0, "queue pair 4 without fds")
+c:mem_write(NOFD + 0x4000, data:sub(1, PG))
+H.eq(d:io(4, true, 300, 8, NOFD + 0x4000), 0, "write from fd-less memory")
+H.eq(d:io(4, false, 300, 8, NOFD + 0x8000), 0, "read into fd-less memory")
+H.eq(c:mem_read(NOFD + 0x8000, PG) == data:sub(1, PG), true, "fd-less data")
+H.eq(readback(300, PG) == data:sub(1, PG), true, "and through queue 1")
+for _ = 1, 20 do H.eq(d:cmd(4, { op = 0x00, nsid = 1 }), 0, "round the fd-less queue") end
+
 -- === hostile ======================================================================
 
 local rng = 12345
