@@ -312,6 +312,11 @@ H.eq(d:reg(0x0c), 0, "INTMC")
 H.eq(c:irq_wait("intx", 0, 1000), 1, "pending completion raises INTx on unmask")
 assert(d:reap(1))
 assert(c:irq_disable("intx"))
+-- MSI: every CQ on its one vector
+assert(c:irq_enable("msi"))
+H.eq(d:io(2, false, 0, 8, R), 0, "read on queue 2 with MSI")
+H.eq(c:irq_wait("msi", 0, 1000), 1, "MSI vector 0 for CQ 2")
+assert(c:irq_disable("msi"))
 enable_msix(c)
 
 -- === asynchronous events ===========================================================
