@@ -815,7 +815,9 @@ local function load(s, pre)
   for _, p in ipairs(t.data) do apply_chunk(p) end
   for k, v in pairs(t.regs) do r[k] = v end
   for k, v in pairs(t.feat) do feat[k] = v end
-  for k, v in pairs(t.stats) do stats[k] = v end
+  for k, v in pairs(t.stats) do
+    if k ~= "powered" then stats[k] = v end   -- each end has its own clock
+  end
   for _, qd in ipairs(t.queues) do
     if qd.cq then
       qd.cq, qd.nsq = nil, 0
