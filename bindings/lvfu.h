@@ -14,6 +14,8 @@
  *   lvfu_reload.c  hot reload: a new version of the script takes over
  *   lvfu_trace.c   one JSON line per protocol message and device event
  *   lvfu_client.c  vfu.connect: the client side, for tests
+ *   lvfu_buf.c     vfu.buffer: C-side storage, copied to and from DMA
+ *   lvfu_pack.c    fixed little-endian records in memory (pack/unpack)
  */
 #ifndef LVFU_H
 #define LVFU_H
@@ -128,6 +130,7 @@ struct lvfu_dev {
     bool migr;
     int migr_transition_ref, migr_save_ref, migr_load_ref, migr_state_ref;
     int migr_precopy_ref;
+    int migr_receive_ref;       /* pre-copy records as they arrive, or NOREF */
     vfu_migr_state_t migr_state;
     char *mig_out;              /* records being read by the client */
     size_t mig_out_len, mig_out_pos;
@@ -135,6 +138,7 @@ struct lvfu_dev {
     size_t mig_in_len, mig_in_cap;
     bool mig_in_over;           /* more than the bound was sent: refused */
     bool mig_abandoned;         /* the client left while resuming */
+    bool mig_in_failed;         /* receive() failed or a record was bad */
 
     bool running;               /* inside lvfu_loop_run(): not to be freed */
     bool stop;                  /* dev:stop() */
@@ -311,5 +315,16 @@ void lvfu_trace_msg(vfu_ctx_t *ctx, const struct vfio_user_header *hdr,
 /* lvfu_client.c */
 void lvfu_client_register(lua_State *L);
 int lvfu_client_connect(lua_State *L);
+
+/* lvfu_buf.c */
+int lvfu_buffer_new(lua_State *L);
+void lvfu_buffer_register(lua_State *L);
+
+/* lvfu_pack.c: a string.pack subset on memory; formats raise when bad. */
+#define LVFU_PACK_MAX 256       /* bytes one format may cover */
+size_t lvfu_pack_size(lua_State *L, const char *fmt, int *nvalues);
+int lvfu_unpack_mem(lua_State *L, const unsigned char *p, const char *fmt);
+/* values from stack index arg on */
+void lvfu_pack_mem(lua_State *L, unsigned char *p, const char *fmt, int arg);
 
 #endif /* LVFU_H */
