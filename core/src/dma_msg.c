@@ -40,6 +40,14 @@ enum { LAYOUT_UNKNOWN, LAYOUT_SPEC, LAYOUT_COUNT32 };
 #define SPEC_HDR    16u
 #define COUNT32_HDR 12u
 
+/*
+ * Unless the client is known to follow the spec, a message moves no more
+ * than one 4 KiB page: QEMU 10.2 aborts on some big DMA replies (seen at
+ * 256 KiB, more than its socket takes at once), and a page never spans two
+ * of its memory regions.
+ */
+#define QEMU_PIECE  4096u
+
 struct dma_msg {
     vfu_ctx_t *ctx;
     struct vfu_conn *via;
@@ -235,6 +243,10 @@ dma_by_message(vfu_ctx_t *ctx, uint64_t addr, uint64_t len, char *data,
     }
     for (uint64_t done = 0; done < len && ret == 0;) {
         uint64_t n = len - done < piece ? len - done : piece;
+        if (layout(ctx) != LAYOUT_SPEC) {
+            uint64_t in_page = QEMU_PIECE - ((addr + done) & (QEMU_PIECE - 1));
+            n = n < in_page ? n : in_page;
+        }
         ret = is_write ? write_piece(&d, addr + done, n, data + done)
                        : read_piece(&d, addr + done, n, data + done);
         done += n;
