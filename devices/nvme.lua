@@ -40,6 +40,10 @@ local EINVAL = 22
 -- Status: SCT << 8 | SC, and Do Not Retry for what would fail again.
 local DNR = 0x4000
 local OK = 0
+-- Not a status: the client could not serve a DMA message just now (QEMU,
+-- guest RAM not shared, a vCPU waiting for this device); the command runs
+-- again from a timer.
+local BUSY = -1
 local INVALID_OPCODE, INVALID_FIELD = 0x01 | DNR, 0x02 | DNR
 local DATA_XFER, INVALID_NS = 0x04, 0x0b | DNR
 local PRP_OFFSET, LBA_RANGE = 0x13 | DNR, 0x80 | DNR
@@ -125,7 +129,9 @@ end
 local STD = { [SQE] = "<I4I4" .. ("x"):rep(16) .. "JJI4I4I4I4", [CQE] = CQE }
 local by_message = {
   unpack = function(q, off, fmt)
-    local s = assert(dev:dma_read(q.base + off, string.packsize(STD[fmt])))
+    local s, msg, e = dev:dma_read(q.base + off, string.packsize(STD[fmt]))
+    if not s and e == vfu.errno.EBUSY then return nil end   -- later
+    assert(s, msg)
     return string.unpack(STD[fmt], s)
   end,
   pack = function(q, off, fmt, ...)
@@ -210,8 +216,8 @@ local function prp_list(addr, n)
       take, chained = room - 1, true
       if take == 0 then return PRP_OFFSET end
     end
-    local s = dev:dma_read(addr, (chained and room or take) << 3)
-    if not s then return DATA_XFER end
+    local s, _, e = dev:dma_read(addr, (chained and room or take) << 3)
+    if not s then return e == vfu.errno.EBUSY and BUSY or DATA_XFER end
     local pos = 1
     for _ = 1, take do
       k = k + 1
@@ -238,7 +244,7 @@ local function xfer(buf, off, len, p1, p2, to_host)
     ok, _, e = copy(buf, dev, off, len, PG, p1, list)
   end
   if ok then return OK end
-  return e == EINVAL and PRP_OFFSET or DATA_XFER
+  return e == EINVAL and PRP_OFFSET or e == vfu.errno.EBUSY and BUSY or DATA_XFER
 end
 
 -- --- I/O commands -------------------------------------------------------------
@@ -259,7 +265,7 @@ local function io_read(nsid, p1, p2, c10, c11, c12)
   if p1 & 3 == 0 and len <= PG - (p1 & PGMASK) then
     local ok, _, e = to_dma(store, dev, slba << BLK_SHIFT, len, PG, p1)
     if ok then return OK, 0, len end
-    return e == EINVAL and PRP_OFFSET or DATA_XFER
+    return e == EINVAL and PRP_OFFSET or e == vfu.errno.EBUSY and BUSY or DATA_XFER
   end
   return xfer(store, slba << BLK_SHIFT, len, p1, p2, true), 0, len
 end
@@ -559,6 +565,12 @@ local function run_sq(sq)
       break
     end
     local d0, nsid, p1, p2, c10, c11, c12, c13 = sm:unpack(head << 6, SQE)
+    if not d0 then                      -- BUSY: fetched again later
+      later[sqid] = sq
+      run_later()
+      break
+    end
+    local at = head
     head = head + 1
     if head == size then head = 0 end
     sq.head = head
@@ -568,6 +580,12 @@ local function run_sq(sq)
       status = INVALID_FIELD
     elseif f then
       status, dw0, n = f(nsid, p1, p2, c10, c11, c12, c13, cid)
+      if status == BUSY then            -- run again later, from the start
+        head, sq.head = at, at
+        later[sqid] = sq
+        run_later()
+        break
+      end
       if n then moved = moved + n end
     else
       status = INVALID_OPCODE
