@@ -48,7 +48,10 @@ end
 
 -- The client may be unable to serve DMA right now (QEMU, with guest RAM
 -- that is not shared, while a vCPU waits for this device): EBUSY, and the
--- transfer is tried again on the next tick.
+-- transfer is tried again a few ms later. Not a fixed delay: the failed
+-- try ended when the vCPU got its reply, so a driver polling every 1 ms
+-- would meet each retry of a 1 ms timer with its next read.
+local retries = 0
 local function busy(errno)
   return errno == vfu.errno.EBUSY
 end
@@ -68,9 +71,11 @@ local function dma()
     ok, _, errno = dev:dma_write(st.dst, st.buf:sub(st.src - BUF + 1, st.src - BUF + cnt))
   end
   if not ok and busy(errno) then
-    vfu.timer(1, dma)
+    retries = retries + 1
+    vfu.timer(1 + retries % 7, dma)
     return
   end
+  retries = 0
   if not ok then
     dev:log(st.cmd & 0x02 == 0 and "DMA from RAM failed" or "DMA to RAM failed", "err")
   end
