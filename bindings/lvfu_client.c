@@ -559,6 +559,18 @@ client_poll(lua_State *L)
     return 1;
 }
 
+/* c:defer_requests(on): serve the server's DMA requests only once the
+ * call they came during has its reply, as QEMU 10.2 does */
+static int
+client_defer_requests(lua_State *L)
+{
+    struct lvfu_client *cl = check_client(L);
+
+    luaL_checktype(L, 2, LUA_TBOOLEAN);
+    return ok_or_fail(L, vfu_client_defer_requests(cl->c, lua_toboolean(L, 2)),
+                      "defer_requests");
+}
+
 /* c:dirty_start([page_size = 4096]): log client memory the device dirties */
 static int
 client_dirty_start(lua_State *L)
@@ -737,6 +749,7 @@ static const luaL_Reg client_methods[] = {
     { "mem_read", client_mem_read },
     { "mem_write", client_mem_write },
     { "poll", client_poll },
+    { "defer_requests", client_defer_requests },
     { "dirty_start", client_dirty_start },
     { "dirty_stop", client_dirty_stop },
     { "dirty_report", client_dirty_report },

@@ -52,6 +52,7 @@ vfu_client_caps
 vfu_client_close
 vfu_client_connect
 vfu_client_default_caps
+vfu_client_defer_requests
 vfu_client_device_feature
 vfu_client_device_get_info
 vfu_client_device_reset

@@ -295,6 +295,19 @@ vfu_client_dma_unmap(vfu_client_t *client, uint64_t iova, uint64_t size,
 int
 vfu_client_poll(vfu_client_t *client, int timeout_ms);
 
+/*
+ * vfu_client_defer_requests() - with @defer true, the server's requests
+ * (DMA_READ/WRITE) that arrive on the main socket while a call waits for
+ * its reply are kept and served only once that call is over, as QEMU 10.2
+ * does (its vCPU, waiting for a region access, holds the lock its main
+ * loop needs to serve DMA). Lets a device be tried against that client
+ * without QEMU; vfu_client_poll() still serves at once. With @defer false
+ * (the default) they are served while the call waits; what was kept is
+ * served now. Returns 0, or -1 with errno EINVAL.
+ */
+int
+vfu_client_defer_requests(vfu_client_t *client, bool defer);
+
 /* ---- device features, dirty page logging, migration ---- */
 
 /*

@@ -49,6 +49,19 @@ struct vfu_client {
     pthread_mutex_t dma_lock;           /* the table vs. DMA requests */
     struct dma_entry *dma;
     size_t nr_dma, cap_dma;
+
+    /* vfu_client_defer_requests(): the server's requests that came while
+     * a call waited, copied, to be served once it has its reply. */
+    bool defer;
+    pthread_mutex_t defer_lock;
+    struct deferred *deferred, **deferred_tail;
+};
+
+struct deferred {
+    struct deferred *next;
+    struct vfio_user_header hdr;
+    size_t size;                        /* of the payload that follows */
+    char payload[];
 };
 
 /*
@@ -119,6 +132,8 @@ vfu_client_connect(const char *path)
         return NULL;
     }
     pthread_mutex_init(&c->dma_lock, NULL);
+    pthread_mutex_init(&c->defer_lock, NULL);
+    c->deferred_tail = &c->deferred;
     spec_defaults(&c->caps);
     c->our_max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
     return c;
@@ -147,6 +162,12 @@ vfu_client_close(vfu_client_t *c)
         vfu_conn_fini(&c->twin);
     }
     vfu_conn_fini(&c->conn);
+    while (c->deferred != NULL) {
+        struct deferred *d = c->deferred;
+        c->deferred = d->next;
+        free(d);
+    }
+    pthread_mutex_destroy(&c->defer_lock);
     pthread_mutex_destroy(&c->dma_lock);
     free(c->dma);
     free(c);
@@ -265,13 +286,85 @@ serve_request(vfu_client_t *c, struct vfu_conn *conn, struct vfu_msg *m)
     }
 }
 
-/* A request from the server on the main socket (vfu_conn_request_fn_t). */
+/* Keep a copy of request m to serve after the call under way. */
+static int
+defer_request(vfu_client_t *c, const struct vfu_msg *m)
+{
+    struct deferred *d = malloc(sizeof(*d) + m->in_size);
+
+    if (d == NULL) {
+        return reply_error(&c->conn, m, ENOMEM);
+    }
+    d->next = NULL;
+    d->hdr = m->hdr;
+    d->size = m->in_size;
+    memcpy(d->payload, m->in, m->in_size);
+    pthread_mutex_lock(&c->defer_lock);
+    *c->deferred_tail = d;
+    c->deferred_tail = &d->next;
+    pthread_mutex_unlock(&c->defer_lock);
+    return 0;
+}
+
+/* Serve what was deferred, in order; after a call, with or without its
+ * reply (errno is kept for the caller). */
+static void
+serve_deferred(vfu_client_t *c)
+{
+    int saved = errno;
+
+    for (;;) {
+        struct deferred *d;
+        struct vfu_msg m;
+
+        pthread_mutex_lock(&c->defer_lock);
+        d = c->deferred;
+        if (d != NULL) {
+            c->deferred = d->next;
+            if (c->deferred == NULL) {
+                c->deferred_tail = &c->deferred;
+            }
+        }
+        pthread_mutex_unlock(&c->defer_lock);
+        if (d == NULL) {
+            break;
+        }
+        memset(&m, 0, sizeof(m));
+        m.out_owned_fd = -1;
+        m.hdr = d->hdr;
+        m.in = d->payload;
+        m.in_size = d->size;
+        (void)serve_request(c, &c->conn, &m);
+        free(d);
+    }
+    errno = saved;
+}
+
+/* A request from the server on the main socket while a call waits for its
+ * reply (vfu_conn_request_fn_t). */
 static int
 on_request(void *opaque, struct vfu_msg *m)
 {
     vfu_client_t *c = opaque;
 
+    if (c->defer) {
+        return defer_request(c, m);
+    }
     return serve_request(c, &c->conn, m);
+}
+
+int
+vfu_client_defer_requests(vfu_client_t *c, bool defer)
+{
+    if (c == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    c->defer = defer;
+    if (!defer) {
+        serve_deferred(c);
+    }
+    return 0;
 }
 
 /*
@@ -398,7 +491,7 @@ handle_taken(vfu_client_t *c, struct vfu_msg *m, struct owned_reply *want,
     } else if (m->in == NULL) {
         rc = reply_error(&c->conn, m, E2BIG);
     } else {
-        rc = on_request(c, m);
+        rc = want != NULL ? on_request(c, m) : serve_request(c, &c->conn, m);
         if (served != NULL) {
             (*served)++;
         }
@@ -469,6 +562,7 @@ call_owned(vfu_client_t *c, uint16_t cmd, const struct iovec *iov, int iovcnt,
     }
     err = errno;
     release_reader(c);
+    serve_deferred(c);
     if (rc < 0) {
         errno = err;
         return -1;
@@ -528,8 +622,11 @@ static int
 call(vfu_client_t *c, uint16_t cmd, const struct iovec *iov, int iovcnt,
      const int *fds, uint32_t nr_fds, void *reply, size_t *reply_size)
 {
-    return vfu_conn_call(&c->conn, cmd, iov, iovcnt, fds, nr_fds,
-                         reply, reply_size, on_request, c);
+    int rc = vfu_conn_call(&c->conn, cmd, iov, iovcnt, fds, nr_fds,
+                           reply, reply_size, on_request, c);
+
+    serve_deferred(c);
+    return rc;
 }
 
 /* The same with the reply scattered over pieces, large payloads read
@@ -539,8 +636,11 @@ callv(vfu_client_t *c, uint16_t cmd, const void *req, size_t req_size,
       const struct iovec *reply, int nr_reply, size_t *reply_size)
 {
     struct iovec iov = { .iov_base = (void *)req, .iov_len = req_size };
-    return vfu_conn_callv(&c->conn, cmd, &iov, 1, NULL, 0, reply, nr_reply,
-                          reply_size, on_request, c);
+    int rc = vfu_conn_callv(&c->conn, cmd, &iov, 1, NULL, 0, reply, nr_reply,
+                            reply_size, on_request, c);
+
+    serve_deferred(c);
+    return rc;
 }
 
 static int
@@ -1404,6 +1504,7 @@ vfu_client_dma_logging_report(vfu_client_t *c, uint64_t iova,
         { .iov_base = bitmap, .iov_len = bitmap_size },
     };
     size_t size;
+    int rc;
 
     if ((bitmap == NULL && bitmap_size != 0) ||
         bitmap_size > UINT32_MAX - head - VFU_HDR_SIZE) {
@@ -1423,8 +1524,10 @@ vfu_client_dma_logging_report(vfu_client_t *c, uint64_t iova,
             return -1;
         }
     }
-    if (vfu_conn_callv(&c->conn, VFIO_USER_DEVICE_FEATURE, iov, 2, NULL, 0,
-                       riov, 2, &size, on_request, c) < 0) {
+    rc = vfu_conn_callv(&c->conn, VFIO_USER_DEVICE_FEATURE, iov, 2, NULL, 0,
+                        riov, 2, &size, on_request, c);
+    serve_deferred(c);
+    if (rc < 0) {
         return -1;
     }
     if (size < head) {

@@ -31,7 +31,7 @@
 #define VFU_CALL_TIMEOUT_MS 10000   /* a peer silent this long is gone */
 /* How long a server loop's own call waits once the peer waits for the loop
  * too (wire_call.c, peer_awaits_reply()). */
-#define VFU_PEER_WAIT_MS    100
+#define VFU_PEER_WAIT_MS    500
 #define VFU_ABANDONED_CALLS 8   /* late replies recognised (wire_call.c) */
 #define VFU_MAX_RX_FDS      64   /* a cmsg buffer bigger than any max_msg_fds */
 #define VFU_MSG_MAX_IOV     8

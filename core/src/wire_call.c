@@ -233,9 +233,21 @@ take_direct(struct vfu_conn *c, struct vfu_call *mine, size_t p)
     return 1;
 }
 
+/* Does the message at rx offset p ask for a reply? */
+static bool
+wants_reply(const struct vfu_conn *c, size_t p)
+{
+    struct vfio_user_header h;
+
+    memcpy(&h, c->rx + p, VFU_HDR_SIZE);
+    return (h.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_COMMAND &&
+           !(h.flags & VFIO_USER_F_NO_REPLY);
+}
+
 /*
- * Is the peer waiting for the loop, which is this very thread: among the
- * requests queued for it (up to stop), one that wants a reply?
+ * Is the peer waiting for the loop, which runs on this very thread: does
+ * the request being handled, or one queued behind it (up to stop), want a
+ * reply?
  *
  * A server's loop calls the client (message DMA) from inside a device
  * callback, so nothing queued gets answered until the call returns. QEMU
@@ -250,25 +262,24 @@ peer_awaits_reply(const struct vfu_conn *c, size_t stop)
 {
     size_t p = c->rx_head;
 
+    /* The loop's thread, inside vfu_run_ctx() or not (a timer of the
+     * program's own loop): nobody else answers while it waits. */
     if (!c->serve_mode || stop == SIZE_MAX ||
-        !__atomic_load_n(&c->loop_reading, __ATOMIC_ACQUIRE) ||
         !pthread_equal(__atomic_load_n(&c->loop_thread, __ATOMIC_RELAXED),
                        pthread_self())) {
         return false;
     }
+    if (c->pinned != SIZE_MAX && wants_reply(c, c->pinned)) {
+        return true;
+    }
     while (p + VFU_HDR_SIZE <= stop) {
         struct vfio_user_header h;
 
-        memcpy(&h, c->rx + p, VFU_HDR_SIZE);
-        if (h.msg_size < VFU_HDR_SIZE) {
-            p += VFU_HDR_SIZE;
-            continue;
-        }
-        if ((h.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_COMMAND &&
-            !(h.flags & VFIO_USER_F_NO_REPLY)) {
+        if (wants_reply(c, p)) {
             return true;
         }
-        p += h.msg_size;
+        memcpy(&h, c->rx + p, VFU_HDR_SIZE);
+        p += h.msg_size < VFU_HDR_SIZE ? VFU_HDR_SIZE : h.msg_size;
     }
     return false;
 }

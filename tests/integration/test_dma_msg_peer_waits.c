@@ -12,8 +12,8 @@
  * waits is not affected.
  *
  * The test plays the client by hand on a socket pair; the loop runs
- * blocking on a thread of its own; the device's BAR0 write callback reads
- * the client's memory by message.
+ * blocking on a thread of its own; the device's callback for a write at
+ * BAR0 offset 0 reads the client's memory by message.
  */
 
 #include <errno.h>
@@ -50,6 +50,8 @@ struct fx {
     vfu_ctx_t *ctx;
     int fd;                     /* the client's end */
     pthread_t loop;
+    bool threaded;              /* the loop on a thread of its own; else NB,
+                                 * run by the test between its steps */
     uint64_t sg[8];             /* one dma_sg_t, 8-aligned */
     int dma_errno;              /* of the device's last DMA; -1: none yet */
     char data[N];               /* what it read */
@@ -62,10 +64,12 @@ bar0_cb(vfu_ctx_t *ctx, char *buf, size_t count, loff_t off, bool is_write)
 {
     struct fx *f = vfu_get_private(ctx);
 
-    (void)off;
     if (!is_write) {
         memset(buf, 0, count);
         return (ssize_t)count;
+    }
+    if (off != 0) {
+        return (ssize_t)count;      /* only a write at 0 starts the DMA */
     }
     memset(f->data, 0, sizeof(f->data));
     if (vfu_addr_to_sgl(ctx, (vfu_dma_addr_t)(uintptr_t)IOVA, N,
@@ -132,6 +136,21 @@ send_access(struct fx *f, uint16_t id, uint16_t cmd, uint64_t off)
                  cmd == VFIO_USER_REGION_WRITE ? sizeof(req) : sizeof(req.a));
 }
 
+/* A 4-byte posted BAR0 write (NO_REPLY): nobody waits for it. */
+static void
+send_posted_write(struct fx *f, uint16_t id, uint64_t off)
+{
+    struct {
+        struct vfio_user_region_access a;
+        uint32_t v;
+    } req = { { .offset = off, .region = VFU_PCI_DEV_BAR0_REGION_IDX,
+                .count = 4 }, 0x1 };
+
+    harness_raw_send(f->fd, id, VFIO_USER_REGION_WRITE,
+                     VFIO_USER_F_TYPE_COMMAND | VFIO_USER_F_NO_REPLY, &req,
+                     sizeof(req), NULL, 0);
+}
+
 /* The reply to request id, within timeout_ms: its errno. */
 static int
 expect_reply(struct fx *f, uint16_t id, int timeout_ms)
@@ -185,8 +204,15 @@ now_ms(void)
 
 /* ---- fixture ---- */
 
+/* Serve what the client sent, on the test's thread (non-blocking). */
+static void
+run_nb(struct fx *f)
+{
+    assert_true(vfu_run_ctx(f->ctx) >= 0 || errno == EAGAIN);
+}
+
 static int
-setup(void **state)
+setup_ctx(void **state, bool threaded)
 {
     struct fx *f = calloc(1, sizeof(*f));
     /* struct vfio_user_version (major 0, minor 1), then its JSON */
@@ -200,7 +226,9 @@ setup(void **state)
 
     assert_non_null(f);
     f->dma_errno = -1;
-    f->ctx = vfu_create_ctx(VFU_TRANS_SOCK, "/tmp/vfu-peer-waits-unused", 0, f,
+    f->threaded = threaded;
+    f->ctx = vfu_create_ctx(VFU_TRANS_SOCK, "/tmp/vfu-peer-waits-unused",
+                            threaded ? 0 : LIBVFIO_USER_FLAG_ATTACH_NB, f,
                             VFU_DEV_TYPE_PCI);
     assert_non_null(f->ctx);
     harness_log_verbose(f->ctx);
@@ -213,13 +241,33 @@ setup(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     f->fd = sv[1];
     assert_int_equal(vfu_attach_fd(f->ctx, sv[0]), 0);
-    assert_int_equal(pthread_create(&f->loop, NULL, loop_thread, f), 0);
+    if (threaded) {
+        assert_int_equal(pthread_create(&f->loop, NULL, loop_thread, f), 0);
+    }
     send_request(f, 1, VFIO_USER_VERSION, &ver, sizeof(ver));
+    if (!threaded) {
+        run_nb(f);
+    }
     assert_int_equal(expect_reply(f, 1, 2000), 0);
     send_request(f, 2, VFIO_USER_DMA_MAP, &map, sizeof(map));
+    if (!threaded) {
+        run_nb(f);
+    }
     assert_int_equal(expect_reply(f, 2, 2000), 0);
     *state = f;
     return 0;
+}
+
+static int
+setup(void **state)
+{
+    return setup_ctx(state, true);
+}
+
+static int
+setup_nb(void **state)
+{
+    return setup_ctx(state, false);
 }
 
 static int
@@ -228,7 +276,9 @@ teardown(void **state)
     struct fx *f = *state;
 
     close(f->fd);
-    pthread_join(f->loop, NULL);
+    if (f->threaded) {
+        pthread_join(f->loop, NULL);
+    }
     vfu_destroy_ctx(f->ctx);
     free(f);
     return 0;
@@ -280,42 +330,85 @@ test_client_serving_dma_while_waiting(void **state)
     assert_memory_equal(f->data, want, N);
 }
 
-/* Nothing else queued: the DMA waits for its reply as long as it takes. */
+/*
+ * The request whose callback does the DMA wants a reply itself (a config
+ * space or I/O BAR write, for QEMU): the client waits for it, the same.
+ */
+static void
+test_request_under_way_waits(void **state)
+{
+    struct fx *f = *state;
+    uint64_t t0 = now_ms();
+    uint16_t dma_id;
+
+    send_access(f, 30, VFIO_USER_REGION_WRITE, 0);
+    dma_id = expect_dma_read(f);
+    assert_int_equal(expect_reply(f, 30, 3000), 0);
+    assert_true(now_ms() - t0 < 2000);
+    assert_int_equal(__atomic_load_n(&f->dma_errno, __ATOMIC_ACQUIRE), EBUSY);
+    answer_dma_read(f, dma_id);
+    send_access(f, 31, VFIO_USER_REGION_READ, 4);
+    assert_int_equal(expect_reply(f, 31, 2000), 0);
+}
+
+/* Nobody waiting (a posted write): the DMA waits as long as it takes. */
 static void
 test_lone_dma_waits(void **state)
 {
     struct fx *f = *state;
     uint16_t dma_id;
 
-    send_access(f, 30, VFIO_USER_REGION_WRITE, 0);
+    send_posted_write(f, 40, 0);
     dma_id = expect_dma_read(f);
-    harness_sleep_ms(3 * 100);      /* beyond VFU_PEER_WAIT_MS */
+    harness_sleep_ms(2 * VFU_PEER_WAIT_MS);
     answer_dma_read(f, dma_id);
-    assert_int_equal(expect_reply(f, 30, 2000), 0);
+    send_access(f, 41, VFIO_USER_REGION_READ, 4);
+    assert_int_equal(expect_reply(f, 41, 2000), 0);
     assert_int_equal(__atomic_load_n(&f->dma_errno, __ATOMIC_ACQUIRE), 0);
 }
 
-/* A posted write behind the DMA does not make the client a waiter. */
+/* Posted writes queued behind the DMA don't make the client a waiter. */
 static void
 test_posted_write_is_no_wait(void **state)
 {
     struct fx *f = *state;
-    struct {
-        struct vfio_user_region_access a;
-        uint32_t v;
-    } posted = { { .offset = 8, .region = VFU_PCI_DEV_BAR0_REGION_IDX,
-                   .count = 4 }, 0 };
     uint16_t dma_id;
 
-    send_access(f, 40, VFIO_USER_REGION_WRITE, 0);
-    harness_raw_send(f->fd, 41, VFIO_USER_REGION_WRITE,
-                     VFIO_USER_F_TYPE_COMMAND | VFIO_USER_F_NO_REPLY, &posted,
-                     sizeof(posted), NULL, 0);
+    send_posted_write(f, 50, 0);
+    send_posted_write(f, 51, 8);
     dma_id = expect_dma_read(f);
-    harness_sleep_ms(3 * 100);
+    harness_sleep_ms(2 * VFU_PEER_WAIT_MS);
     answer_dma_read(f, dma_id);
-    assert_int_equal(expect_reply(f, 40, 2000), 0);
+    send_access(f, 52, VFIO_USER_REGION_READ, 4);
+    assert_int_equal(expect_reply(f, 52, 2000), 0);
     assert_int_equal(__atomic_load_n(&f->dma_errno, __ATOMIC_ACQUIRE), 0);
+}
+
+/*
+ * The loop's own thread between two vfu_run_ctx() calls (a timer of the
+ * program's event loop, as in vfu-lua): a request it has not read yet
+ * makes it a waiter all the same, as nobody else will answer it.
+ */
+static void
+test_loop_thread_outside_run(void **state)
+{
+    struct fx *f = *state;
+    uint64_t t0;
+    char data[N];
+
+    send_access(f, 60, VFIO_USER_REGION_READ, 4);
+    assert_int_equal(vfu_addr_to_sgl(f->ctx, (vfu_dma_addr_t)(uintptr_t)IOVA,
+                                     N, (dma_sg_t *)f->sg, 1, PROT_READ), 1);
+    t0 = now_ms();
+    assert_int_equal(vfu_sgl_read(f->ctx, (dma_sg_t *)f->sg, 1, data, 0), -1);
+    assert_int_equal(errno, EBUSY);
+    assert_true(now_ms() - t0 < 2000);
+    run_nb(f);
+    answer_dma_read(f, expect_dma_read(f));     /* late: dropped */
+    assert_int_equal(expect_reply(f, 60, 2000), 0);
+    send_access(f, 61, VFIO_USER_REGION_READ, 4);
+    run_nb(f);
+    assert_int_equal(expect_reply(f, 61, 2000), 0);
 }
 
 int
@@ -326,8 +419,12 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_serving_dma_while_waiting,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_under_way_waits, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_lone_dma_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_posted_write_is_no_wait, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_loop_thread_outside_run, setup_nb,
                                         teardown),
     };
 

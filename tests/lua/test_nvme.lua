@@ -407,6 +407,28 @@ H.eq(c:mem_read(NOFD + 0x8000, PG) == data:sub(1, PG), true, "fd-less data")
 H.eq(readback(300, PG) == data:sub(1, PG), true, "and through queue 1")
 for _ = 1, 20 do H.eq(d:cmd(4, { op = 0x00, nsid = 1 }), 0, "round the fd-less queue") end
 
+-- the same with a client that, as QEMU 10.2, serves the device's DMA only
+-- once its own request (here the doorbell write) has its reply: the
+-- device's DMA fails with EBUSY after 500 ms, and the command runs again
+-- from a timer instead of failing
+local function completion(qid)
+  for _ = 1, 300 do
+    local e = d:reap(qid)
+    if e then return e end
+    c:poll(10)
+  end
+end
+assert(c:defer_requests(true))
+c:mem_write(NOFD + 0x4000, data:sub(PG + 1, 2 * PG))
+d:put(4, { op = 0x01, nsid = 1, prp1 = NOFD + 0x4000, c10 = 310, c12 = 7 })
+d:ring(4)
+H.eq((completion(4) or {}).status, 0, "write, DMA served late")
+d:put(4, { op = 0x02, nsid = 1, prp1 = NOFD + 0x8000, c10 = 310, c12 = 7 })
+d:ring(4)
+H.eq((completion(4) or {}).status, 0, "read, DMA served late")
+H.eq(c:mem_read(NOFD + 0x8000, PG) == data:sub(PG + 1, 2 * PG), true, "data, DMA served late")
+assert(c:defer_requests(false))
+
 -- === hostile ======================================================================
 
 local rng = 12345
