@@ -189,6 +189,10 @@ void lvfu_errorf(struct lvfu_dev *dev, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int lvfu_fail(lua_State *L, int err, const char *what);
 void lvfu_hide_metatable(lua_State *L, int idx);
+/* The metatable of a type: meta's metamethods, methods as __index, hidden
+ * from getmetatable(); made once per state. */
+void lvfu_register_type(lua_State *L, const char *name, const luaL_Reg *meta,
+                        const luaL_Reg *methods);
 int lvfu_optflag(lua_State *L, int idx, const char *field, bool def);
 
 /* lvfu_module.c */

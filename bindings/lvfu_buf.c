@@ -473,11 +473,5 @@ static const luaL_Reg buf_methods[] = {
 void
 lvfu_buffer_register(lua_State *L)
 {
-    if (luaL_newmetatable(L, LVFU_BUFFER_MT)) {
-        luaL_setfuncs(L, buf_meta, 0);
-        luaL_newlib(L, buf_methods);
-        lua_setfield(L, -2, "__index");
-        lvfu_hide_metatable(L, -1);
-    }
-    lua_pop(L, 1);
+    lvfu_register_type(L, LVFU_BUFFER_MT, buf_meta, buf_methods);
 }

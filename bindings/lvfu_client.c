@@ -765,11 +765,5 @@ static const luaL_Reg client_methods[] = {
 void
 lvfu_client_register(lua_State *L)
 {
-    if (luaL_newmetatable(L, LVFU_CLIENT_MT)) {
-        luaL_setfuncs(L, client_meta, 0);
-        luaL_newlib(L, client_methods);
-        lua_setfield(L, -2, "__index");
-        lvfu_hide_metatable(L, -1);
-    }
-    lua_pop(L, 1);
+    lvfu_register_type(L, LVFU_CLIENT_MT, client_meta, client_methods);
 }

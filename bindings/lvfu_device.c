@@ -907,11 +907,5 @@ static const luaL_Reg dev_methods[] = {
 void
 lvfu_device_register(lua_State *L)
 {
-    if (luaL_newmetatable(L, LVFU_DEVICE_MT)) {
-        luaL_setfuncs(L, dev_meta, 0);
-        luaL_newlib(L, dev_methods);
-        lua_setfield(L, -2, "__index");
-        lvfu_hide_metatable(L, -1);
-    }
-    lua_pop(L, 1);
+    lvfu_register_type(L, LVFU_DEVICE_MT, dev_meta, dev_methods);
 }

@@ -523,11 +523,5 @@ static const luaL_Reg sg_methods[] = {
 void
 lvfu_dma_register(lua_State *L)
 {
-    if (luaL_newmetatable(L, LVFU_SG_MT)) {
-        luaL_setfuncs(L, sg_meta, 0);
-        luaL_newlib(L, sg_methods);
-        lua_setfield(L, -2, "__index");
-        lvfu_hide_metatable(L, -1);
-    }
-    lua_pop(L, 1);
+    lvfu_register_type(L, LVFU_SG_MT, sg_meta, sg_methods);
 }

@@ -433,11 +433,5 @@ static const luaL_Reg timer_methods[] = {
 void
 lvfu_timer_register(lua_State *L)
 {
-    if (luaL_newmetatable(L, LVFU_TIMER_MT)) {
-        luaL_setfuncs(L, timer_meta, 0);
-        luaL_newlib(L, timer_methods);
-        lua_setfield(L, -2, "__index");
-        lvfu_hide_metatable(L, -1);
-    }
-    lua_pop(L, 1);
+    lvfu_register_type(L, LVFU_TIMER_MT, timer_meta, timer_methods);
 }

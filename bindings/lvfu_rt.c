@@ -370,6 +370,20 @@ lvfu_hide_metatable(lua_State *L, int idx)
     lua_setfield(L, idx, "__metatable");
 }
 
+void
+lvfu_register_type(lua_State *L, const char *name, const luaL_Reg *meta,
+                   const luaL_Reg *methods)
+{
+    if (luaL_newmetatable(L, name)) {
+        luaL_setfuncs(L, meta, 0);
+        lua_newtable(L);        /* luaL_newlib() wants an array, not a pointer */
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+        lvfu_hide_metatable(L, -1);
+    }
+    lua_pop(L, 1);
+}
+
 int
 lvfu_fail(lua_State *L, int err, const char *what)
 {
