@@ -1,0 +1,524 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Copyright (c) 2026 the vfu authors. */
+
+/*
+ * devices/nvme.lua, run by vfu-lua as a child process with its memory
+ * namespace, driven by the tests' NVMe host driver (tests/nvme_host.c)
+ * as Linux's nvme driver would drive it: bring-up and Identify; random
+ * data written and read back at queue depth 1 and 32 through PRP1 only,
+ * PRP2 as a page and PRP lists (from buffers that start inside a page,
+ * and a list chained over two pages when the controller takes such a
+ * transfer); Flush, Write Zeroes, and commands that must fail; a
+ * controller reset through CC.EN with the data still there after it; a
+ * second client (the first one gone) that finds the data too; a normal
+ * shutdown. Any byte read back wrong fails the test.
+ *
+ * Exits 77 (ctest SKIP_RETURN_CODE) when vfu-lua or the script is missing.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "nvme_host.h"
+
+#ifndef VFU_LUA
+#define VFU_LUA ""
+#endif
+#ifndef NVME_SCRIPT
+#define NVME_SCRIPT ""
+#endif
+
+#define HOST_MEM (24u << 20)
+#define MAX_XFER (4u << 20)
+#define TIMEOUT_MS 10000
+
+static struct {
+    char dir[64], sock[96], log[96];
+    pid_t pid;
+    struct nvme_host *h;
+    struct nvme_queue *q;
+    uint64_t rng;
+    /* What the namespace must hold: the blocks this test wrote. */
+    uint8_t *shadow;
+    size_t shadow_size;     /* the first bytes of the namespace covered */
+} t;
+
+static uint64_t
+rnd(void)
+{
+    t.rng ^= t.rng >> 12;
+    t.rng ^= t.rng << 25;
+    t.rng ^= t.rng >> 27;
+    return t.rng * 2685821657736338717ull;
+}
+
+static void
+fill_random(uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        p[i] = (uint8_t)(rnd() >> 56);
+    }
+}
+
+static void
+dump_log(void)
+{
+    char line[512];
+    FILE *f = fopen(t.log, "r");
+
+    if (f == NULL) {
+        return;
+    }
+    fprintf(stderr, "--- device log\n");
+    while (fgets(line, sizeof(line), f) != NULL) {
+        fputs(line, stderr);
+    }
+    fclose(f);
+}
+
+/* Fails the test at the first byte that differs. */
+static void
+assert_same(const uint8_t *got, const uint8_t *want, size_t len, const char *what)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (got[i] != want[i]) {
+            fail_msg("%s: byte %zu of %zu is 0x%02x, wrote 0x%02x", what, i, len,
+                     got[i], want[i]);
+        }
+    }
+}
+
+static void
+assert_alive(void)
+{
+    int st;
+
+    if (waitpid(t.pid, &st, WNOHANG) == t.pid) {
+        t.pid = -1;
+        dump_log();
+        fail_msg("the device died (%s %d)", WIFSIGNALED(st) ? "signal" : "exit",
+                 WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+    }
+}
+
+/* ---- the device process ---- */
+
+static int
+group_setup(void **state)
+{
+    char *argv[] = { VFU_LUA, NVME_SCRIPT, t.sock, NULL };
+
+    snprintf(t.dir, sizeof(t.dir), "/tmp/vfu-nvme-XXXXXX");
+    if (mkdtemp(t.dir) == NULL) {
+        return -1;
+    }
+    snprintf(t.sock, sizeof(t.sock), "%s/nvme.sock", t.dir);
+    snprintf(t.log, sizeof(t.log), "%s/nvme.log", t.dir);
+    t.pid = nvme_device_spawn(argv, t.sock, t.log, false);
+    if (t.pid < 0) {
+        dump_log();
+        return -1;
+    }
+    t.rng = 0x2545f4914f6cdd1dull ^ (uint64_t)getpid();
+    return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+    nvme_host_close(t.h);
+    if (t.pid > 0) {
+        int st = nvme_device_stop(t.pid);
+
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            dump_log();
+            fprintf(stderr, "the device did not stop cleanly (status 0x%x)\n", st);
+            return -1;
+        }
+    }
+    free(t.shadow);
+    unlink(t.sock);
+    unlink(t.log);
+    rmdir(t.dir);
+    return 0;
+}
+
+/* A host with the controller enabled and I/O queue pair 1 of 64 entries. */
+static void
+host_up(void)
+{
+    t.h = nvme_host_open(t.sock, HOST_MEM, MAX_XFER);
+    assert_non_null(t.h);
+    t.h->timeout_ms = TIMEOUT_MS;
+    if (nvme_host_enable(t.h, 32) < 0) {
+        dump_log();
+        fail_msg("enable: %s", strerror(errno));
+    }
+    t.q = nvme_host_create_ioq(t.h, 1, 64);
+    if (t.q == NULL) {
+        dump_log();
+        fail_msg("create I/O queues: %s", strerror(errno));
+    }
+}
+
+/* ---- I/O helpers ---- */
+
+/* One command, rung and reaped; returns its status field. */
+static uint16_t
+io_one(struct nvme_sqe *sqe)
+{
+    struct nvme_cqe cqe;
+
+    assert_int_equal(nvme_host_push(t.h, t.q, sqe), 0);
+    assert_int_equal(nvme_host_ring(t.h, t.q), 0);
+    if (nvme_host_reap(t.h, t.q, &cqe, 1, TIMEOUT_MS) != 1) {
+        assert_alive();
+        fail_msg("no completion: %s", strerror(errno));
+    }
+    assert_int_equal(cqe.cid, sqe->cid);
+    assert_int_equal(cqe.sq_id, t.q->qid);
+    return NVME_CQE_STATUS(&cqe);
+}
+
+static void
+rw_one(uint8_t op, uint64_t slba, uint32_t nlb, uint64_t iova)
+{
+    uint16_t st;
+    struct nvme_cqe cqe;
+
+    assert_int_equal(nvme_host_rw(t.h, t.q, op, 7, slba, nlb, iova), 0);
+    assert_int_equal(nvme_host_ring(t.h, t.q), 0);
+    if (nvme_host_reap(t.h, t.q, &cqe, 1, TIMEOUT_MS) != 1) {
+        assert_alive();
+        fail_msg("no completion: %s", strerror(errno));
+    }
+    st = NVME_CQE_STATUS(&cqe);
+    if (st != 0) {
+        fail_msg("%s of %u blocks at %llu: status 0x%x", op == NVME_CMD_READ ?
+                 "read" : "write", nlb, (unsigned long long)slba, st);
+    }
+}
+
+/* Record a write in the shadow copy of the namespace. */
+static void
+shadow_put(uint64_t slba, const uint8_t *data, size_t len)
+{
+    size_t off = (size_t)slba * t.h->lba_size;
+
+    assert_true(off + len <= t.shadow_size);
+    memcpy(t.shadow + off, data, len);
+}
+
+/* Read the whole shadowed part back and compare (QD1, 1 MiB at a time). */
+static void
+check_shadow(const char *when)
+{
+    uint64_t iova;
+    const size_t chunk = 1u << 20;
+    uint8_t *buf = nvme_host_alloc(t.h, chunk, &iova);
+    char what[96];
+
+    assert_non_null(buf);
+    for (size_t off = 0; off < t.shadow_size; off += chunk) {
+        size_t len = t.shadow_size - off < chunk ? t.shadow_size - off : chunk;
+
+        memset(buf, 0xee, len);
+        rw_one(NVME_CMD_READ, off / t.h->lba_size, (uint32_t)(len / t.h->lba_size),
+               iova);
+        snprintf(what, sizeof(what), "%s, namespace bytes from %zu", when, off);
+        assert_same(buf, t.shadow + off, len, what);
+    }
+}
+
+/* ---- the tests ---- */
+
+static void
+test_identify(void **state)
+{
+    uint32_t vs;
+
+    host_up();
+    assert_int_equal(nvme_host_reg_read32(t.h, NVME_REG_VS, &vs), 0);
+    assert_int_equal(vs >> 16, 1);      /* NVMe 1.x */
+    assert_true(t.h->mn[0] != '\0');
+    assert_true(t.h->nn >= 1);
+    assert_true(t.h->lba_size == 512 || t.h->lba_size == 4096);
+    /* The default memory namespace: 64 MiB. */
+    assert_int_equal(t.h->nsze * t.h->lba_size, 64u << 20);
+    assert_true(NVME_CAP_MQES(t.h->cap) + 1 >= 64);
+    t.shadow_size = 8u << 20;
+    t.shadow = calloc(1, t.shadow_size);
+    assert_non_null(t.shadow);
+    /* What a fresh memory namespace holds: zeros. */
+    check_shadow("fresh namespace");
+}
+
+/*
+ * Buffers of every PRP shape: one page, two pages (PRP2 a page), many
+ * pages (a list), starting at a page boundary or 4-byte aligned inside
+ * one (so that the list has one entry more).
+ */
+static const struct { size_t len, off; } shapes[] = {
+    { 512, 0 }, { 4096, 0 }, { 4096, 1024 }, { 8192, 0 }, { 8192, 516 },
+    { 12288, 0 }, { 65536, 0 }, { 65536, 2048 }, { 131072, 4092 },
+    { 1u << 20, 512 },
+};
+
+static void
+test_qd1(void **state)
+{
+    uint64_t wiova, riova, slba = 0;
+    uint8_t *w = nvme_host_alloc(t.h, (1u << 20) + 8192, &wiova);
+    uint8_t *r = nvme_host_alloc(t.h, (1u << 20) + 8192, &riova);
+
+    assert_non_null(w);
+    assert_non_null(r);
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        size_t len = shapes[i].len, off = shapes[i].off;
+        uint32_t nlb = (uint32_t)(len / t.h->lba_size);
+        char what[64];
+
+        if (nlb == 0) {
+            continue;   /* 512 bytes on a 4 KiB-block namespace */
+        }
+        len = (size_t)nlb * t.h->lba_size;
+        fill_random(w + off, len);
+        rw_one(NVME_CMD_WRITE, slba, nlb, wiova + off);
+        shadow_put(slba, w + off, len);
+        memset(r, 0xee, len + off + 8);
+        rw_one(NVME_CMD_READ, slba, nlb, riova + off);
+        snprintf(what, sizeof(what), "QD1 %zu bytes at page offset %zu", len, off);
+        assert_same(r + off, w + off, len, what);
+        /* Nothing written around the buffer. */
+        for (size_t k = 0; k < off; k++) {
+            assert_int_equal(r[k], 0xee);
+        }
+        for (size_t k = 0; k < 8; k++) {
+            assert_int_equal(r[off + len + k], 0xee);
+        }
+        slba += nlb;
+    }
+    assert_true(slba * t.h->lba_size <= (4u << 20));
+}
+
+/*
+ * 32 writes in flight at once, each 16 KiB at a random place of the
+ * second 4 MiB (slots that do not overlap) from a buffer starting inside
+ * a page; then 32 reads of them in flight, compared.
+ */
+static void
+test_qd32(void **state)
+{
+    enum { QD = 32, LEN = 16384 };
+    const size_t base = 4u << 20, slots = (4u << 20) / LEN;
+    uint8_t *w[QD], *r[QD];
+    uint64_t wiova[QD], riova[QD], slot[QD];
+    struct nvme_cqe cqe[QD];
+    uint32_t nlb = LEN / t.h->lba_size;
+    bool used[256] = { false };
+    int done;
+
+    assert_true(slots <= 256);
+    for (int i = 0; i < QD; i++) {
+        size_t off = (size_t)(i % 8) * 4 * 129 % 4096;    /* 4-byte aligned */
+
+        w[i] = nvme_host_alloc(t.h, LEN + 4096, &wiova[i]);
+        r[i] = nvme_host_alloc(t.h, LEN + 4096, &riova[i]);
+        assert_non_null(w[i]);
+        assert_non_null(r[i]);
+        w[i] += off;
+        wiova[i] += off;
+        r[i] += off;
+        riova[i] += off;
+        do {
+            slot[i] = rnd() % slots;
+        } while (used[slot[i]]);
+        used[slot[i]] = true;
+        fill_random(w[i], LEN);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        uint8_t op = pass == 0 ? NVME_CMD_WRITE : NVME_CMD_READ;
+
+        for (int i = 0; i < QD; i++) {
+            uint64_t slba = (base + slot[i] * LEN) / t.h->lba_size;
+
+            assert_int_equal(nvme_host_rw(t.h, t.q, op, (uint16_t)i, slba, nlb,
+                                          pass == 0 ? wiova[i] : riova[i]), 0);
+        }
+        /* All 32 with one doorbell. */
+        assert_int_equal(nvme_host_ring(t.h, t.q), 0);
+        for (done = 0; done < QD;) {
+            int n = nvme_host_reap(t.h, t.q, cqe, QD, TIMEOUT_MS);
+
+            if (n < 0) {
+                assert_alive();
+                fail_msg("%d of %d completions: %s", done, QD, strerror(errno));
+            }
+            for (int k = 0; k < n; k++) {
+                assert_true(cqe[k].cid < QD);
+                assert_int_equal(NVME_CQE_STATUS(&cqe[k]), 0);
+            }
+            done += n;
+        }
+    }
+    for (int i = 0; i < QD; i++) {
+        char what[64];
+
+        snprintf(what, sizeof(what), "QD32 command %d", i);
+        assert_same(r[i], w[i], LEN, what);
+        shadow_put((base + slot[i] * LEN) / t.h->lba_size, w[i], LEN);
+    }
+}
+
+/* A transfer whose PRP list does not fit one page (if MDTS allows it). */
+static void
+test_chained_prp_list(void **state)
+{
+    const size_t len = (2u << 20) + 8192;   /* 514 pages: 513 list entries */
+    const size_t off = 4u << 20;
+    uint64_t wiova, riova;
+    uint8_t *w, *r;
+
+    if (t.h->mdts_bytes != 0 && t.h->mdts_bytes < len + 4096) {
+        print_message("MDTS %u bytes: no transfer needs a chained PRP list\n",
+                      t.h->mdts_bytes);
+        skip();
+    }
+    w = nvme_host_alloc(t.h, len + 4096, &wiova);
+    r = nvme_host_alloc(t.h, len + 4096, &riova);
+    assert_non_null(w);
+    assert_non_null(r);
+    fill_random(w + 8, len);
+    rw_one(NVME_CMD_WRITE, off / t.h->lba_size, (uint32_t)(len / t.h->lba_size),
+           wiova + 8);
+    shadow_put(off / t.h->lba_size, w + 8, len);
+    rw_one(NVME_CMD_READ, off / t.h->lba_size, (uint32_t)(len / t.h->lba_size),
+           riova + 8);
+    assert_same(r + 8, w + 8, len, "chained PRP list");
+}
+
+static void
+test_flush_zeroes_errors(void **state)
+{
+    struct nvme_sqe sqe = { .opcode = NVME_CMD_FLUSH, .cid = 9, .nsid = 1 };
+    uint64_t iova;
+    uint8_t *buf = nvme_host_alloc(t.h, 8192, &iova);
+    uint16_t st;
+
+    assert_non_null(buf);
+    assert_int_equal(io_one(&sqe), 0);
+    if (t.h->oncs & (1u << 3)) {
+        /* Write Zeroes over the first 8 KiB written by test_qd1. */
+        sqe = (struct nvme_sqe){
+            .opcode = NVME_CMD_WRITE_ZEROES, .cid = 10, .nsid = 1,
+            .cdw12 = 8192 / t.h->lba_size - 1,
+        };
+        assert_int_equal(io_one(&sqe), 0);
+        memset(t.shadow, 0, 8192);
+    }
+    /* Past the end of the namespace: LBA Out of Range (generic 0x80). */
+    assert_int_equal(nvme_host_rw(t.h, t.q, NVME_CMD_READ, 11, t.h->nsze - 1, 2,
+                                  iova), 0);
+    assert_int_equal(nvme_host_ring(t.h, t.q), 0);
+    {
+        struct nvme_cqe cqe;
+
+        assert_int_equal(nvme_host_reap(t.h, t.q, &cqe, 1, TIMEOUT_MS), 1);
+        st = NVME_CQE_STATUS(&cqe);
+        assert_int_equal(st & 0x7ff, 0x80);
+    }
+    /* An opcode nobody defined: Invalid Command Opcode (generic 0x01). */
+    sqe = (struct nvme_sqe){ .opcode = 0x7e, .cid = 12, .nsid = 1 };
+    assert_int_equal(io_one(&sqe) & 0x7ff, 0x01);
+    /* A namespace that does not exist: Invalid Namespace or Format (0x0b). */
+    sqe = (struct nvme_sqe){ .opcode = NVME_CMD_FLUSH, .cid = 13, .nsid = 99 };
+    assert_int_equal(io_one(&sqe) & 0x7ff, 0x0b);
+    /* An admin command with a bad CNS fails too, and the admin queue lives on. */
+    sqe = (struct nvme_sqe){ .opcode = NVME_ADM_IDENTIFY, .prp1 = iova, .cdw10 = 0xfe };
+    assert_int_equal(nvme_host_admin(t.h, &sqe, NULL), -1);
+    assert_int_equal(errno, EIO);
+    check_shadow("after the error cases");
+}
+
+/* CC.EN = 0 drops every queue; after a new bring-up the data is there. */
+static void
+test_controller_reset(void **state)
+{
+    uint32_t csts;
+
+    assert_int_equal(nvme_host_disable(t.h), 0);
+    assert_int_equal(nvme_host_reg_read32(t.h, NVME_REG_CSTS, &csts), 0);
+    assert_int_equal(csts & NVME_CSTS_RDY, 0);
+    assert_int_equal(nvme_host_enable(t.h, 32), 0);
+    t.q = nvme_host_create_ioq(t.h, 1, 64);
+    assert_non_null(t.q);
+    check_shadow("after a controller reset");
+}
+
+/* The client leaves without a word; the next one finds the data. */
+static void
+test_new_client(void **state)
+{
+    nvme_host_close(t.h);
+    t.h = NULL;
+    assert_alive();
+    host_up();
+    check_shadow("with a new client");
+    /* And it can write too. */
+    test_qd32(state);
+    check_shadow("with a new client, after writing");
+}
+
+/* What a driver does at the end: delete the I/O queues, shut down. */
+static void
+test_shutdown(void **state)
+{
+    uint32_t csts;
+
+    assert_int_equal(nvme_host_delete_ioq(t.h, 1), 0);
+    assert_int_equal(nvme_host_shutdown(t.h), 0);
+    assert_int_equal(nvme_host_reg_read32(t.h, NVME_REG_CSTS, &csts), 0);
+    assert_int_equal(csts & NVME_CSTS_SHST_MASK, NVME_CSTS_SHST_DONE);
+    /* A shut-down controller comes back after a reset. */
+    assert_int_equal(nvme_host_enable(t.h, 32), 0);
+    t.q = nvme_host_create_ioq(t.h, 1, 64);
+    assert_non_null(t.q);
+    check_shadow("after shutdown and a new bring-up");
+    assert_alive();
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_identify),
+        cmocka_unit_test(test_qd1),
+        cmocka_unit_test(test_qd32),
+        cmocka_unit_test(test_chained_prp_list),
+        cmocka_unit_test(test_flush_zeroes_errors),
+        cmocka_unit_test(test_controller_reset),
+        cmocka_unit_test(test_new_client),
+        cmocka_unit_test(test_shutdown),
+    };
+    struct stat st;
+
+    if (VFU_LUA[0] == '\0' || stat(VFU_LUA, &st) < 0 || stat(NVME_SCRIPT, &st) < 0) {
+        printf("SKIP: test_nvme_host: no vfu-lua (%s) or no %s\n", VFU_LUA, NVME_SCRIPT);
+        return 77;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests_name("nvme", tests, group_setup, group_teardown);
+}
