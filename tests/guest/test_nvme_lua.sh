@@ -13,6 +13,8 @@ set -u
 . "$(dirname "$0")/lib.sh"
 guest_require
 vfu_lua=${1:?usage: test_nvme_lua.sh VFU-LUA}
+script=$guest_top/devices/nvme.lua
+[ -f "$script" ] || { echo "SKIP: $(basename "$0"): no $script"; exit 0; }
 disk=$guest_work/disk.img
 trace=$guest_work/trace.jsonl
 
@@ -24,7 +26,7 @@ dd if="$guest_work/host.bin" of="$disk" bs=1M seek=28 conv=notrunc 2>/dev/null
     cat "$guest_top/tests/guest/nvme_guest.sh"
 } > "$guest_work/nvme.sh"
 guest_initramfs "$guest_work/initrd.gz" "$guest_work/nvme.sh"
-guest_serve nvme "$vfu_lua" --trace "$trace" "$guest_top/devices/nvme.lua" @SOCK@ "$disk"
+guest_serve nvme "$vfu_lua" --trace "$trace" "$script" @SOCK@ "$disk"
 guest_boot "$guest_work/initrd.gz" -device "$(guest_device nvme 0x4)"
 guest_verdict || exit 1
 
