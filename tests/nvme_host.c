@@ -7,6 +7,9 @@
  * device process it talks to.
  */
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE     /* memfd_create, CPU_SET */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -192,6 +195,7 @@ nvme_host_open(const char *path, size_t mem_size, uint32_t max_xfer)
 {
     struct nvme_host *h = calloc(1, sizeof(*h));
     struct vfio_irq_info irq = { .argsz = sizeof(irq) };
+    uint32_t max_fds;
     uint16_t cmd;
     int saved;
 
@@ -213,8 +217,11 @@ nvme_host_open(const char *path, size_t mem_size, uint32_t max_xfer)
     if (h->c == NULL) {
         goto fail;
     }
-    h->memfd = memfd_create("nvme-host", MFD_CLOEXEC);
-    if (h->memfd < 0 || ftruncate(h->memfd, (off_t)mem_size) < 0) {
+    /* Sealed against shrinking, or the server would not map it (a client
+     * could truncate it under the device) and DMA would go by messages. */
+    h->memfd = memfd_create("nvme-host", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (h->memfd < 0 || ftruncate(h->memfd, (off_t)mem_size) < 0 ||
+        fcntl(h->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
         goto fail;
     }
     h->mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, h->memfd, 0);
@@ -251,10 +258,21 @@ nvme_host_open(const char *path, size_t mem_size, uint32_t max_xfer)
             goto fail;
         }
     }
-    if (vfu_client_set_irqs(h->c, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
-                            VFIO_PCI_MSIX_IRQ_INDEX, 0, h->nr_vectors,
-                            h->efds, h->nr_vectors, NULL, 0) < 0) {
+    /* As many vectors a message as the server takes fds in one. */
+    max_fds = vfu_client_caps(h->c)->max_msg_fds;
+    if (max_fds == 0) {
+        errno = ENOTSUP;
         goto fail;
+    }
+    for (uint32_t i = 0; i < h->nr_vectors; i += max_fds) {
+        uint32_t n = h->nr_vectors - i < max_fds ? h->nr_vectors - i : max_fds;
+
+        if (vfu_client_set_irqs(h->c, VFIO_IRQ_SET_DATA_EVENTFD |
+                                VFIO_IRQ_SET_ACTION_TRIGGER,
+                                VFIO_PCI_MSIX_IRQ_INDEX, i, n, h->efds + i, n,
+                                NULL, 0) < 0) {
+            goto fail;
+        }
     }
     h->scratch = nvme_host_alloc(h, NVME_PAGE, &h->scratch_iova);
     if (h->scratch == NULL) {
