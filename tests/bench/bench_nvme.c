@@ -267,9 +267,7 @@ host_down(struct bench_nvme *b)
 /* ---- the side mode: instructions per command under callgrind ---- */
 
 enum { OBJ_LUA, OBJ_VFU, OBJ_LIBC, OBJ_OTHER, OBJ_N };
-static const char *const obj_names[OBJ_N] = {
-    "Lua VM and API (liblua)", "vfu core, bindings, runner", "libc", "other",
-};
+static const char *const obj_names[OBJ_N] = { "liblua", "vfu-lua", "libc", "other" };
 
 static int
 obj_kind(const char *name)
@@ -292,12 +290,39 @@ obj_kind(const char *name)
 /*
  * Exclusive Ir by object from a callgrind output file: cost lines count
  * for the current ob=, but the line after calls= (a call's inclusive cost)
- * does not. Names are compressed: "ob=(n) name" defines n, "ob=(n)" reuses.
+ * does not. Names are compressed: "ob=(n) name" or "cob=(n) name" defines
+ * n, "ob=(n)" reuses it.
  */
+#define CG_IDS 4096
+
+static int
+cg_object(char *line, signed char kinds[CG_IDS])
+{
+    char *p = strchr(line, '=') + 1;
+    long id = -1;
+
+    line[strcspn(line, "\n")] = '\0';
+    if (*p == '(') {
+        id = strtol(p + 1, &p, 10);
+        p = strchr(p, ')');
+        p = p != NULL ? p + 1 : line + strlen(line);
+        while (*p == ' ') {
+            p++;
+        }
+    }
+    if (id < 0 || id >= CG_IDS) {
+        return *p != '\0' ? obj_kind(p) : OBJ_OTHER;
+    }
+    if (*p != '\0') {
+        kinds[id] = (signed char)obj_kind(p);
+    }
+    return kinds[id] >= 0 ? kinds[id] : OBJ_OTHER;
+}
+
 static int
 callgrind_costs(const char *path, double cost[OBJ_N])
 {
-    static char names[4096][8];     /* kind per compressed id */
+    static signed char kinds[CG_IDS];
     char line[4096];
     int cur = OBJ_OTHER;
     bool skip_next = false;
@@ -306,45 +331,25 @@ callgrind_costs(const char *path, double cost[OBJ_N])
     if (f == NULL) {
         return -1;
     }
-    memset(names, 0, sizeof(names));
+    memset(kinds, -1, sizeof(kinds));
     for (int k = 0; k < OBJ_N; k++) {
         cost[k] = 0;
     }
     while (fgets(line, sizeof(line), f) != NULL) {
-        char *p;
-
         if (strncmp(line, "ob=", 3) == 0) {
-            long id = -1;
-
-            line[strcspn(line, "\n")] = '\0';
-            p = line + 3;
-            if (*p == '(') {
-                id = strtol(p + 1, &p, 10);
-                p = strchr(p, ')');
-                p = p != NULL ? p + 1 : line + strlen(line);
-                while (*p == ' ') {
-                    p++;
-                }
-            }
-            if (*p != '\0') {
-                cur = obj_kind(p);
-                if (id >= 0 && id < 4096) {
-                    names[id][0] = (char)(cur + 1);
-                }
-            } else if (id >= 0 && id < 4096 && names[id][0] != 0) {
-                cur = names[id][0] - 1;
-            }
+            cur = cg_object(line, kinds);
+        } else if (strncmp(line, "cob=", 4) == 0) {
+            cg_object(line, kinds);     /* may define a name */
         } else if (strncmp(line, "calls=", 6) == 0) {
             skip_next = true;
         } else if ((line[0] >= '0' && line[0] <= '9') || line[0] == '+' ||
                    line[0] == '-' || line[0] == '*') {
+            char *p = strchr(line, ' ');
+
             if (skip_next) {
                 skip_next = false;
-                continue;
-            }
-            /* "position cost": the cost is the second field. */
-            p = strchr(line, ' ');
-            if (p != NULL) {
+            } else if (p != NULL) {
+                /* "position cost" */
                 cost[cur] += strtod(p, NULL);
             }
         }
@@ -396,11 +401,13 @@ callgrind_mode(void)
         printf("# bench_nvme --callgrind: skipped, no valgrind\n");
         return 0;
     }
-    printf("# bench_nvme --callgrind: device instructions per command, "
-           "(run with %d commands - run with none) / %d\n", n, n);
+    printf("# bench_nvme --callgrind: instructions the device process runs per "
+           "command, (a run with %d commands - a run with none) / %d;\n"
+           "# liblua: the Lua VM and C API; vfu-lua: vfu's core, the bindings "
+           "and the runner; libc: memcpy, syscall wrappers...\n", n, n);
     printf("%-26s %10s", "workload", "total");
     for (int k = 0; k < OBJ_N; k++) {
-        printf("  %s", obj_names[k]);
+        printf(" %10s", obj_names[k]);
     }
     printf("\n");
     if (callgrind_run(NVME_CMD_READ, 1, 0, base) < 0) {
@@ -417,7 +424,7 @@ callgrind_mode(void)
         }
         printf("%-26s %10.0f", w[i].name, total);
         for (int k = 0; k < OBJ_N; k++) {
-            printf("  %.0f", (with[k] - base[k]) / n);
+            printf(" %10.0f", (with[k] - base[k]) / n);
         }
         printf("\n");
     }
