@@ -13,6 +13,8 @@
  *   lvfu_loop.c    the event loop: attach, serve, reconnect, timers
  *   lvfu_trace.c   one JSON line per protocol message and device event
  *   lvfu_client.c  vfu.connect: the client side, for tests
+ *   lvfu_buf.c     vfu.buffer: C-side storage, copied to and from DMA
+ *   lvfu_pack.c    fixed little-endian records in memory (pack/unpack)
  */
 #ifndef LVFU_H
 #define LVFU_H
@@ -221,5 +223,16 @@ void lvfu_trace_msg(vfu_ctx_t *ctx, const struct vfio_user_header *hdr,
 /* lvfu_client.c */
 void lvfu_client_register(lua_State *L);
 int lvfu_client_connect(lua_State *L);
+
+/* lvfu_buf.c */
+int lvfu_buffer_new(lua_State *L);
+void lvfu_buffer_register(lua_State *L);
+
+/* lvfu_pack.c: a string.pack subset on memory; formats raise when bad. */
+#define LVFU_PACK_MAX 256       /* bytes one format may cover */
+size_t lvfu_pack_size(lua_State *L, const char *fmt, int *nvalues);
+int lvfu_unpack_mem(lua_State *L, const unsigned char *p, const char *fmt);
+/* values from stack index arg on */
+void lvfu_pack_mem(lua_State *L, unsigned char *p, const char *fmt, int arg);
 
 #endif /* LVFU_H */

@@ -333,6 +333,40 @@ sg_write(lua_State *L)
     return 0;
 }
 
+/* s:unpack(off, fmt) -> integers, s:pack(off, fmt, ...): records in the
+ * held memory without a string (formats: lvfu_pack.c). */
+static int
+sg_unpack(lua_State *L)
+{
+    struct lvfu_sg *s = check_sg(L);
+    lua_Integer off = luaL_checkinteger(L, 2);
+    const char *fmt = luaL_checkstring(L, 3);
+    int nvalues;
+    size_t size = lvfu_pack_size(L, fmt, &nvalues);
+    unsigned char tmp[LVFU_PACK_MAX];
+
+    luaL_argcheck(L, off >= 0, 2, "negative offset");
+    luaL_checkstack(L, nvalues, "too many values");
+    sg_copy(L, s, (uint64_t)off, (char *)tmp, size, false);
+    return lvfu_unpack_mem(L, tmp, fmt);
+}
+
+static int
+sg_pack(lua_State *L)
+{
+    struct lvfu_sg *s = check_sg(L);
+    lua_Integer off = luaL_checkinteger(L, 2);
+    const char *fmt = luaL_checkstring(L, 3);
+    size_t size = lvfu_pack_size(L, fmt, NULL);
+    unsigned char tmp[LVFU_PACK_MAX];
+
+    luaL_argcheck(L, s->writable, 1, "SG handle is read-only");
+    luaL_argcheck(L, off >= 0, 2, "negative offset");
+    lvfu_pack_mem(L, tmp, fmt, 4);
+    sg_copy(L, s, (uint64_t)off, (char *)tmp, size, true);
+    return 0;
+}
+
 static int
 sg_mark_dirty(lua_State *L)
 {
@@ -420,6 +454,8 @@ static const luaL_Reg sg_methods[] = {
     { "read", sg_read },
     { "write", sg_write },
     { "mark_dirty", sg_mark_dirty },
+    { "unpack", sg_unpack },
+    { "pack", sg_pack },
     { "release", sg_gc },
     { NULL, NULL }
 };

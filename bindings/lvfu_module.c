@@ -124,6 +124,7 @@ static const luaL_Reg vfu_funcs[] = {
     { "sleep", l_sleep },
     { "memory", l_memory },
     { "helper", l_helper },
+    { "buffer", lvfu_buffer_new },
     { NULL, NULL }
 };
 
@@ -135,6 +136,7 @@ luaopen_vfu(lua_State *L)
     lvfu_timer_register(L);
     lvfu_dma_register(L);
     lvfu_client_register(L);
+    lvfu_buffer_register(L);
     lvfu_budget_hook_install(L);
     luaL_newlib(L, vfu_funcs);
     lua_pushliteral(L, "0.1");
