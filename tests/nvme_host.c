@@ -437,8 +437,13 @@ wait_irq(struct nvme_host *h, struct nvme_queue *q, int timeout_ms)
             h->n.wakeups++;
         }
     }
-    if (p[1].revents != 0 && vfu_client_poll(h->c, 0) < 0) {
-        return -1;
+    if (p[1].revents != 0) {
+        int served = vfu_client_poll(h->c, 0);
+
+        if (served < 0) {
+            return -1;
+        }
+        h->n.server_reqs += (uint64_t)served;
     }
     return 0;
 }

@@ -147,6 +147,7 @@ struct nvme_host_counts {
     uint64_t interrupts;    /* eventfd signals (the counters read) */
     uint64_t wakeups;       /* polls that found an eventfd signalled */
     uint64_t commands;      /* submitted */
+    uint64_t server_reqs;   /* the server's own requests served (DMA_READ/WRITE) */
 };
 
 struct nvme_host {

@@ -171,6 +171,7 @@ io_block(void *arg, int iters)
     a->n.commands += now->commands - before.commands;
     a->n.reg_reads += now->reg_reads - before.reg_reads;
     a->n.reg_writes += now->reg_writes - before.reg_writes;
+    a->n.server_reqs += now->server_reqs - before.server_reqs;
     return ns;
 }
 
@@ -266,6 +267,16 @@ host_down(struct bench_nvme *b)
 
 /* ---- the side mode: instructions per command under callgrind ---- */
 
+/*
+ * Where the device's instructions run, by ELF object: liblua (the Lua VM
+ * and C API), vfu-lua (vfu's core, the bindings, the runner), libc.
+ *
+ * Lua VM instructions are counted too: the runner's time budget is a
+ * count hook, and with any hook set Lua 5.4's interpreter calls its trace
+ * function (luaG_traceexec) before every VM instruction. Which function of
+ * liblua that is (Debian's is stripped) is found by calibration: the one
+ * called once per instruction of a loop of known length.
+ */
 enum { OBJ_LUA, OBJ_VFU, OBJ_LIBC, OBJ_OTHER, OBJ_N };
 static const char *const obj_names[OBJ_N] = { "liblua", "vfu-lua", "libc", "other" };
 
@@ -287,21 +298,33 @@ obj_kind(const char *name)
     return OBJ_OTHER;
 }
 
-/*
- * Exclusive Ir by object from a callgrind output file: cost lines count
- * for the current ob=, but the line after calls= (a call's inclusive cost)
- * does not. Names are compressed: "ob=(n) name" or "cob=(n) name" defines
- * n, "ob=(n)" reuses it.
- */
-#define CG_IDS 4096
+#define CG_IDS 65536
 
-static int
-cg_object(char *line, signed char kinds[CG_IDS])
+struct cg_profile {
+    double cost[OBJ_N];     /* exclusive Ir by object */
+    double step_calls;      /* calls of the per-instruction trace function */
+    double step_cost;       /* its own Ir */
+};
+
+/* What the parse of one file keeps, by compressed id. */
+struct cg_names {
+    signed char ob_kind[CG_IDS];
+    char *fn_name[CG_IDS];
+    double fn_calls[CG_IDS];    /* calls into liblua functions */
+};
+
+/*
+ * "ob=(n) name" / "cfn=(n)" ...: the id, and the name if the line defines
+ * it (compressed names are defined once, reused by id).
+ */
+static long
+cg_id(char *line, char **name)
 {
     char *p = strchr(line, '=') + 1;
     long id = -1;
 
     line[strcspn(line, "\n")] = '\0';
+    *name = NULL;
     if (*p == '(') {
         id = strtol(p + 1, &p, 10);
         p = strchr(p, ')');
@@ -310,79 +333,179 @@ cg_object(char *line, signed char kinds[CG_IDS])
             p++;
         }
     }
-    if (id < 0 || id >= CG_IDS) {
-        return *p != '\0' ? obj_kind(p) : OBJ_OTHER;
-    }
     if (*p != '\0') {
-        kinds[id] = (signed char)obj_kind(p);
+        *name = p;
     }
-    return kinds[id] >= 0 ? kinds[id] : OBJ_OTHER;
+    return id >= 0 && id < CG_IDS ? id : -1;
 }
 
 static int
-callgrind_costs(const char *path, double cost[OBJ_N])
+cg_ob(char *line, struct cg_names *nm)
 {
-    static signed char kinds[CG_IDS];
+    char *name;
+    long id = cg_id(line, &name);
+
+    if (id < 0) {
+        return name != NULL ? obj_kind(name) : OBJ_OTHER;
+    }
+    if (name != NULL) {
+        nm->ob_kind[id] = (signed char)obj_kind(name);
+    }
+    return nm->ob_kind[id] >= 0 ? nm->ob_kind[id] : OBJ_OTHER;
+}
+
+static long
+cg_fn(char *line, struct cg_names *nm)
+{
+    char *name;
+    long id = cg_id(line, &name);
+
+    if (id >= 0 && name != NULL && nm->fn_name[id] == NULL) {
+        nm->fn_name[id] = strdup(name);
+    }
+    return id;
+}
+
+/*
+ * Reads a callgrind output file: exclusive costs (cost lines count for the
+ * current ob= and fn=, but not the line after calls=, a call's inclusive
+ * cost) and calls into liblua by function. With step (a function name)
+ * given, fills p->step_*; without, returns in *step the name of the
+ * liblua function called closest to want times (calibration).
+ */
+static int
+cg_parse(const char *path, const char *step, double want, struct cg_profile *p,
+         char *found, size_t found_size)
+{
+    struct cg_names *nm = calloc(1, sizeof(*nm));
     char line[4096];
-    int cur = OBJ_OTHER;
+    int ob = OBJ_OTHER, call_ob = -1;
+    long fn = -1, call_fn = -1;
     bool skip_next = false;
     FILE *f = fopen(path, "r");
 
-    if (f == NULL) {
+    if (f == NULL || nm == NULL) {
+        free(nm);
+        if (f != NULL) {
+            fclose(f);
+        }
         return -1;
     }
-    memset(kinds, -1, sizeof(kinds));
-    for (int k = 0; k < OBJ_N; k++) {
-        cost[k] = 0;
-    }
+    memset(nm->ob_kind, -1, sizeof(nm->ob_kind));
+    memset(p, 0, sizeof(*p));
     while (fgets(line, sizeof(line), f) != NULL) {
         if (strncmp(line, "ob=", 3) == 0) {
-            cur = cg_object(line, kinds);
+            ob = cg_ob(line, nm);
         } else if (strncmp(line, "cob=", 4) == 0) {
-            cg_object(line, kinds);     /* may define a name */
+            call_ob = cg_ob(line, nm);
+        } else if (strncmp(line, "fn=", 3) == 0) {
+            fn = cg_fn(line, nm);
+            call_ob = -1;
+        } else if (strncmp(line, "cfn=", 4) == 0) {
+            call_fn = cg_fn(line, nm);
         } else if (strncmp(line, "calls=", 6) == 0) {
+            if ((call_ob >= 0 ? call_ob : ob) == OBJ_LUA && call_fn >= 0) {
+                nm->fn_calls[call_fn] += strtod(line + 6, NULL);
+            }
             skip_next = true;
         } else if ((line[0] >= '0' && line[0] <= '9') || line[0] == '+' ||
                    line[0] == '-' || line[0] == '*') {
-            char *p = strchr(line, ' ');
+            char *sp = strchr(line, ' ');
 
             if (skip_next) {
                 skip_next = false;
-            } else if (p != NULL) {
-                /* "position cost" */
-                cost[cur] += strtod(p, NULL);
+                call_ob = -1;
+            } else if (sp != NULL) {
+                double c = strtod(sp, NULL);    /* "position cost" */
+
+                p->cost[ob] += c;
+                if (step != NULL && ob == OBJ_LUA && fn >= 0 &&
+                    nm->fn_name[fn] != NULL && strcmp(nm->fn_name[fn], step) == 0) {
+                    p->step_cost += c;
+                }
             }
         }
     }
     fclose(f);
+    for (long id = 0; id < CG_IDS; id++) {
+        if (nm->fn_name[id] == NULL) {
+            continue;
+        }
+        if (step != NULL && strcmp(nm->fn_name[id], step) == 0) {
+            p->step_calls += nm->fn_calls[id];
+        } else if (step == NULL && found != NULL && nm->fn_calls[id] >= want &&
+                   nm->fn_calls[id] < want * 1.001) {
+            snprintf(found, found_size, "%s", nm->fn_name[id]);
+        }
+        free(nm->fn_name[id]);
+    }
+    free(nm);
     return 0;
+}
+
+static char cg_out[96];
+
+static char cg_opt[128];
+static char *cg_wrap[] = { "valgrind", "--tool=callgrind", "-q", cg_opt };
+
+static void
+cg_wrap_init(void)
+{
+    snprintf(cg_out, sizeof(cg_out), "/tmp/vfu-bench-nvme-%d.callgrind", getpid());
+    snprintf(cg_opt, sizeof(cg_opt), "--callgrind-out-file=%s", cg_out);
+}
+
+/*
+ * The trace function's name: vfu-lua runs a loop of 1,000,000 iterations
+ * of 2 VM instructions (an add and the loop's own step) under callgrind.
+ */
+static int
+cg_calibrate(char *name, size_t size)
+{
+    char script[96], cmd[512];
+    struct cg_profile p;
+    FILE *f;
+    int rc;
+
+    snprintf(script, sizeof(script), "/tmp/vfu-bench-nvme-%d-loop.lua", getpid());
+    f = fopen(script, "w");
+    if (f == NULL) {
+        return -1;
+    }
+    fprintf(f, "local x = 0\nfor i = 1, 1000000 do x = x + i end\n");
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "%s %s %s %s %s %s", cg_wrap[0], cg_wrap[1],
+             cg_wrap[2], cg_wrap[3], VFU_LUA, script);
+    rc = system(cmd);
+    name[0] = '\0';
+    if (rc == 0) {
+        rc = cg_parse(cg_out, NULL, 2e6, &p, name, size);
+    }
+    unlink(script);
+    unlink(cg_out);
+    return rc == 0 && name[0] != '\0' ? 0 : -1;
 }
 
 /* One device life under callgrind: connect, bring up, commands, down. */
 static int
-callgrind_run(uint8_t op, int qd, int iters, double cost[OBJ_N])
+cg_run(uint8_t op, int qd, int iters, const char *step, struct cg_profile *p)
 {
-    char out[96], opt[128];
-    char *wrap[] = { "valgrind", "--tool=callgrind", opt, "-q" };
     struct bench_nvme b = { 0 };
-    pid_t pid;
+    pid_t pid = start_device(cg_wrap, 4, false);
     int status;
 
-    snprintf(out, sizeof(out), "/tmp/vfu-bench-nvme-%d.callgrind", getpid());
-    snprintf(opt, sizeof(opt), "--callgrind-out-file=%s", out);
-    pid = start_device(wrap, 4, false);
     host_up(&b);
     if (iters > 0) {
         run_io(&b, op, qd, iters);
     }
     host_down(&b);
     status = nvme_device_stop(pid);
-    if (!WIFEXITED(status) || callgrind_costs(out, cost) < 0) {
+    if (!WIFEXITED(status) || cg_parse(cg_out, step, 0, p, NULL, 0) < 0) {
         fprintf(stderr, "bench_nvme: callgrind run failed (status 0x%x)\n", status);
-        unlink(out);
+        unlink(cg_out);
         return -1;
     }
-    unlink(out);
+    unlink(cg_out);
     return 0;
 }
 
@@ -394,39 +517,51 @@ callgrind_mode(void)
         { "QD1 4 KiB random read", NVME_CMD_READ, 1 },
         { "QD1 4 KiB random write", NVME_CMD_WRITE, 1 },
         { "QD32 4 KiB random read", NVME_CMD_READ, 32 },
+        { "QD32 4 KiB random write", NVME_CMD_WRITE, 32 },
     };
-    double base[OBJ_N], with[OBJ_N];
+    struct cg_profile base, with;
+    char step[256];
 
     if (system("valgrind --version >/dev/null 2>&1") != 0) {
         printf("# bench_nvme --callgrind: skipped, no valgrind\n");
         return 0;
     }
-    printf("# bench_nvme --callgrind: instructions the device process runs per "
-           "command, (a run with %d commands - a run with none) / %d;\n"
-           "# liblua: the Lua VM and C API; vfu-lua: vfu's core, the bindings "
-           "and the runner; libc: memcpy, syscall wrappers...\n", n, n);
-    printf("%-26s %10s", "workload", "total");
-    for (int k = 0; k < OBJ_N; k++) {
-        printf(" %10s", obj_names[k]);
+    cg_wrap_init();
+    if (cg_calibrate(step, sizeof(step)) < 0) {
+        fprintf(stderr, "bench_nvme: calibration found no per-instruction function "
+                "in liblua; Lua VM instructions are not counted\n");
+        snprintf(step, sizeof(step), "(none)");
     }
-    printf("\n");
-    if (callgrind_run(NVME_CMD_READ, 1, 0, base) < 0) {
+    printf("# bench_nvme --callgrind: per command, (a run with %d commands - a run "
+           "with none) / %d, of the device process:\n"
+           "# machine instructions by object (liblua: the Lua VM and C API; vfu-lua: "
+           "vfu's core, the bindings, the runner; libc: memcpy, syscall wrappers);\n"
+           "# Lua VM instructions (calls of liblua's %s, run before each one while "
+           "the budget's count hook is set), and that function's own machine "
+           "instructions\n", n, n, step);
+    printf("%-26s %8s", "workload", "total");
+    for (int k = 0; k < OBJ_N; k++) {
+        printf(" %8s", obj_names[k]);
+    }
+    printf(" %8s %8s\n", "Lua ops", "hook");
+    if (cg_run(NVME_CMD_READ, 1, 0, step, &base) < 0) {
         return 1;
     }
     for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
         double total = 0;
 
-        if (callgrind_run(w[i].op, w[i].qd, n, with) < 0) {
+        if (cg_run(w[i].op, w[i].qd, n, step, &with) < 0) {
             return 1;
         }
         for (int k = 0; k < OBJ_N; k++) {
-            total += (with[k] - base[k]) / n;
+            total += (with.cost[k] - base.cost[k]) / n;
         }
-        printf("%-26s %10.0f", w[i].name, total);
+        printf("%-26s %8.0f", w[i].name, total);
         for (int k = 0; k < OBJ_N; k++) {
-            printf(" %10.0f", (with[k] - base[k]) / n);
+            printf(" %8.0f", (with.cost[k] - base.cost[k]) / n);
         }
-        printf("\n");
+        printf(" %8.0f %8.0f\n", (with.step_calls - base.step_calls) / n,
+               (with.step_cost - base.step_cost) / n);
     }
     return 0;
 }
@@ -549,14 +684,18 @@ main(int argc, char **argv)
             printf("\n");
         }
     }
-    printf("# per command, counted by the host: posted REGION_WRITEs (doorbells), "
-           "interrupts (eventfd signals), host wake-ups\n");
+    printf("# per command, counted by the host: messages to the device (posted "
+           "REGION_WRITEs: doorbells; other requests), messages from it (DMA "
+           "requests), interrupts (eventfd signals), host wake-ups\n");
+    printf("%-26s %9s %9s %9s %9s %9s\n", "workload", "doorbells", "requests",
+           "from dev", "irqs", "wake-ups");
     for (int k = 0; k < NARMS; k++) {
-        double c = (double)io[k].n.commands;
+        const struct nvme_host_counts *n = &io[k].n;
+        double c = (double)n->commands;
 
-        printf("%-44s %6.2f doorbells %6.2f interrupts %6.2f wake-ups\n",
-               kinds[k].name, io[k].n.doorbells / c, io[k].n.interrupts / c,
-               io[k].n.wakeups / c);
+        printf("%-26s %9.3f %9.3f %9.3f %9.3f %9.3f\n", kinds[k].name,
+               n->doorbells / c, (n->reg_reads + n->reg_writes) / c,
+               n->server_reqs / c, n->interrupts / c, n->wakeups / c);
     }
 
     host_down(&b);
