@@ -288,7 +288,7 @@ test_identify(void **state)
     /* The default memory namespace: 64 MiB. */
     assert_int_equal(t.h->nsze * t.h->lba_size, 64u << 20);
     assert_true(NVME_CAP_MQES(t.h->cap) + 1 >= 64);
-    t.shadow_size = 8u << 20;
+    t.shadow_size = 12u << 20;
     t.shadow = calloc(1, t.shadow_size);
     assert_non_null(t.shadow);
     /* What a fresh memory namespace holds: zeros. */
@@ -414,32 +414,71 @@ test_qd32(void **state)
     }
 }
 
-/* A transfer whose PRP list does not fit one page (if MDTS allows it). */
+/*
+ * PRP lists that cross a page: a 64 KiB transfer whose list starts six
+ * entries before the end of its page (five entries, then the pointer to
+ * the next list page, then the other ten), as a list taken from a small
+ * pool can; and, where MDTS allows, a transfer of more than 512 pages.
+ */
+static uint16_t
+io_chained(uint8_t op, uint64_t slba, uint64_t data_iova, size_t len,
+           uint64_t *list, uint64_t list_iova)
+{
+    const int before_end = 6;
+    uint64_t *p = list + 512 - before_end;
+    size_t pages = len / 4096;
+    struct nvme_sqe sqe = {
+        .opcode = op, .cid = 20, .nsid = 1,
+        .prp1 = data_iova, .prp2 = list_iova + (512 - before_end) * 8,
+        .cdw10 = (uint32_t)slba, .cdw11 = (uint32_t)(slba >> 32),
+        .cdw12 = (uint32_t)(len / t.h->lba_size - 1),
+    };
+
+    for (size_t i = 1; i < pages; i++) {
+        if (p == list + 511) {
+            *p = list_iova + 4096;      /* the chain */
+            p = list + 512;
+        }
+        *p++ = data_iova + i * 4096;
+    }
+    return io_one(&sqe);
+}
+
 static void
 test_chained_prp_list(void **state)
 {
-    need_host();
-    const size_t len = (2u << 20) + 8192;   /* 514 pages: 513 list entries */
-    const size_t off = 4u << 20;
-    uint64_t wiova, riova;
+    const size_t len = 65536, big = (2u << 20) + 8192;
+    const uint64_t slba = (6u << 20) / t.h->lba_size;
+    uint64_t wiova, riova, liova;
     uint8_t *w, *r;
+    uint64_t *list;
 
-    if (t.h->mdts_bytes != 0 && t.h->mdts_bytes < len + 4096) {
-        print_message("MDTS %u bytes: no transfer needs a chained PRP list\n",
-                      t.h->mdts_bytes);
-        skip();
-    }
-    w = nvme_host_alloc(t.h, len + 4096, &wiova);
-    r = nvme_host_alloc(t.h, len + 4096, &riova);
+    need_host();
+    w = nvme_host_alloc(t.h, big + 4096, &wiova);
+    r = nvme_host_alloc(t.h, big + 4096, &riova);
+    list = nvme_host_alloc(t.h, 2 * 4096, &liova);
     assert_non_null(w);
     assert_non_null(r);
-    fill_random(w + 8, len);
-    rw_one(NVME_CMD_WRITE, off / t.h->lba_size, (uint32_t)(len / t.h->lba_size),
-           wiova + 8);
-    shadow_put(off / t.h->lba_size, w + 8, len);
-    rw_one(NVME_CMD_READ, off / t.h->lba_size, (uint32_t)(len / t.h->lba_size),
-           riova + 8);
-    assert_same(r + 8, w + 8, len, "chained PRP list");
+    assert_non_null(list);
+    fill_random(w, len);
+    assert_int_equal(io_chained(NVME_CMD_WRITE, slba, wiova, len, list, liova), 0);
+    shadow_put(slba, w, len);
+    rw_one(NVME_CMD_READ, slba, (uint32_t)(len / t.h->lba_size), riova);
+    assert_same(r, w, len, "written through a list chained mid-transfer");
+    memset(r, 0xee, len);
+    assert_int_equal(io_chained(NVME_CMD_READ, slba, riova, len, list, liova), 0);
+    assert_same(r, w, len, "read through a list chained mid-transfer");
+
+    if (t.h->mdts_bytes != 0 && t.h->mdts_bytes < big + 4096) {
+        print_message("MDTS %u bytes: no transfer of more than 512 pages\n",
+                      t.h->mdts_bytes);
+        return;
+    }
+    fill_random(w + 8, big);
+    rw_one(NVME_CMD_WRITE, slba, (uint32_t)(big / t.h->lba_size), wiova + 8);
+    shadow_put(slba, w + 8, big);
+    rw_one(NVME_CMD_READ, slba, (uint32_t)(big / t.h->lba_size), riova + 8);
+    assert_same(r + 8, w + 8, big, "a transfer of 514 pages");
 }
 
 static void
