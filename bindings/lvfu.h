@@ -110,6 +110,7 @@ struct lvfu_dev {
     bool migr;
     int migr_transition_ref, migr_save_ref, migr_load_ref, migr_state_ref;
     int migr_precopy_ref;
+    int migr_receive_ref;       /* pre-copy records as they arrive, or NOREF */
     vfu_migr_state_t migr_state;
     char *mig_out;              /* records being read by the client */
     size_t mig_out_len, mig_out_pos;
@@ -117,6 +118,7 @@ struct lvfu_dev {
     size_t mig_in_len, mig_in_cap;
     bool mig_in_over;           /* more than the bound was sent: refused */
     bool mig_abandoned;         /* the client left while resuming */
+    bool mig_in_failed;         /* receive() failed or a record was bad */
 
     bool running;               /* inside lvfu_loop_run(): not to be freed */
     bool stop;                  /* dev:stop() */

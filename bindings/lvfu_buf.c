@@ -72,9 +72,16 @@ int
 lvfu_buffer_new(lua_State *L)
 {
     static const char *const modes[] = { "r", "rw", NULL };
+    bool is_size = lua_type(L, 1) == LUA_TNUMBER;
+    lua_Integer size = is_size ? luaL_checkinteger(L, 1) : 0;
+    const char *path = is_size ? NULL : luaL_checkstring(L, 1);
+    bool rw = is_size || luaL_checkoption(L, 2, "rw", modes) == 1;
     struct lvfu_buf *b;
     void *p;
 
+    luaL_argcheck(L, !is_size || (size > 0 && (uint64_t)size <= (1ull << 40)), 1,
+                  "size out of range");
+    lua_settop(L, 1);
     b = lua_newuserdatauv(L, sizeof(*b), 0);
     memset(b, 0, sizeof(*b));
     luaL_setmetatable(L, LVFU_BUFFER_MT);
@@ -82,11 +89,7 @@ lvfu_buffer_new(lua_State *L)
     if (b->sgl == NULL) {
         return lvfu_fail(L, ENOMEM, "buffer");
     }
-    if (lua_type(L, 1) == LUA_TNUMBER) {
-        lua_Integer size = luaL_checkinteger(L, 1);
-
-        luaL_argcheck(L, size > 0 && (uint64_t)size <= (1ull << 40), 1,
-                      "size out of range");
+    if (is_size) {
         /* zero pages cost nothing until written */
         p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -96,8 +99,6 @@ lvfu_buffer_new(lua_State *L)
         b->size = (size_t)size;
         b->writable = true;
     } else {
-        const char *path = luaL_checkstring(L, 1);
-        bool rw = luaL_checkoption(L, 2, "rw", modes) == 1;
         struct stat st;
         int fd = open(path, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
         int err;
@@ -105,10 +106,14 @@ lvfu_buffer_new(lua_State *L)
         if (fd < 0) {
             return lvfu_fail(L, errno, path);
         }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) {
-            err = S_ISREG(st.st_mode) || st.st_size > 0 ? errno : EINVAL;
+        if (fstat(fd, &st) < 0) {
+            err = errno;
             close(fd);
-            return lvfu_fail(L, err != 0 ? err : EINVAL, path);
+            return lvfu_fail(L, err, path);
+        }
+        if (!S_ISREG(st.st_mode) || st.st_size <= 0) {
+            close(fd);
+            return lvfu_fail(L, EINVAL, path);  /* nothing to map */
         }
         p = mmap(NULL, (size_t)st.st_size, PROT_READ | (rw ? PROT_WRITE : 0),
                  MAP_SHARED, fd, 0);

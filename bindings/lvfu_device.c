@@ -535,6 +535,7 @@ lvfu_dev_release(lua_State *L, struct lvfu_dev *dev)
     lvfu_unref(L, &dev->migr_load_ref);
     lvfu_unref(L, &dev->migr_state_ref);
     lvfu_unref(L, &dev->migr_precopy_ref);
+    lvfu_unref(L, &dev->migr_receive_ref);
     lvfu_unref(L, &dev->self_ref);
     lvfu_migr_free(dev);
 }
@@ -558,6 +559,7 @@ lvfu_device_new(lua_State *L)
     dev->migr_transition_ref = dev->migr_save_ref = LUA_NOREF;
     dev->migr_load_ref = dev->migr_state_ref = LUA_NOREF;
     dev->migr_precopy_ref = LUA_NOREF;
+    dev->migr_receive_ref = LUA_NOREF;
     for (int i = 0; i < VFU_PCI_DEV_NUM_REGIONS; i++) {
         dev->regions[i].read_ref = dev->regions[i].write_ref = LUA_NOREF;
         dev->regions[i].fd = -1;

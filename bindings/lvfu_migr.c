@@ -48,6 +48,7 @@ in_free(struct lvfu_dev *dev)
     dev->mig_in = NULL;
     dev->mig_in_len = dev->mig_in_cap = 0;
     dev->mig_in_over = false;
+    dev->mig_in_failed = false;
 }
 
 void
@@ -113,6 +114,7 @@ struct mig_call {
     const char *bad;            /* produce: the type of an unusable result */
     int err;                    /* produce: errno of a failed append */
     vfu_migr_state_t to, from;  /* transition */
+    size_t len;                 /* receive: the record's length */
 };
 
 /* Push state.<name> and the declared state table. */
@@ -258,6 +260,11 @@ load_state(lua_State *L, struct lvfu_dev *dev)
         errno = EFBIG;
         return -1;
     }
+    if (dev->mig_in_failed) {
+        lvfu_errorf(dev, "migration load: a pre-copy record was refused");
+        errno = EIO;
+        return -1;
+    }
     return lvfu_enter(L, dev, &e, 0);
 }
 
@@ -379,6 +386,51 @@ read_data(vfu_ctx_t *ctx, void *buf, uint64_t count)
     return (ssize_t)n;
 }
 
+static int
+push_received(lua_State *L, void *arg)
+{
+    struct mig_call *m = arg;
+
+    lua_pushlstring(L, m->dev->mig_in + REC_HDR, m->len);
+    return 1;
+}
+
+/*
+ * With migration.receive, each complete pre-copy record at the front of
+ * what arrived goes to it at once and is dropped: the stream kept in C is
+ * then one record and the state, not every round. A malformed header is
+ * left for load_state() to refuse; a failing receive() fails the load.
+ */
+static void
+deliver_received(lua_State *L, struct lvfu_dev *dev)
+{
+    while (!dev->mig_in_failed && dev->mig_in_len >= REC_HDR) {
+        const char *p = dev->mig_in;
+        struct mig_call m = { .dev = dev };
+        struct lvfu_entry e = {
+            .what = "migration receive", .ref = dev->migr_receive_ref,
+            .push = push_received, .arg = &m,
+        };
+        uint64_t len = 0;
+
+        if (memcmp(p, REC_MAGIC, 4) != 0 || p[4] != 'P' || p[5] || p[6] || p[7]) {
+            return;
+        }
+        for (int i = 0; i < 8; i++) {
+            len |= (uint64_t)(uint8_t)p[8 + i] << (8 * i);
+        }
+        if (len > dev->mig_in_len - REC_HDR) {
+            return;                     /* the rest is still to come */
+        }
+        m.len = (size_t)len;
+        if (lvfu_enter(L, dev, &e, 0) < 0) {
+            dev->mig_in_failed = true;
+        }
+        dev->mig_in_len -= REC_HDR + (size_t)len;
+        memmove(dev->mig_in, p + REC_HDR + len, dev->mig_in_len);
+    }
+}
+
 static ssize_t
 write_data(vfu_ctx_t *ctx, void *buf, uint64_t count)
 {
@@ -414,6 +466,9 @@ write_data(vfu_ctx_t *ctx, void *buf, uint64_t count)
     }
     memcpy(dev->mig_in + dev->mig_in_len, buf, count);
     dev->mig_in_len += count;
+    if (dev->migr_receive_ref != LUA_NOREF && !dev->closed && dev->L != NULL) {
+        deliver_received(dev->L, dev);
+    }
     return (ssize_t)count;
 }
 

@@ -322,7 +322,7 @@ static void
 parse_migration(lua_State *L, int spec, struct lvfu_dev *dev)
 {
     static const char *const keys[] = { "state", "transition", "save", "load",
-                                        "precopy", NULL };
+                                        "precopy", "receive", NULL };
     int t = lua_getfield(L, spec, "migration");
     int m = lua_absindex(L, -1);
 
@@ -339,6 +339,7 @@ parse_migration(lua_State *L, int spec, struct lvfu_dev *dev)
     dev->migr_save_ref = get_fn(L, m, "save", "migration");
     dev->migr_load_ref = get_fn(L, m, "load", "migration");
     dev->migr_precopy_ref = get_fn(L, m, "precopy", "migration");
+    dev->migr_receive_ref = get_fn(L, m, "receive", "migration");
     t = lua_getfield(L, m, "state");
     if (t == LUA_TTABLE) {
         dev->migr_state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -354,6 +355,9 @@ parse_migration(lua_State *L, int spec, struct lvfu_dev *dev)
     if (dev->migr_precopy_ref != LUA_NOREF && dev->migr_load_ref == LUA_NOREF) {
         luaL_error(L, "migration.precopy: needs save and load, which get "
                    "what it sent");
+    }
+    if (dev->migr_receive_ref != LUA_NOREF && dev->migr_precopy_ref == LUA_NOREF) {
+        luaL_error(L, "migration.receive: needs precopy, whose records it gets");
     }
     if (dev->migr_save_ref == LUA_NOREF && dev->migr_state_ref == LUA_NOREF) {
         luaL_error(L, "migration: a state table or save/load handlers expected");

@@ -135,7 +135,8 @@ local function cq_mem(q)
 end
 
 local function notify(cq)
-  cq.mem:mark_dirty()           -- held writes are not in the dirty log
+  local m = cq.mem
+  if m and #m > 0 then m:mark_dirty() end   -- held writes are not logged
   if not cq.ien then return end
   if msix_on then
     dev:irq(cq.iv)
@@ -152,8 +153,7 @@ end
 
 local function post(cq, dw0, sqhd, sqid, cid, status)
   local t = cq.tail
-  cq.mem:pack(t << 4, CQE, dw0 & 0xffffffff, 0, sqhd, sqid, cid,
-              status << 1 | cq.phase)
+  cq.mem:pack(t << 4, CQE, dw0, 0, sqhd, sqid, cid, status << 1 | cq.phase)
   t = t + 1
   if t == cq.size then
     t = 0
@@ -229,28 +229,36 @@ local function mark_dirty(off, len)
   for c = off // CHUNK, (off + len - 1) // CHUNK do d[c] = true end
 end
 
-local function rw(nsid, p1, p2, c10, c11, c12, write)
+-- Read and Write: the hot path, so the one-page case skips xfer().
+local function io_read(nsid, p1, p2, c10, c11, c12)
   if nsid ~= 1 then return INVALID_NS end
   local slba, nlb = c11 << 32 | c10, (c12 & 0xffff) + 1
   if slba < 0 or slba > NLB - nlb then return LBA_RANGE end
   local len = nlb << BLK_SHIFT
   if len > MAX_XFER then return INVALID_FIELD end
-  if write then
-    stats.wr_cmds, stats.wr_blocks = stats.wr_cmds + 1, stats.wr_blocks + nlb
-    if mig then mark_dirty(slba << BLK_SHIFT, len) end
-  else
-    stats.rd_cmds, stats.rd_blocks = stats.rd_cmds + 1, stats.rd_blocks + nlb
+  stats.rd_cmds, stats.rd_blocks = stats.rd_cmds + 1, stats.rd_blocks + nlb
+  if p1 & 3 == 0 and len <= PG - (p1 & PGMASK) then
+    local ok, _, e = to_dma(store, dev, slba << BLK_SHIFT, len, PG, p1)
+    if ok then return OK, 0, len end
+    return e == EINVAL and PRP_OFFSET or DATA_XFER
   end
-  return xfer(store, slba << BLK_SHIFT, len, p1, p2, not write), 0, len
+  return xfer(store, slba << BLK_SHIFT, len, p1, p2, true), 0, len
+end
+
+local function io_write(nsid, p1, p2, c10, c11, c12)
+  if nsid ~= 1 then return INVALID_NS end
+  local slba, nlb = c11 << 32 | c10, (c12 & 0xffff) + 1
+  if slba < 0 or slba > NLB - nlb then return LBA_RANGE end
+  local len = nlb << BLK_SHIFT
+  if len > MAX_XFER then return INVALID_FIELD end
+  stats.wr_cmds, stats.wr_blocks = stats.wr_cmds + 1, stats.wr_blocks + nlb
+  if mig then mark_dirty(slba << BLK_SHIFT, len) end
+  return xfer(store, slba << BLK_SHIFT, len, p1, p2, false), 0, len
 end
 
 local io_ops = {
-  [0x02] = function(nsid, p1, p2, c10, c11, c12)           -- Read
-    return rw(nsid, p1, p2, c10, c11, c12, false)
-  end,
-  [0x01] = function(nsid, p1, p2, c10, c11, c12)           -- Write
-    return rw(nsid, p1, p2, c10, c11, c12, true)
-  end,
+  [0x02] = io_read,
+  [0x01] = io_write,
   [0x00] = function(nsid)                                  -- Flush
     if nsid ~= 1 and nsid ~= 0xffffffff then return INVALID_NS end
     if file_backed and not store:sync() then return 0x06 end  -- internal error
@@ -518,8 +526,11 @@ local function run_sq(sq)
   local ops = sq.id == 0 and admin_ops or io_ops
   local head, tail, size, sqid = sq.head, sq.tail, sq.size, sq.id
   local moved, posted = 0, false
+  local ct, csize = cq.tail, cq.size
   while head ~= tail do
-    if cq_full(cq) then
+    ct = ct + 1
+    if ct == csize then ct = 0 end
+    if ct == cq.head then               -- full
       cq.stalled = true
       break
     end
@@ -543,8 +554,17 @@ local function run_sq(sq)
       status = INVALID_OPCODE
     end
     if status then
-      post(cq, dw0 or 0, head, sqid, cid, status)
+      local t = cq.tail
+      cm:pack(t << 4, CQE, dw0 or 0, 0, head, sqid, cid, status << 1 | cq.phase)
+      t = t + 1
+      if t == csize then
+        t = 0
+        cq.phase = cq.phase ~ 1
+      end
+      cq.tail = t
       posted = true
+    else
+      ct = cq.tail                  -- nothing posted: the slot is still free
     end
     if sqs[sqid] ~= sq then break end       -- the queue went away
   end
@@ -813,10 +833,14 @@ dev = vfu.device {
            { "pcie", flr = true } },
   irqs = { intx = 1, msi = 1, msix = MAXQ + 1 },
   irq_state = { msix = irq_kind(true), msi = irq_kind(false), intx = irq_kind(false) },
-  reset = function() ctrl_reset(true); msix_on = false end,
+  reset = function(kind)
+    ctrl_reset(true)
+    if kind == "lost_conn" then msix_on = false end
+  end,
   dma = true,
   migration = {
-    save = save, load = load, precopy = precopy,
+    -- chunks are written as they arrive: the stream never holds them all
+    save = save, load = load, precopy = precopy, receive = apply_chunk,
     transition = function(to)
       if to == "running" then mig = nil end
     end,

@@ -27,14 +27,14 @@ function H.write(name, text)
   return path
 end
 
--- Start `vfu-lua OPTS SCRIPT SOCK` in the background; returns a server.
-function H.start(script, opts, name)
+-- Start `vfu-lua OPTS SCRIPT SOCK [ARGS]` in the background; returns a server.
+function H.start(script, opts, name, args)
   name = name or script:match("([^/]+)%.lua$")
   local sock = ("%s/%s.sock"):format(H.tmp, name)
   local log = ("%s/%s.log"):format(H.tmp, name)
   os.remove(sock)
-  local p = assert(io.popen(("exec %s %s %s %s >%s 2>&1 & echo $!"):format(
-    H.runner, opts or "", script, sock, log)))
+  local p = assert(io.popen(("exec %s %s %s %s %s >%s 2>&1 & echo $!"):format(
+    H.runner, opts or "", script, sock, args or "", log)))
   local pid = assert(tonumber(p:read("l")))
   p:close()
   running[pid] = true

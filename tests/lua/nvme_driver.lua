@@ -37,6 +37,7 @@ function N:enable(sq, cq, n)
   self:setreg(0x28, sq, 8)
   self:setreg(0x30, cq, 8)
   self.q[0] = { id = 0, sq = sq, cq = cq, size = n, tail = 0, head = 0, phase = 1 }
+  self.c:mem_write(cq, string.rep("\0", n * 16))   -- a host clears its CQs
   self:setreg(0x14, 0x460001)         -- IOCQES 4, IOSQES 6, EN
   return self:reg(0x1c)
 end
@@ -83,6 +84,7 @@ end
 function N:admin(f) return self:cmd(0, f) end
 
 function N:create_pair(qid, sq, cq, n, iv)
+  self.c:mem_write(cq, string.rep("\0", n * 16))
   local st = self:admin { op = 0x05, prp1 = cq, c10 = (n - 1) << 16 | qid,
                           c11 = (iv or qid) << 16 | 3 }
   if st ~= 0 then return st end
