@@ -43,7 +43,7 @@ done
 wait_live
 size=$(( $(cat /sys/block/nvme0n1/size) * 512 ))
 [ "$size" = 33554432 ] || fail "$disk has $size bytes, not the backing file's 33554432"
-note "nvme0: $(cat /sys/class/nvme/nvme0/model) ($size bytes)"
+note "nvme0: $(sed 's/ *$//' /sys/class/nvme/nvme0/model), $size bytes"
 
 [ "$(mib_md5 28)" = "$HOST_MD5" ] || fail "the host's 1 MiB at 28 MiB reads different"
 

@@ -28,7 +28,7 @@ dd if="$guest_work/host.bin" of="$disk" bs=1M seek=28 conv=notrunc 2>/dev/null
 guest_initramfs "$guest_work/initrd.gz" "$guest_work/nvme.sh"
 guest_serve nvme "$vfu_lua" --trace "$trace" "$script" @SOCK@ "$disk"
 guest_boot "$guest_work/initrd.gz" -device "$(guest_device nvme 0x4)"
-guest_verdict || exit 1
+verdict=$(guest_verdict) || { echo "$verdict"; exit 1; }
 
 failed() { echo "FAIL: $(basename "$0"): $*"; exit 1; }
 
@@ -56,4 +56,4 @@ got=$(dd if="$disk" bs=1M skip=24 count=1 2>/dev/null | md5sum | cut -d' ' -f1)
 [ "$(od -An -tx1 -j510 -N2 "$disk" | tr -d ' ')" = 55aa ] ||
     failed "no FAT boot sector at the start of the backing file"
 kill -0 "$guest_pid_nvme" 2>/dev/null || failed "the device did not outlive the guest"
-echo "PASS: the backing file holds what the guest wrote; shutdown served"
+echo "$verdict (the backing file holds what the guest wrote; its shutdown was served)"
