@@ -73,7 +73,7 @@ local store, file_backed
 if size then
   store = assert(vfu.buffer(size))
 else
-  store = assert(vfu.buffer(backing, "rw"))  -- mode explicit: see notes/nvme-perf.md
+  store = assert(vfu.buffer(backing))
   file_backed = true
 end
 local NLB = #store >> BLK_SHIFT      -- namespace size in blocks
