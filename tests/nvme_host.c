@@ -343,6 +343,8 @@ queue_init(struct nvme_host *h, struct nvme_queue *q, uint16_t qid,
     q->size = size;
     q->sq_tail = q->sq_head = q->cq_head = 0;
     q->phase = 1;
+    q->cq_batch = 1;
+    q->cq_unrung = 0;
     q->sq_db = NVME_REG_DBS + 2u * qid * h->dstrd;
     q->cq_db = NVME_REG_DBS + (2u * qid + 1) * h->dstrd;
     q->efd = h->efds[qid];
@@ -478,8 +480,12 @@ nvme_host_reap(struct nvme_host *h, struct nvme_queue *q, struct nvme_cqe *out,
             return -1;
         }
     }
-    if (doorbell(h, q->cq_db, q->cq_head) < 0) {
-        return -1;
+    q->cq_unrung = (uint16_t)(q->cq_unrung + n);
+    if (q->cq_unrung >= q->cq_batch || q->cq_unrung >= q->size / 2) {
+        q->cq_unrung = 0;
+        if (doorbell(h, q->cq_db, q->cq_head) < 0) {
+            return -1;
+        }
     }
     return n;
 }

@@ -128,6 +128,13 @@ struct nvme_queue {
     uint16_t sq_tail;       /* next entry we write */
     uint16_t sq_head;       /* as the controller last reported it */
     uint16_t cq_head;
+    /*
+     * Completions taken between CQ head doorbells: 1 (the default, as
+     * Linux) rings after every reap; more lets a host trade the doorbell
+     * for CQ room. Never more than half the queue goes unrung.
+     */
+    uint16_t cq_batch;
+    uint16_t cq_unrung;
     uint8_t phase;          /* the phase tag of a new entry at cq_head */
     bool live;
     int efd;                /* this queue's vector's eventfd */
@@ -278,7 +285,8 @@ nvme_host_ring(struct nvme_host *h, struct nvme_queue *q);
  * nvme_host_reap() - take up to @max completions from @q into @out,
  * waiting up to @timeout_ms (-1: forever) for the first on the queue's
  * eventfd (serving the server's DMA requests meanwhile, should it send
- * any); then write the CQ head doorbell once (posted). Returns the number
+ * any); then write the CQ head doorbell once (posted; with q->cq_batch
+ * above 1, only once that many are unrung). Returns the number
  * taken (>= 1), or -1 with ETIMEDOUT/ENOTCONN.
  */
 int
