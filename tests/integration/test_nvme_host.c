@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -525,6 +526,138 @@ test_flush_zeroes_errors(void **state)
     check_shadow("after the error cases");
 }
 
+/* An admin command's status field (SC and SCT); fails on no answer. */
+static uint16_t
+admin_status(struct nvme_sqe *sqe, struct nvme_cqe *cqe)
+{
+    struct nvme_cqe got = { 0 };
+
+    if (nvme_host_admin(t.h, sqe, &got) < 0 && errno != EIO) {
+        assert_alive();
+        fail_msg("admin opcode 0x%02x: %s", sqe->opcode, strerror(errno));
+    }
+    if (cqe != NULL) {
+        *cqe = got;
+    }
+    return NVME_CQE_STATUS(&got) & 0x7ff;
+}
+
+static void
+drain(int efd)
+{
+    uint64_t v;
+
+    while (read(efd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
+    }
+}
+
+static bool
+signalled(int efd, int timeout_ms)
+{
+    struct pollfd p = { .fd = efd, .events = POLLIN };
+
+    return poll(&p, 1, timeout_ms) == 1;
+}
+
+/*
+ * The rest of the admin set: features, a log page, queue creation refused
+ * for each reason, a second I/O queue pair whose completions come on its
+ * own vector, and an asynchronous event (an invalid doorbell) delivered to
+ * an outstanding Asynchronous Event Request.
+ */
+static void
+test_admin(void **state)
+{
+    struct nvme_sqe sqe;
+    struct nvme_cqe cqe;
+    struct nvme_queue *q2;
+    uint64_t iova, w_iova;
+    uint8_t *buf, *w;
+
+    need_host();
+    buf = nvme_host_alloc(t.h, 4096, &iova);
+    w = nvme_host_alloc(t.h, 8192, &w_iova);
+    assert_non_null(buf);
+    assert_non_null(w);
+
+    /* Number of Queues: what Set Features granted. */
+    sqe = (struct nvme_sqe){ .opcode = NVME_ADM_GET_FEAT, .cdw10 = NVME_FEAT_NUM_QUEUES };
+    assert_int_equal(admin_status(&sqe, &cqe), 0);
+    assert_true((cqe.result & 0xffff) + 1 >= t.h->max_ioq);
+    assert_true((cqe.result >> 16) + 1 >= t.h->max_ioq);
+
+    /* SMART / health (log 2, 512 bytes): some data has been read by now. */
+    sqe = (struct nvme_sqe){
+        .opcode = NVME_ADM_GET_LOG, .nsid = 0xffffffff, .prp1 = iova,
+        .cdw10 = 0x02 | (512 / 4 - 1) << 16,
+    };
+    memset(buf, 0xee, 4096);
+    assert_int_equal(admin_status(&sqe, NULL), 0);
+    assert_int_equal(buf[0], 0);                    /* no critical warning */
+    assert_true(buf[32] != 0 || buf[33] != 0);      /* data units read */
+    assert_int_equal(buf[512], 0xee);               /* 512 bytes, no more */
+
+    /* Queue creation refused, each for its reason. */
+    sqe = (struct nvme_sqe){ .opcode = NVME_ADM_CREATE_CQ, .prp1 = iova,
+                             .cdw10 = 15u << 16 | 2, .cdw11 = 200u << 16 | 3 };
+    assert_int_equal(admin_status(&sqe, NULL), 0x108);     /* invalid vector */
+    sqe = (struct nvme_sqe){ .opcode = NVME_ADM_CREATE_CQ, .prp1 = iova,
+                             .cdw10 = 4096u << 16 | 2, .cdw11 = 2u << 16 | 3 };
+    assert_int_equal(admin_status(&sqe, NULL), 0x102);     /* above MQES */
+    sqe = (struct nvme_sqe){ .opcode = NVME_ADM_CREATE_CQ, .prp1 = iova,
+                             .cdw10 = 15u << 16 | 1, .cdw11 = 1u << 16 | 3 };
+    assert_int_equal(admin_status(&sqe, NULL), 0x101);     /* CQ 1 exists */
+    sqe = (struct nvme_sqe){ .opcode = NVME_ADM_CREATE_SQ, .prp1 = iova,
+                             .cdw10 = 15u << 16 | 2, .cdw11 = 7u << 16 | 1 };
+    assert_int_equal(admin_status(&sqe, NULL), 0x100);     /* no CQ 7 */
+    sqe = (struct nvme_sqe){ .opcode = NVME_ADM_DELETE_CQ, .cdw10 = 1 };
+    assert_int_equal(admin_status(&sqe, NULL), 0x10c);     /* SQ 1 uses it */
+    sqe = (struct nvme_sqe){ .opcode = 0x7f };
+    assert_int_equal(admin_status(&sqe, NULL), 0x01);      /* no such opcode */
+
+    /* Queue pair 2: its completions signal vector 2, not vector 1. */
+    assert_true(t.h->max_ioq >= 2 && t.h->nr_vectors >= 3);
+    q2 = nvme_host_create_ioq(t.h, 2, 16);
+    assert_non_null(q2);
+    drain(t.h->efds[1]);
+    drain(t.h->efds[2]);
+    fill_random(w, 8192);
+    assert_int_equal(nvme_host_rw(t.h, q2, NVME_CMD_WRITE, 3, 0, 8192 / t.h->lba_size,
+                                  w_iova), 0);
+    assert_int_equal(nvme_host_ring(t.h, q2), 0);
+    assert_true(signalled(t.h->efds[2], TIMEOUT_MS));
+    assert_false(signalled(t.h->efds[1], 0));
+    assert_int_equal(nvme_host_reap(t.h, q2, &cqe, 1, TIMEOUT_MS), 1);
+    assert_int_equal(cqe.cid, 3);
+    assert_int_equal(cqe.sq_id, 2);
+    assert_int_equal(NVME_CQE_STATUS(&cqe), 0);
+    shadow_put(0, w, 8192);
+    assert_int_equal(nvme_host_delete_ioq(t.h, 2), 0);
+
+    /*
+     * An Asynchronous Event Request waits; a write to the doorbell of a
+     * queue that does not exist completes it: error status (type 0),
+     * invalid doorbell register (info 0), Error Information log (1).
+     */
+    sqe = (struct nvme_sqe){ .opcode = NVME_ADM_AER, .cid = 0xfff0 };
+    assert_int_equal(nvme_host_push(t.h, &t.h->admin, &sqe), 0);
+    assert_int_equal(nvme_host_ring(t.h, &t.h->admin), 0);
+    assert_int_equal(nvme_host_reap(t.h, &t.h->admin, &cqe, 1, 200), -1);
+    assert_int_equal(errno, ETIMEDOUT);                    /* it waits */
+    assert_int_equal(nvme_host_reg_write32(t.h, NVME_REG_DBS + 2 * 9 * t.h->dstrd, 1), 0);
+    assert_int_equal(nvme_host_reap(t.h, &t.h->admin, &cqe, 1, TIMEOUT_MS), 1);
+    assert_int_equal(cqe.cid, 0xfff0);
+    assert_int_equal(NVME_CQE_STATUS(&cqe), 0);
+    assert_int_equal(cqe.result & 0xffffff, 0x010000);
+    /* Reading the log page clears the event; the queues still work. */
+    sqe = (struct nvme_sqe){
+        .opcode = NVME_ADM_GET_LOG, .nsid = 0xffffffff, .prp1 = iova,
+        .cdw10 = 0x01 | (64 / 4 - 1) << 16,
+    };
+    assert_int_equal(admin_status(&sqe, NULL), 0);
+    check_shadow("after the admin tests");
+}
+
 /* CC.EN = 0 drops every queue; after a new bring-up the data is there. */
 static void
 test_controller_reset(void **state)
@@ -583,6 +716,7 @@ main(void)
         cmocka_unit_test(test_qd32),
         cmocka_unit_test(test_chained_prp_list),
         cmocka_unit_test(test_flush_zeroes_errors),
+        cmocka_unit_test(test_admin),
         cmocka_unit_test(test_controller_reset),
         cmocka_unit_test(test_new_client),
         cmocka_unit_test(test_shutdown),
