@@ -195,7 +195,6 @@ nvme_host_open(const char *path, size_t mem_size, uint32_t max_xfer)
 {
     struct nvme_host *h = calloc(1, sizeof(*h));
     struct vfio_irq_info irq = { .argsz = sizeof(irq) };
-    uint32_t max_fds;
     uint16_t cmd;
     int saved;
 
@@ -258,21 +257,8 @@ nvme_host_open(const char *path, size_t mem_size, uint32_t max_xfer)
             goto fail;
         }
     }
-    /* As many vectors a message as the server takes fds in one. */
-    max_fds = vfu_client_caps(h->c)->max_msg_fds;
-    if (max_fds == 0) {
-        errno = ENOTSUP;
+    if (nvme_host_irq_mode(h, false) < 0) {
         goto fail;
-    }
-    for (uint32_t i = 0; i < h->nr_vectors; i += max_fds) {
-        uint32_t n = h->nr_vectors - i < max_fds ? h->nr_vectors - i : max_fds;
-
-        if (vfu_client_set_irqs(h->c, VFIO_IRQ_SET_DATA_EVENTFD |
-                                VFIO_IRQ_SET_ACTION_TRIGGER,
-                                VFIO_PCI_MSIX_IRQ_INDEX, i, n, h->efds + i, n,
-                                NULL, 0) < 0) {
-            goto fail;
-        }
     }
     h->scratch = nvme_host_alloc(h, NVME_PAGE, &h->scratch_iova);
     if (h->scratch == NULL) {
@@ -284,6 +270,48 @@ fail:
     nvme_host_close(h);
     errno = saved;
     return NULL;
+}
+
+int
+nvme_host_irq_mode(struct nvme_host *h, bool intx)
+{
+    const uint32_t trigger_fds = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+    const uint32_t trigger_none = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+    uint32_t max_fds = vfu_client_caps(h->c)->max_msg_fds;
+
+    if (max_fds == 0) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    if (intx) {
+        /* MSI-X off (every vector), then vector 0's eventfd on INTx. */
+        if (vfu_client_set_irqs(h->c, trigger_none, VFIO_PCI_MSIX_IRQ_INDEX, 0, 0,
+                                NULL, 0, NULL, 0) < 0 ||
+            vfu_client_set_irqs(h->c, trigger_fds, VFIO_PCI_INTX_IRQ_INDEX, 0, 1,
+                                h->efds, 1, NULL, 0) < 0) {
+            return -1;
+        }
+    } else {
+        if (h->intx && vfu_client_set_irqs(h->c, trigger_none, VFIO_PCI_INTX_IRQ_INDEX,
+                                           0, 0, NULL, 0, NULL, 0) < 0) {
+            return -1;
+        }
+        /* As many vectors a message as the server takes fds in one. */
+        for (uint32_t i = 0; i < h->nr_vectors; i += max_fds) {
+            uint32_t n = h->nr_vectors - i < max_fds ? h->nr_vectors - i : max_fds;
+
+            if (vfu_client_set_irqs(h->c, trigger_fds, VFIO_PCI_MSIX_IRQ_INDEX, i, n,
+                                    h->efds + i, n, NULL, 0) < 0) {
+                return -1;
+            }
+        }
+    }
+    h->intx = intx;
+    h->admin.efd = h->efds[0];
+    for (int i = 1; i <= NVME_HOST_MAX_IOQ; i++) {
+        h->io[i].efd = h->efds[intx ? 0 : i];
+    }
+    return 0;
 }
 
 void
@@ -347,7 +375,7 @@ queue_init(struct nvme_host *h, struct nvme_queue *q, uint16_t qid,
     q->cq_unrung = 0;
     q->sq_db = NVME_REG_DBS + 2u * qid * h->dstrd;
     q->cq_db = NVME_REG_DBS + (2u * qid + 1) * h->dstrd;
-    q->efd = h->efds[qid];
+    q->efd = h->efds[h->intx ? 0 : qid];
     q->live = true;
     return 0;
 }

@@ -166,6 +166,7 @@ struct nvme_host {
     uint32_t dstrd;         /* doorbell stride in bytes */
     uint32_t timeout_ms;    /* CAP.TO */
     uint32_t nr_vectors;
+    bool intx;              /* INTx (efds[0] for every queue), not MSI-X */
     int efds[NVME_HOST_MAX_IOQ + 1];
     uint32_t max_xfer;      /* bytes one I/O command may move here */
     uint16_t max_ioq;       /* I/O queues granted (Set Features), 0: not asked */
@@ -194,6 +195,15 @@ struct nvme_host {
  */
 struct nvme_host *
 nvme_host_open(const char *path, size_t mem_size, uint32_t max_xfer);
+
+/*
+ * nvme_host_irq_mode() - interrupts by MSI-X (each queue its vector's
+ * eventfd; what nvme_host_open() sets up) or, with @intx, by INTx: MSI-X
+ * switched off and efds[0] on the INTx line, which every queue then waits
+ * on.
+ */
+int
+nvme_host_irq_mode(struct nvme_host *h, bool intx);
 
 /* nvme_host_close() - disconnect and free everything. NULL is a no-op. */
 void
