@@ -12,7 +12,10 @@
  * bench_region), so that the QD1 latency is measured side by side with it.
  * Prints median/min/max over the runs of QD1 latency and of IOPS, the QD1
  * latency as a ratio of the floor (median of the per-block ratios), and
- * what one command costs in messages and interrupts (counted by the host).
+ * where the time goes: what one command costs in messages and interrupts
+ * (counted by the host), the CPU time of the host's thread and of the
+ * device per command (schedstat), and a QD1 read whose CQ head doorbell
+ * is rung every 16 completions only (what that doorbell costs).
  *
  *   bench_nvme [--pin] [--runs N] [--callgrind]
  *
@@ -20,7 +23,9 @@
  * under valgrind's callgrind a few times with and without a number of
  * commands, and prints the instructions the device process executes per
  * command (the difference between runs), split by where they run: the
- * Lua VM and API (liblua), vfu (core, bindings and runner: vfu-lua), libc.
+ * Lua VM and API (liblua), vfu (core, bindings and runner: vfu-lua), libc;
+ * and the Lua VM instructions per command. $VFU_NVME_SCRIPT names another
+ * device script.
  */
 
 #include <errno.h>
