@@ -22,6 +22,7 @@
 #include "lvfu.h"
 
 #define LVFU_BUFFER_MT "vfu.buffer"
+#define MSG_PIECE 4096u         /* bytes per DMA_READ/DMA_WRITE message */
 
 struct lvfu_buf {
     char *mem;                  /* NULL once closed */
@@ -260,6 +261,38 @@ buf_sync(lua_State *L)
 
 /* --- copies with client memory ----------------------------------------- */
 
+/*
+ * Memory the client mapped without an fd: DMA_READ/DMA_WRITE messages, one
+ * page each. QEMU 10.2 serves them from its guest memory and aborts on
+ * some larger ones (seen with 256 KiB), and a page never spans two of its
+ * memory regions.
+ */
+static int
+copy_by_message(struct lvfu_dev *dev, dma_sg_t *sgl, uint64_t addr, char *p,
+                size_t len, bool to_client)
+{
+    while (len > 0) {
+        size_t c = MSG_PIECE - (addr & (MSG_PIECE - 1));
+        int n;
+
+        c = c < len ? c : len;
+        n = vfu_addr_to_sgl(dev->ctx, (vfu_dma_addr_t)(uintptr_t)addr, c, sgl,
+                            1, to_client ? PROT_READ | PROT_WRITE : PROT_READ);
+        if (n != 1) {
+            errno = n < -1 || errno == 0 ? ENOTSUP : errno;
+            return -1;
+        }
+        if ((to_client ? vfu_sgl_write(dev->ctx, sgl, 1, p, VFU_SGL_DIRECT_ACCESS)
+                       : vfu_sgl_read(dev->ctx, sgl, 1, p, VFU_SGL_DIRECT_ACCESS)) < 0) {
+            return -1;
+        }
+        addr += c;
+        p += c;
+        len -= c;
+    }
+    return 0;
+}
+
 /* Copy len bytes between p and the client range at addr. */
 static int
 copy_range(struct lvfu_dev *dev, dma_sg_t *sgl, uint64_t addr, char *p,
@@ -276,14 +309,7 @@ copy_range(struct lvfu_dev *dev, dma_sg_t *sgl, uint64_t addr, char *p,
         return -1;
     }
     if (!vfu_sg_is_mappable(dev->ctx, sgl)) {
-        /* through the client; only whole single entries can go that way */
-        if (n != 1) {
-            errno = ENOTSUP;
-            return -1;
-        }
-        return to_client
-            ? vfu_sgl_write(dev->ctx, sgl, 1, p, VFU_SGL_DIRECT_ACCESS)
-            : vfu_sgl_read(dev->ctx, sgl, 1, p, VFU_SGL_DIRECT_ACCESS);
+        return copy_by_message(dev, sgl, addr, p, len, to_client);
     }
     if (vfu_sgl_get(dev->ctx, sgl, iov, (size_t)n, 0) < 0) {
         return -1;

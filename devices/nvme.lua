@@ -33,7 +33,7 @@ local MAXQ = 16                 -- I/O queue pairs
 local MDTS = 6                  -- 2^6 pages (256 KiB) per command
 local MAX_XFER = PG << MDTS
 local AERL = 3                  -- 4 asynchronous event requests held at most
-local BATCH_BYTES = 64 << 20    -- moved per doorbell before yielding to a timer
+local BATCH_BYTES = 32 << 20    -- moved per doorbell before yielding to a timer
 local CHUNK = 1 << 20           -- migration unit of a memory namespace
 local EINVAL = 22
 
@@ -105,6 +105,7 @@ local dev
 local msix_on = false
 local fatal_logged = false
 local mig = nil                 -- { next = chunk, dirty = {} } while migrating
+local running = true            -- false while a migration has the device stopped
 
 local list = {}                 -- PRP list entries, reused
 local scratch = assert(vfu.buffer(8192))        -- identify lists, logs, DSM
@@ -117,22 +118,40 @@ local function fatal(why)
   end
 end
 
--- Held queue memory; taken again if the client unmapped and remapped it.
-local function sq_mem(q)
+-- Queue memory the client mapped without an fd (QEMU's, when guest RAM is
+-- not shared) cannot be held: the same methods then go through
+-- dev:dma_read/dma_write, one message per entry. Those raise if the
+-- memory goes away (the handler fails; the controller stays).
+local STD = { [SQE] = "<I4I4" .. ("x"):rep(16) .. "JJI4I4I4I4", [CQE] = CQE }
+local by_message = {
+  unpack = function(q, off, fmt)
+    local s = assert(dev:dma_read(q.base + off, string.packsize(STD[fmt])))
+    return string.unpack(STD[fmt], s)
+  end,
+  pack = function(q, off, fmt, ...)
+    assert(dev:dma_write(q.base + off, string.pack(STD[fmt], ...)))
+  end,
+  mark_dirty = function() end,          -- dma_write marked the pages
+  release = function() end,
+}
+local by_message_meta = { __index = by_message, __len = function() return 1 end }
+
+local EFAULT = 14
+local function hold(q, len, mode)
   local m = q.mem
   if m and #m > 0 then return m end
-  m = dev:dma_hold(q.base, q.size << 6, "r")
+  local _, e
+  m, _, e = dev:dma_hold(q.base, len, mode)
+  if not m and e == EFAULT then         -- mapped, but not into this process
+    m = setmetatable({ base = q.base }, by_message_meta)
+  end
   q.mem = m
   return m
 end
 
-local function cq_mem(q)
-  local m = q.mem
-  if m and #m > 0 then return m end
-  m = dev:dma_hold(q.base, q.size << 4, "rw")
-  q.mem = m
-  return m
-end
+-- Held queue memory; taken again if the client unmapped and remapped it.
+local function sq_mem(q) return hold(q, q.size << 6, "r") end
+local function cq_mem(q) return hold(q, q.size << 4, "rw") end
 
 local function notify(cq)
   local m = cq.mem
@@ -165,7 +184,7 @@ end
 -- An asynchronous event (type, info, log page): to a held AER, or kept
 -- until one comes. A type stays masked until its log page is read.
 local function event(etype, info, lid)
-  if ev_masked[etype] then return end
+  if ev_masked[etype] or #events >= 8 then return end
   ev_masked[etype] = true
   local dw0 = etype | info << 8 | lid << 16
   local cq, sq = cqs[0], sqs[0]
@@ -571,16 +590,30 @@ local function run_sq(sq)
   if posted then notify(cq) end
 end
 
+-- Commands left for later: a batch that moved enough data, doorbells
+-- while a migration stops the device, queues that arrived with one.
 local timer
 run_later = function()
-  if timer and timer:active() then return end
+  if timer then return end
   timer = vfu.timer(1, function()
+    timer = nil
+    if not running then return end          -- the transition back calls again
     local q = later
     later = {}
     for _, sq in pairs(q) do
       if sqs[sq.id] == sq and r.csts & (RDY | CFS) == RDY then run_sq(sq) end
     end
   end)
+end
+
+-- AERs held while the admin CQ was full take their events once it is not.
+local function flush_events()
+  local cq, sq, posted = cqs[0], sqs[0], false
+  while #aers > 0 and #events > 0 and cq_mem(cq) and not cq_full(cq) do
+    post(cq, table.remove(events, 1), sq.head, 0, table.remove(aers, 1), OK)
+    posted = true
+  end
+  if posted then notify(cq) end
 end
 
 local function resume(cq)
@@ -599,7 +632,11 @@ local function doorbell(off, v)
     if not sq then return event(0, 0, 1) end        -- invalid doorbell register
     if v >= sq.size then return event(0, 1, 1) end  -- invalid doorbell value
     sq.tail = v
-    run_sq(sq)
+    if running then
+      run_sq(sq)
+    else
+      later[qid] = sq
+    end
   else
     local cq = cqs[qid]
     if not cq then return event(0, 0, 1) end
@@ -609,6 +646,7 @@ local function doorbell(off, v)
     end
     cq.head = v
     if cq.stalled then resume(cq) end
+    if qid == 0 and #events > 0 and #aers > 0 then flush_events() end
     -- INTx is a level: still pending entries raise it again
     if not msix_on and cq.head ~= cq.tail then notify(cq) end
   end
@@ -777,7 +815,9 @@ local function load(s, pre)
   for _, p in ipairs(t.data) do apply_chunk(p) end
   for k, v in pairs(t.regs) do r[k] = v end
   for k, v in pairs(t.feat) do feat[k] = v end
-  for k, v in pairs(t.stats) do stats[k] = v end
+  for k, v in pairs(t.stats) do
+    if k ~= "powered" then stats[k] = v end   -- each end has its own clock
+  end
   for _, qd in ipairs(t.queues) do
     if qd.cq then
       qd.cq, qd.nsq = nil, 0
@@ -792,6 +832,11 @@ local function load(s, pre)
       sqs[qd.id] = qd
     end
   end
+  -- commands submitted and not yet run (their CQ was full): on a timer
+  for _, sq in pairs(sqs) do
+    if sq.head ~= sq.tail then later[sq.id] = sq end
+  end
+  if next(later) then run_later() end
   for i, cid in ipairs(t.aers) do aers[i] = cid end
   for i, e in ipairs(t.events) do events[i] = e end
   for k, v in pairs(t.masked) do ev_masked[k] = v end
@@ -842,7 +887,11 @@ dev = vfu.device {
     -- chunks are written as they arrive: the stream never holds them all
     save = save, load = load, precopy = precopy, receive = apply_chunk,
     transition = function(to)
-      if to == "running" then mig = nil end
+      running = to == "running" or to == "pre_copy"
+      if to == "running" then
+        mig = nil
+        if next(later) then run_later() end
+      end
     end,
   },
 }

@@ -112,6 +112,7 @@ local cases = {
     return out
   end,
   function() return res(pcall(b.to_dma, b, dev, 0, PG, 1000, base)) end,
+  function() return res(b:to_dma(dev, 0, 6000, 0, nofd + 100), b:from_dma(dev, 0xe000, 6000, 0, nofd + 100)) end,
 }
 dev = vfu.device {
   vendor = 1, device = 2, dma = true,
@@ -138,6 +139,7 @@ local c = H.connect(s)
 local BASE, NOFD, PG = 0x100000, 0x200000, 4096
 assert(c:dma_map(BASE, 8 * PG))
 assert(c:dma_map(NOFD, PG, "rw", false))
+assert(c:dma_map(NOFD + PG, PG, "rw", false))      -- a second map right after
 assert(c:write("bar0", 0, 8, BASE))
 assert(c:write("bar0", 8, 8, NOFD))
 local function run(n)
@@ -175,6 +177,10 @@ assert(r10:find("^2712847316,%-3,false,false,"), r10)
 H.eq(c:mem_read(BASE + PG - 2, 6), string.pack("<I4h", 0xa1b2c3d4, -3), "sg:pack across pages")
 assert(r10:find("range outside the held memory"), r10)
 assert(run(11):find("^false,.*power of two"), "page size 1000")
+-- across two fd-less maps: messages go a page at a time
+H.eq(run(12), "true,true", "6000 bytes across two fd-less maps")
+H.eq(c:mem_read(NOFD + 100, 8), string.pack("<I4I4", 0, 4), "first map")
+H.eq(c:mem_read(NOFD + PG, 4), string.pack("<I4", PG - 100), "second map")
 c:close()
 H.stop(s)
 H.done("buffer")

@@ -51,7 +51,8 @@ end
 
 -- === registers, identify, features ==========================================
 
-local s = H.start(NVME, "", "nvme", "16M")
+-- a budget of 10 ms: the batch of big commands below must yield to get by
+local s = H.start(NVME, "--budget 10", "nvme", "16M")
 H.watchdog(s, 100)
 local c = H.connect(s)
 assert(c:dma_map(M, MSIZE))
@@ -276,6 +277,26 @@ while d:reap(2, true) do got = got + 1 end
 H.eq(got, 80, "the rest once the head moved")
 assert(c:write("bar0", 0x1004 + 16, 4, d.q[2].head))
 
+-- 60 Write Zeroes of the whole namespace (960 MiB of memset) in one
+-- doorbell: the batch yields to a timer and finishes, within budget
+for _ = 1, 60 do d:put(2, { op = 0x08, nsid = 1, c10 = 0, c12 = 32767 }) end
+d:ring(2)
+got = 0
+local deadline = vfu.now() + 20000
+while got < 60 and vfu.now() < deadline do
+  local e2 = d:reap(2)
+  if e2 then
+    H.eq(e2.status, 0, "write zeroes of 16 MiB")
+    got = got + 1
+  else
+    vfu.sleep(5)
+  end
+end
+H.eq(got, 60, "every big command completed")
+c:mem_write(W, data:sub(1, 2 * PG))
+H.eq(d:io(1, true, 8, 16, W, W + PG), 0, "rewrite LBA 8")
+lba8 = data:sub(1, 2 * PG)
+
 -- INTx when MSI-X is off, masked by INTMS
 assert(c:irq_disable("msix"))
 assert(c:irq_enable("intx"))
@@ -291,6 +312,11 @@ H.eq(d:reg(0x0c), 0, "INTMC")
 H.eq(c:irq_wait("intx", 0, 1000), 1, "pending completion raises INTx on unmask")
 assert(d:reap(1))
 assert(c:irq_disable("intx"))
+-- MSI: every CQ on its one vector
+assert(c:irq_enable("msi"))
+H.eq(d:io(2, false, 0, 8, R), 0, "read on queue 2 with MSI")
+H.eq(c:irq_wait("msi", 0, 1000), 1, "MSI vector 0 for CQ 2")
+assert(c:irq_disable("msi"))
 enable_msix(c)
 
 -- === asynchronous events ===========================================================
@@ -368,6 +394,18 @@ assert(c:write("bar0", 0x1000 + 24, 4, 1))
 H.eq(d:reg(0x1c) & 2, 2, "CFS when the SQ memory went away")
 bring_up(c, d)
 H.eq(readback(8, 2 * PG) == lba8, true, "working after the fatal status")
+
+-- queues and data in memory mapped without an fd: every access is a
+-- DMA_READ/DMA_WRITE message to the client
+local NOFD = 0x30000000
+assert(c:dma_map(NOFD, 64 << 10, "rw", false))
+H.eq(d:create_pair(4, NOFD, NOFD + 0x1000, 16, 4), 0, "queue pair 4 without fds")
+c:mem_write(NOFD + 0x4000, data:sub(1, PG))
+H.eq(d:io(4, true, 300, 8, NOFD + 0x4000), 0, "write from fd-less memory")
+H.eq(d:io(4, false, 300, 8, NOFD + 0x8000), 0, "read into fd-less memory")
+H.eq(c:mem_read(NOFD + 0x8000, PG) == data:sub(1, PG), true, "fd-less data")
+H.eq(readback(300, PG) == data:sub(1, PG), true, "and through queue 1")
+for _ = 1, 20 do H.eq(d:cmd(4, { op = 0x00, nsid = 1 }), 0, "round the fd-less queue") end
 
 -- === hostile ======================================================================
 
@@ -495,6 +533,12 @@ end
 aer = d1:put(0, { op = 0x0c })
 d1:ring(0)
 H.eq(d1:reap(0), nil, "AER held on the source")
+-- a full CQ 2 holding back 17 commands when the source stops
+H.eq(d1:create_pair(2, SQ2, CQ2, 64, 2), 0, "queue pair 2 on the source")
+for _ = 1, 2 do
+  for _ = 1, 40 do d1:put(2, { op = 0x00, nsid = 1 }) end
+  d1:ring(2)
+end
 -- completions the host has not reaped when the source stops
 for i = 1, 3 do d1:put(1, { op = 0x02, nsid = 1, prp1 = R + i * PG, c12 = 7 }) end
 d1:ring(1)
@@ -539,6 +583,12 @@ got = 0
 while d2:reap(1) do got = got + 1 end
 H.eq(got, 4, "the completions in flight")
 H.eq(d2.q[1].tail, (tail1 + 1) % 64, "SQ tail")
+got = 0
+while d2:reap(2, true) do got = got + 1 end
+H.eq(got, 63, "CQ 2 was full")
+assert(c2:write("bar0", 0x1004 + 16, 4, d2.q[2].head))
+while d2:reap(2, true) do got = got + 1 end
+H.eq(got, 80, "the commands held back on the source ran on the destination")
 H.eq(d2:io(1, false, 16, 8, R), 0, "read on the destination")
 H.eq(c2:mem_read(R, PG), string.rep("late", 1024), "the block written during pre-copy")
 H.eq(d2:io(1, false, 0, 8, R), 0, "read chunk 0")
