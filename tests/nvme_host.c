@@ -338,37 +338,45 @@ nvme_host_close(struct nvme_host *h)
 /* ---- queues ---- */
 
 /*
- * (Re)set queue @q: memory for @size entries (kept from an earlier life
- * of the queue when it is big enough), an empty CQ whose entries all carry
- * phase 0, so that the controller's first pass (phase 1) shows.
+ * (Re)set queue @q: memory for @sq_size and @cq_size entries (kept from
+ * an earlier life of the queue when it is big enough), an empty CQ whose
+ * entries all carry phase 0, so that the controller's first pass (phase
+ * 1) shows.
  */
 static int
 queue_init(struct nvme_host *h, struct nvme_queue *q, uint16_t qid,
-           uint16_t size, bool with_prp)
+           uint16_t sq_size, uint16_t cq_size, bool with_prp)
 {
-    size_t sq_bytes = (size_t)size * sizeof(struct nvme_sqe);
-    size_t cq_bytes = (size_t)size * sizeof(struct nvme_cqe);
+    size_t sq_bytes = (size_t)sq_size * sizeof(struct nvme_sqe);
+    size_t cq_bytes = (size_t)cq_size * sizeof(struct nvme_cqe);
 
-    if (q->room < size) {
+    if (q->room < sq_size) {
         q->sq = nvme_host_alloc(h, sq_bytes, &q->sq_iova);
-        q->cq = nvme_host_alloc(h, cq_bytes, &q->cq_iova);
-        if (q->sq == NULL || q->cq == NULL) {
+        if (q->sq == NULL) {
             return -1;
         }
         if (with_prp) {
             q->prp_pages = prp_pages_for(h->max_xfer);
-            q->prp = nvme_host_alloc(h, (size_t)size * q->prp_pages * NVME_PAGE,
+            q->prp = nvme_host_alloc(h, (size_t)sq_size * q->prp_pages * NVME_PAGE,
                                      &q->prp_iova);
             if (q->prp == NULL) {
                 return -1;
             }
         }
-        q->room = size;
+        q->room = sq_size;
+    }
+    if (q->cq_room < cq_size) {
+        q->cq = nvme_host_alloc(h, cq_bytes, &q->cq_iova);
+        if (q->cq == NULL) {
+            return -1;
+        }
+        q->cq_room = cq_size;
     }
     memset(q->sq, 0, sq_bytes);
     memset((void *)q->cq, 0, cq_bytes);
     q->qid = qid;
-    q->size = size;
+    q->size = sq_size;
+    q->cq_size = cq_size;
     q->sq_tail = q->sq_head = q->cq_head = 0;
     q->phase = 1;
     q->cq_batch = 1;
@@ -428,7 +436,7 @@ take(struct nvme_queue *q, struct nvme_cqe *out, int max)
         out[n].status = st;
         q->sq_head = out[n].sq_head;
         n++;
-        if (++q->cq_head == q->size) {
+        if (++q->cq_head == q->cq_size) {
             q->cq_head = 0;
             q->phase ^= 1;
         }
@@ -509,7 +517,7 @@ nvme_host_reap(struct nvme_host *h, struct nvme_queue *q, struct nvme_cqe *out,
         }
     }
     q->cq_unrung = (uint16_t)(q->cq_unrung + n);
-    if (q->cq_unrung >= q->cq_batch || q->cq_unrung >= q->size / 2) {
+    if (q->cq_unrung >= q->cq_batch || q->cq_unrung >= q->cq_size / 2) {
         q->cq_unrung = 0;
         if (doorbell(h, q->cq_db, q->cq_head) < 0) {
             return -1;
@@ -659,7 +667,7 @@ nvme_host_enable(struct nvme_host *h, uint16_t admin_size)
     if (nvme_host_disable(h) < 0) {
         return -1;
     }
-    if (queue_init(h, &h->admin, 0, admin_size, false) < 0) {
+    if (queue_init(h, &h->admin, 0, admin_size, admin_size, false) < 0) {
         return -1;
     }
     h->admin.live = false;
@@ -718,25 +726,34 @@ ask_queues(struct nvme_host *h)
 struct nvme_queue *
 nvme_host_create_ioq(struct nvme_host *h, uint16_t qid, uint16_t size)
 {
+    return nvme_host_create_ioq_sized(h, qid, size, size);
+}
+
+struct nvme_queue *
+nvme_host_create_ioq_sized(struct nvme_host *h, uint16_t qid, uint16_t sq_size,
+                           uint16_t cq_size)
+{
+    uint32_t most;
     struct nvme_queue *q;
     struct nvme_sqe sqe;
 
     if (h->max_ioq == 0 && ask_queues(h) < 0) {
         return NULL;
     }
-    if (qid < 1 || qid > h->max_ioq || qid >= h->nr_vectors || size < 2 ||
-        size > NVME_CAP_MQES(h->cap) + 1) {
+    most = NVME_CAP_MQES(h->cap) + 1;
+    if (qid < 1 || qid > h->max_ioq || qid >= h->nr_vectors || sq_size < 2 ||
+        cq_size < 2 || sq_size > most || cq_size > most) {
         errno = EINVAL;
         return NULL;
     }
     q = &h->io[qid];
-    if (queue_init(h, q, qid, size, true) < 0) {
+    if (queue_init(h, q, qid, sq_size, cq_size, true) < 0) {
         return NULL;
     }
     q->live = false;
     sqe = (struct nvme_sqe){
         .opcode = NVME_ADM_CREATE_CQ, .prp1 = q->cq_iova,
-        .cdw10 = (uint32_t)(size - 1) << 16 | qid,
+        .cdw10 = (uint32_t)(cq_size - 1) << 16 | qid,
         .cdw11 = (uint32_t)qid << 16 | 0x3,     /* vector qid, IEN, PC */
     };
     if (nvme_host_admin(h, &sqe, NULL) < 0) {
@@ -744,7 +761,7 @@ nvme_host_create_ioq(struct nvme_host *h, uint16_t qid, uint16_t size)
     }
     sqe = (struct nvme_sqe){
         .opcode = NVME_ADM_CREATE_SQ, .prp1 = q->sq_iova,
-        .cdw10 = (uint32_t)(size - 1) << 16 | qid,
+        .cdw10 = (uint32_t)(sq_size - 1) << 16 | qid,
         .cdw11 = (uint32_t)qid << 16 | 0x1,     /* CQ qid, PC */
     };
     if (nvme_host_admin(h, &sqe, NULL) < 0) {

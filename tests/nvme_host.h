@@ -121,7 +121,8 @@ struct nvme_cqe {
 
 struct nvme_queue {
     uint16_t qid;
-    uint16_t size;          /* entries */
+    uint16_t size;          /* SQ entries */
+    uint16_t cq_size;       /* CQ entries */
     struct nvme_sqe *sq;
     volatile struct nvme_cqe *cq;
     uint64_t sq_iova, cq_iova;
@@ -143,7 +144,7 @@ struct nvme_queue {
     uint8_t *prp;
     uint64_t prp_iova;
     uint32_t prp_pages;
-    size_t room;            /* entries the memory above was taken for */
+    size_t room, cq_room;   /* entries the memory above was taken for */
 };
 
 /* What the host sent and got, for "messages per command". */
@@ -258,6 +259,11 @@ nvme_host_admin(struct nvme_host *h, struct nvme_sqe *sqe, struct nvme_cqe *cqe)
  */
 struct nvme_queue *
 nvme_host_create_ioq(struct nvme_host *h, uint16_t qid, uint16_t size);
+
+/* The same with an SQ of @sq_size entries on a CQ of @cq_size. */
+struct nvme_queue *
+nvme_host_create_ioq_sized(struct nvme_host *h, uint16_t qid, uint16_t sq_size,
+                           uint16_t cq_size);
 
 /* nvme_host_delete_ioq() - Delete I/O SQ, then CQ @qid. */
 int

@@ -7,11 +7,12 @@
  * as Linux's nvme driver would drive it: bring-up and Identify; random
  * data written and read back at queue depth 1 and 32 through PRP1 only,
  * PRP2 as a page and PRP lists (from buffers that start inside a page,
- * and a list chained over two pages when the controller takes such a
- * transfer); Flush, Write Zeroes, and commands that must fail; a
+ * and lists chained to a second list page); Flush, Write Zeroes, and commands that must fail; a
  * controller reset through CC.EN with the data still there after it; a
  * second client (the first one gone) that finds the data too; a normal
- * shutdown. Any byte read back wrong fails the test.
+ * shutdown; also the admin set (features, logs, refused queue creations,
+ * an AER), a CQ smaller than its SQ filling up, and INTx instead of
+ * MSI-X. Any byte read back wrong fails the test.
  *
  * Exits 77 (ctest SKIP_RETURN_CODE) when vfu-lua or the script is missing.
  */
@@ -33,6 +34,7 @@
 
 #include <cmocka.h>
 
+#include "harness.h"
 #include "nvme_host.h"
 
 #ifndef VFU_LUA
@@ -659,6 +661,61 @@ test_admin(void **state)
 }
 
 /*
+ * A CQ smaller than its SQ: ten writes rung at once onto a CQ of four
+ * entries, which holds three; the controller stops there until the host
+ * frees entries (CQ head doorbell), then goes on. Then the data is read.
+ */
+static void
+test_cq_full(void **state)
+{
+    enum { N = 10, LEN = 4096 };
+    const uint64_t off = 9u << 20;     /* where in the namespace */
+    struct nvme_queue *q;
+    struct nvme_cqe cqe[N];
+    uint64_t iova;
+    uint8_t *w;
+    int got = 0, posted = 0;
+    bool seen[N] = { false };
+
+    need_host();
+    w = nvme_host_alloc(t.h, N * LEN, &iova);
+    assert_non_null(w);
+    q = nvme_host_create_ioq_sized(t.h, 2, 16, 4);
+    assert_non_null(q);
+    fill_random(w, N * LEN);
+    drain(t.h->efds[2]);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(nvme_host_rw(t.h, q, NVME_CMD_WRITE, (uint16_t)i,
+                                      (off + (uint64_t)i * LEN) / t.h->lba_size,
+                                      LEN / t.h->lba_size, iova + (uint64_t)i * LEN), 0);
+    }
+    assert_int_equal(nvme_host_ring(t.h, q), 0);
+    assert_true(signalled(t.h->efds[2], TIMEOUT_MS));
+    harness_sleep_ms(50);
+    for (int i = 0; i < 4; i++) {
+        posted += (__atomic_load_n(&q->cq[i].status, __ATOMIC_ACQUIRE) & 1) == 1;
+    }
+    assert_int_equal(posted, 3);            /* full: one entry stays free */
+    while (got < N) {
+        int n = nvme_host_reap(t.h, q, cqe, N, TIMEOUT_MS);
+
+        if (n < 0) {
+            assert_alive();
+            fail_msg("%d of %d completions, then: %s", got, N, strerror(errno));
+        }
+        for (int k = 0; k < n; k++) {
+            assert_true(cqe[k].cid < N && !seen[cqe[k].cid]);
+            seen[cqe[k].cid] = true;
+            assert_int_equal(NVME_CQE_STATUS(&cqe[k]), 0);
+        }
+        got += n;
+    }
+    assert_int_equal(nvme_host_delete_ioq(t.h, 2), 0);
+    shadow_put(off / t.h->lba_size, w, N * LEN);
+    check_shadow("after writes through a full CQ");
+}
+
+/*
  * INTx instead of MSI-X (a guest without MSI-X): completions raise the
  * line; INTMS holds it back and INTMC lets what is pending through; then
  * MSI-X again.
@@ -762,6 +819,7 @@ main(void)
         cmocka_unit_test(test_chained_prp_list),
         cmocka_unit_test(test_flush_zeroes_errors),
         cmocka_unit_test(test_admin),
+        cmocka_unit_test(test_cq_full),
         cmocka_unit_test(test_intx),
         cmocka_unit_test(test_controller_reset),
         cmocka_unit_test(test_new_client),
