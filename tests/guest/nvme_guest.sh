@@ -3,7 +3,7 @@
 # with a 32 MiB file-backed namespace. Sourced by /init (see lib.sh) after
 # the host's preamble, which sets HOST_MD5 (the 1 MiB the host put at
 # 28 MiB). Layout: a FAT file system on the first 16 MiB, raw data at
-# 20 MiB and 24 MiB; the last block written at 24 MiB is reported as
+# 20, 21 and 24 MiB; the last block written at 24 MiB is reported as
 # "VFU-MD5 <md5>" for the host to find in the backing file.
 
 disk=/dev/nvme0n1
@@ -50,6 +50,22 @@ note "nvme0: $(sed 's/ *$//' /sys/class/nvme/nvme0/model), $size bytes"
 dd if=/dev/urandom of=/tmp/one bs=1M count=1 2>/dev/null
 put /tmp/one 20
 note "raw 1 MiB written and read back"
+
+# Several commands in flight: four direct writers at once, then four readers
+# (64 KiB blocks from 21 MiB on), compared.
+for i in 0 1 2 3; do dd if=/dev/urandom of=/tmp/w$i bs=64k count=4 2>/dev/null; done
+for i in 0 1 2 3; do
+    dd if=/tmp/w$i of=$disk bs=64k seek=$((336 + 4 * i)) count=4 oflag=direct 2>/dev/null &
+done
+wait
+for i in 0 1 2 3; do
+    dd if=$disk of=/tmp/r$i bs=64k skip=$((336 + 4 * i)) count=4 iflag=direct 2>/dev/null &
+done
+wait
+for i in 0 1 2 3; do
+    [ "$(md5 < /tmp/r$i)" = "$(md5 < /tmp/w$i)" ] || fail "direct writer $i reads back different"
+done
+note "4 direct writers and readers at once"
 
 modprobe vfat || fail "modprobe vfat"
 for m in nls_cp437 nls_ascii nls_utf8; do modprobe $m 2>/dev/null; done

@@ -3,7 +3,8 @@
 # devices/nvme.lua with a 32 MiB file-backed namespace under QEMU's
 # vfio-user-pci, driven by Linux's own nvme driver (nvme_guest.sh): the
 # disk's size, data the host put in the file, 1 MiB written and read back
-# past the page cache, a FAT file system written, remounted and compared,
+# past the page cache, four direct writers and readers at once, a FAT file
+# system written, remounted and compared,
 # a controller reset from sysfs with I/O after it, and the guest's
 # shutdown (CC.SHN, seen in the device's trace, CSTS.SHST complete
 # answered). Afterwards, from the host: the backing file holds the guest's
