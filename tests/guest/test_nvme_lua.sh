@@ -4,10 +4,9 @@
 # vfio-user-pci, driven by Linux's own nvme driver (nvme_guest.sh): the
 # disk's size, data the host put in the file, 1 MiB written and read back
 # past the page cache, four direct writers and readers at once, a FAT file
-# system written, remounted and compared,
-# a controller reset from sysfs with I/O after it, and the guest's
-# shutdown (CC.SHN, seen in the device's trace, CSTS.SHST complete
-# answered). Afterwards, from the host: the backing file holds the guest's
+# system written, remounted and compared, a controller reset from sysfs
+# with I/O after it, and the guest's shutdown (CC.SHN, seen in the
+# device's trace, CSTS.SHST complete answered). Afterwards, from the host: the backing file holds the guest's
 # last 1 MiB and the FAT boot sector, and the device still runs.
 # Usage: test_nvme_lua.sh VFU-LUA
 set -u
