@@ -396,6 +396,10 @@ buf_dma(lua_State *L, bool to_client)
     if (!next_addr(L, &a, &run_addr)) {
         return luaL_argerror(L, 6, "address expected");
     }
+    if (left == 0) {
+        lua_pushboolean(L, 1);          /* nothing to move */
+        return 1;
+    }
     run_len = pgsz == 0 ? left : (uint64_t)pgsz - (run_addr & (uint64_t)(pgsz - 1));
     if (run_len > left) {
         run_len = left;

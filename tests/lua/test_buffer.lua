@@ -113,6 +113,7 @@ local cases = {
   end,
   function() return res(pcall(b.to_dma, b, dev, 0, PG, 1000, base)) end,
   function() return res(b:to_dma(dev, 0, 6000, 0, nofd + 100), b:from_dma(dev, 0xe000, 6000, 0, nofd + 100)) end,
+  function() return res(b:to_dma(dev, 0, 0, PG, 0x70000000)) end,
 }
 dev = vfu.device {
   vendor = 1, device = 2, dma = true,
@@ -181,6 +182,7 @@ assert(run(11):find("^false,.*power of two"), "page size 1000")
 H.eq(run(12), "true,true", "6000 bytes across two fd-less maps")
 H.eq(c:mem_read(NOFD + 100, 8), string.pack("<I4I4", 0, 4), "first map")
 H.eq(c:mem_read(NOFD + PG, 4), string.pack("<I4", PG - 100), "second map")
+H.eq(run(13), "true", "nothing to move: no translation")
 c:close()
 H.stop(s)
 H.done("buffer")
