@@ -637,7 +637,8 @@ nvme_host_disable(struct nvme_host *h)
     uint32_t cc;
 
     if (nvme_host_reg_read32(h, NVME_REG_CC, &cc) < 0 ||
-        nvme_host_reg_write32(h, NVME_REG_CC, cc & ~(NVME_CC_EN | NVME_CC_SHN_MASK)) < 0) {
+        nvme_host_reg_write32(h, NVME_REG_CC,
+                              cc & ~(NVME_CC_EN | NVME_CC_SHN_MASK)) < 0) {
         return -1;
     }
     h->admin.live = false;

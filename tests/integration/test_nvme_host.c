@@ -7,8 +7,8 @@
  * as Linux's nvme driver would drive it: bring-up and Identify; random
  * data written and read back at queue depth 1 and 32 through PRP1 only,
  * PRP2 as a page and PRP lists (from buffers that start inside a page,
- * and lists chained to a second list page); Flush, Write Zeroes, and commands that must fail; a
- * controller reset through CC.EN with the data still there after it; a
+ * and lists chained to a second list page); Flush, Write Zeroes, and
+ * commands that must fail (bad fields, bad addresses); a controller reset through CC.EN with the data still there after it; a
  * second client (the first one gone) that finds the data too; a normal
  * shutdown; also the admin set (features, logs, refused queue creations,
  * an AER), a CQ smaller than its SQ filling up, and INTx instead of
@@ -661,6 +661,70 @@ test_admin(void **state)
 }
 
 /*
+ * Addresses a host gets wrong: a PRP1 that is not dword aligned, data and
+ * PRP list entries outside any DMA map, a CQ placed in unmapped memory.
+ * Each command fails with its status, and the controller goes on. Also
+ * the Identify lists and an Abort of a command not in flight.
+ */
+static void
+test_bad_addresses(void **state)
+{
+    const uint64_t nowhere = 0x1000;    /* below NVME_HOST_IOVA: unmapped */
+    /* Past the shadowed part: a failed write may leave its blocks half
+     * written (the spec lets it), so they are not compared after. */
+    const uint32_t slba = (uint32_t)((32u << 20) / t.h->lba_size);
+    uint64_t iova, liova;
+    uint8_t *buf;
+    uint64_t *list;
+    struct nvme_sqe sqe;
+    struct nvme_cqe cqe;
+
+    need_host();
+    buf = nvme_host_alloc(t.h, 4 * 4096, &iova);
+    list = nvme_host_alloc(t.h, 4096, &liova);
+    assert_non_null(buf);
+    assert_non_null(list);
+
+    sqe = (struct nvme_sqe){ .opcode = NVME_CMD_READ, .cid = 30, .nsid = 1,
+                             .cdw10 = slba, .prp1 = iova + 2, .cdw12 = 0 };
+    assert_int_equal(io_one(&sqe) & 0x7ff, 0x13);          /* PRP offset invalid */
+    sqe = (struct nvme_sqe){ .opcode = NVME_CMD_READ, .cid = 31, .nsid = 1,
+                             .cdw10 = slba, .prp1 = nowhere,
+                             .cdw12 = 4096 / t.h->lba_size - 1 };
+    assert_int_equal(io_one(&sqe) & 0x7ff, 0x04);          /* data transfer error */
+    list[0] = iova + 4096;
+    list[1] = nowhere;
+    sqe = (struct nvme_sqe){ .opcode = NVME_CMD_WRITE, .cid = 32, .nsid = 1,
+                             .cdw10 = slba, .prp1 = iova, .prp2 = liova,
+                             .cdw12 = 3 * 4096 / t.h->lba_size - 1 };
+    assert_int_equal(io_one(&sqe) & 0x7ff, 0x04);
+    /* The list itself nowhere. */
+    sqe = (struct nvme_sqe){ .opcode = NVME_CMD_READ, .cid = 33, .nsid = 1,
+                             .cdw10 = slba, .prp1 = iova, .prp2 = nowhere,
+                             .cdw12 = 3 * 4096 / t.h->lba_size - 1 };
+    assert_int_equal(io_one(&sqe) & 0x7ff, 0x04);
+
+    sqe = (struct nvme_sqe){ .opcode = NVME_ADM_CREATE_CQ, .prp1 = nowhere,
+                             .cdw10 = 15u << 16 | 2, .cdw11 = 2u << 16 | 3 };
+    assert_int_equal(admin_status(&sqe, NULL), 0x04);
+
+    /* Identify: the active namespace list is {1}. */
+    sqe = (struct nvme_sqe){ .opcode = NVME_ADM_IDENTIFY, .prp1 = iova,
+                             .cdw10 = NVME_CNS_NS_LIST };
+    memset(buf, 0xee, 4096);
+    assert_int_equal(admin_status(&sqe, NULL), 0);
+    assert_int_equal(buf[0] | buf[1] << 8 | buf[2] << 16 | (uint32_t)buf[3] << 24, 1);
+    for (int i = 4; i < 4096; i++) {
+        assert_int_equal(buf[i], 0);
+    }
+    /* Abort of a command id nothing uses: completes, "not aborted". */
+    sqe = (struct nvme_sqe){ .opcode = NVME_ADM_ABORT, .cdw10 = 1 | 0x4242u << 16 };
+    assert_int_equal(admin_status(&sqe, &cqe), 0);
+    assert_int_equal(cqe.result & 1, 1);
+    check_shadow("after the bad addresses");
+}
+
+/*
  * A CQ smaller than its SQ: ten writes rung at once onto a CQ of four
  * entries, which holds three; the controller stops there until the host
  * frees entries (CQ head doorbell), then goes on. Then the data is read.
@@ -819,6 +883,7 @@ main(void)
         cmocka_unit_test(test_chained_prp_list),
         cmocka_unit_test(test_flush_zeroes_errors),
         cmocka_unit_test(test_admin),
+        cmocka_unit_test(test_bad_addresses),
         cmocka_unit_test(test_cq_full),
         cmocka_unit_test(test_intx),
         cmocka_unit_test(test_controller_reset),
@@ -828,7 +893,8 @@ main(void)
     struct stat st;
 
     if (VFU_LUA[0] == '\0' || stat(VFU_LUA, &st) < 0 || stat(nvme_script(), &st) < 0) {
-        printf("SKIP: test_nvme_host: no vfu-lua (%s) or no %s\n", VFU_LUA, nvme_script());
+        printf("SKIP: test_nvme_host: no vfu-lua (%s) or no %s\n", VFU_LUA,
+               nvme_script());
         return 77;
     }
     signal(SIGPIPE, SIG_IGN);
