@@ -8,11 +8,12 @@
  * data written and read back at queue depth 1 and 32 through PRP1 only,
  * PRP2 as a page and PRP lists (from buffers that start inside a page,
  * and lists chained to a second list page); Flush, Write Zeroes, and
- * commands that must fail (bad fields, bad addresses); a controller reset through CC.EN with the data still there after it; a
- * second client (the first one gone) that finds the data too; a normal
- * shutdown; also the admin set (features, logs, refused queue creations,
- * an AER), a CQ smaller than its SQ filling up, and INTx instead of
- * MSI-X. Any byte read back wrong fails the test.
+ * commands that must fail (bad fields, bad addresses); the admin set
+ * (features, logs, refused queue creations, an AER); a CQ smaller than
+ * its SQ filling up; INTx instead of MSI-X; a controller reset through
+ * CC.EN with the data still there after it; a second client (the first
+ * one gone) that finds the data too; a normal shutdown. Any byte read
+ * back wrong fails the test.
  *
  * Exits 77 (ctest SKIP_RETURN_CODE) when vfu-lua or the script is missing.
  */
