@@ -6,8 +6,10 @@
 # past the page cache, four direct writers and readers at once, a FAT file
 # system written, remounted and compared, a controller reset from sysfs
 # with I/O after it, and the guest's shutdown (CC.SHN, seen in the
-# device's trace, CSTS.SHST complete answered). Afterwards, from the host: the backing file holds the guest's
-# last 1 MiB and the FAT boot sector, and the device still runs.
+# device's trace, CSTS.SHST complete answered). After each boot, from the
+# host: the backing file holds the guest's last 1 MiB and the FAT boot
+# sector, and the device still runs. Two boots: guest RAM a shared memfd
+# the device maps, then RAM of QEMU's own, reached by DMA messages.
 # Usage: test_nvme_lua.sh VFU-LUA
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -27,33 +29,43 @@ dd if="$guest_work/host.bin" of="$disk" bs=1M seek=28 conv=notrunc 2>/dev/null
 } > "$guest_work/nvme.sh"
 guest_initramfs "$guest_work/initrd.gz" "$guest_work/nvme.sh"
 guest_serve nvme "$vfu_lua" --trace "$trace" "$script" @SOCK@ "$disk"
-guest_boot "$guest_work/initrd.gz" -device "$(guest_device nvme 0x4)"
-verdict=$(guest_verdict) || { echo "$verdict"; exit 1; }
-
 failed() { echo "FAIL: $(basename "$0"): $*"; exit 1; }
 
-# The guest's shutdown: a CC write (BAR0 0x14) with SHN = 01, then a CSTS
-# read (0x1c) that says the shutdown is complete (SHST = 10).
-shn=""
-shst=""
-while IFS= read -r line; do
-    case $line in
-    *'"event":"region_write","region":"bar0","offset":20,'*)
-        d=${line##*\"data\":\"}
-        [ $(( 0x${d:2:2} & 0xc0 )) = $(( 0x40 )) ] && shn=1 ;;
-    *'"event":"region_read","region":"bar0","offset":28,'*)
-        d=${line##*\"data\":\"}
-        [ -n "$shn" ] && [ $(( 0x${d:0:2} & 0x0c )) = 8 ] && shst=1 ;;
-    esac
-done < <(grep -a '"region":"bar0","offset":2[08],' "$trace")
-[ -n "$shn" ] || failed "the guest's shutdown never wrote CC.SHN (trace: $trace)"
-[ -n "$shst" ] || failed "CC.SHN was written but CSTS never said the shutdown was complete"
+# after_boot WHAT FROM: the checks of one boot, on the trace from line FROM.
+after_boot() {
+    local what=$1 from=$2 shn="" shst="" line d want got verdict
+    verdict=$(guest_verdict) || { echo "$verdict"; echo "(boot: $what)"; exit 1; }
+    # The guest's shutdown: a CC write (BAR0 0x14) with SHN = 01, then a
+    # CSTS read (0x1c) that says the shutdown is complete (SHST = 10).
+    while IFS= read -r line; do
+        case $line in
+        *'"event":"region_write","region":"bar0","offset":20,'*)
+            d=${line##*\"data\":\"}
+            [ $(( 0x${d:2:2} & 0xc0 )) = $(( 0x40 )) ] && shn=1 ;;
+        *'"event":"region_read","region":"bar0","offset":28,'*)
+            d=${line##*\"data\":\"}
+            [ -n "$shn" ] && [ $(( 0x${d:0:2} & 0x0c )) = 8 ] && shst=1 ;;
+        esac
+    done < <(tail -n +"$from" "$trace" | grep -a '"region":"bar0","offset":2[08],')
+    [ -n "$shn" ] || failed "$what: the guest's shutdown never wrote CC.SHN (trace: $trace)"
+    [ -n "$shst" ] || failed "$what: CC.SHN was written but CSTS never said the shutdown was complete"
+    want=$(grep -a -m1 '^VFU-MD5 ' "$guest_work/console.log" | tr -d '\r' | cut -d' ' -f2)
+    got=$(dd if="$disk" bs=1M skip=24 count=1 2>/dev/null | md5sum | cut -d' ' -f1)
+    [ -n "$want" ] || failed "$what: the guest printed no VFU-MD5 line"
+    [ "$got" = "$want" ] ||
+        failed "$what: the backing file's 1 MiB at 24 MiB is $got, the guest wrote $want"
+    [ "$(od -An -tx1 -j510 -N2 "$disk" | tr -d ' ')" = 55aa ] ||
+        failed "$what: no FAT boot sector at the start of the backing file"
+    kill -0 "$guest_pid_nvme" 2>/dev/null || failed "$what: the device did not outlive the guest"
+    echo "$verdict, $what (the backing file holds what the guest wrote; its shutdown was served)"
+}
 
-want=$(grep -a -m1 '^VFU-MD5 ' "$guest_work/console.log" | tr -d '\r' | cut -d' ' -f2)
-got=$(dd if="$disk" bs=1M skip=24 count=1 2>/dev/null | md5sum | cut -d' ' -f1)
-[ -n "$want" ] || failed "the guest printed no VFU-MD5 line"
-[ "$got" = "$want" ] || failed "the backing file's 1 MiB at 24 MiB is $got, the guest wrote $want"
-[ "$(od -An -tx1 -j510 -N2 "$disk" | tr -d ' ')" = 55aa ] ||
-    failed "no FAT boot sector at the start of the backing file"
-kill -0 "$guest_pid_nvme" 2>/dev/null || failed "the device did not outlive the guest"
-echo "$verdict (the backing file holds what the guest wrote; its shutdown was served)"
+# Guest RAM a shared memfd: the device maps it.
+guest_boot "$guest_work/initrd.gz" -device "$(guest_device nvme 0x4)"
+after_boot "guest RAM mapped" 1
+# Guest RAM QEMU's own: every DMA map comes without an fd, and the queues
+# and data move by DMA_READ/DMA_WRITE messages.
+from=$(( $(wc -l < "$trace") + 1 ))
+guest_boot "$guest_work/initrd.gz" -device "$(guest_device nvme 0x4)" \
+    -object memory-backend-ram,id=ram,size=512M -machine memory-backend=ram
+after_boot "guest RAM by messages" "$from"
