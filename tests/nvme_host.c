@@ -191,7 +191,8 @@ prp_pages_for(uint32_t max_xfer)
 }
 
 struct nvme_host *
-nvme_host_open(const char *path, size_t mem_size, uint32_t max_xfer)
+nvme_host_open(const char *path, size_t mem_size, uint32_t max_xfer,
+               unsigned flags)
 {
     struct nvme_host *h = calloc(1, sizeof(*h));
     struct vfio_irq_info irq = { .argsz = sizeof(irq) };
@@ -230,7 +231,8 @@ nvme_host_open(const char *path, size_t mem_size, uint32_t max_xfer)
     }
     if (vfu_client_dma_map(h->c, NVME_HOST_IOVA, mem_size,
                            VFIO_USER_F_DMA_REGION_READ | VFIO_USER_F_DMA_REGION_WRITE,
-                           h->memfd, 0, h->mem) < 0) {
+                           (flags & NVME_HOST_NO_FD) ? -1 : h->memfd, 0,
+                           h->mem) < 0) {
         goto fail;
     }
     /* What a guest's PCI core does before the driver touches BAR0. */
@@ -381,6 +383,7 @@ queue_init(struct nvme_host *h, struct nvme_queue *q, uint16_t qid,
     q->phase = 1;
     q->cq_batch = 1;
     q->cq_unrung = 0;
+    q->cq_more = false;
     q->sq_db = NVME_REG_DBS + 2u * qid * h->dstrd;
     q->cq_db = NVME_REG_DBS + (2u * qid + 1) * h->dstrd;
     q->efd = h->efds[h->intx ? 0 : qid];
@@ -446,7 +449,9 @@ take(struct nvme_queue *q, struct nvme_cqe *out, int max)
 
 /*
  * Wait for q's vector, or for the server to need us (a DMA request, or
- * its end). The eventfd's counter says how many interrupts came.
+ * its end). The eventfd's counter says how many interrupts came. Returns
+ * 1 if the vector fired, 0 if only the server's requests were served, -1
+ * with errno (ETIMEDOUT, ENOTCONN).
  */
 static int
 wait_irq(struct nvme_host *h, struct nvme_queue *q, int timeout_ms)
@@ -455,7 +460,7 @@ wait_irq(struct nvme_host *h, struct nvme_queue *q, int timeout_ms)
         { .fd = q->efd, .events = POLLIN },
         { .fd = vfu_client_fd(h->c), .events = POLLIN },
     };
-    int n;
+    int n, fired = 0;
 
     do {
         n = poll(p, 2, timeout_ms);
@@ -473,6 +478,7 @@ wait_irq(struct nvme_host *h, struct nvme_queue *q, int timeout_ms)
         if (read(q->efd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
             h->n.interrupts += v;
             h->n.wakeups++;
+            fired = 1;
         }
     }
     if (p[1].revents != 0) {
@@ -483,19 +489,30 @@ wait_irq(struct nvme_host *h, struct nvme_queue *q, int timeout_ms)
         }
         h->n.server_reqs += (uint64_t)served;
     }
-    return 0;
+    return fired;
 }
 
+/*
+ * The CQ is looked at when its vector fires, as an interrupt handler
+ * would, or when the last reap left entries behind (it took max); not
+ * before: with memory the device reaches by messages, entries land while
+ * the host serves DMA_WRITEs, and taking them then would ring a doorbell
+ * per command and break the device's batches.
+ */
 int
 nvme_host_reap(struct nvme_host *h, struct nvme_queue *q, struct nvme_cqe *out,
                int max, int timeout_ms)
 {
     uint64_t deadline = timeout_ms < 0 ? 0 : now_ms() + (uint64_t)timeout_ms;
-    int n;
+    bool look = q->cq_more;
+    int n = 0;
 
-    while ((n = take(q, out, max)) == 0) {
-        int left = -1;
+    for (;;) {
+        int left = -1, fired;
 
+        if (look && (n = take(q, out, max)) > 0) {
+            break;
+        }
         if (timeout_ms >= 0) {
             uint64_t t = now_ms();
 
@@ -505,7 +522,8 @@ nvme_host_reap(struct nvme_host *h, struct nvme_queue *q, struct nvme_cqe *out,
             }
             left = (int)(deadline - t);
         }
-        if (wait_irq(h, q, left) < 0) {
+        fired = wait_irq(h, q, left);
+        if (fired < 0) {
             /* A last look: the entry may be there without its interrupt. */
             int saved = errno;
 
@@ -515,7 +533,9 @@ nvme_host_reap(struct nvme_host *h, struct nvme_queue *q, struct nvme_cqe *out,
             errno = saved;
             return -1;
         }
+        look = look || fired;
     }
+    q->cq_more = n == max;
     q->cq_unrung = (uint16_t)(q->cq_unrung + n);
     if (q->cq_unrung >= q->cq_batch || q->cq_unrung >= q->cq_size / 2) {
         q->cq_unrung = 0;

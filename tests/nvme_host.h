@@ -136,6 +136,7 @@ struct nvme_queue {
      */
     uint16_t cq_batch;
     uint16_t cq_unrung;
+    bool cq_more;           /* the last reap took as many as it could */
     uint8_t phase;          /* the phase tag of a new entry at cq_head */
     bool live;
     int efd;                /* this queue's vector's eventfd */
@@ -186,16 +187,23 @@ struct nvme_host {
     char mn[41], sn[21];
 };
 
+/* nvme_host_open() flags */
+#define NVME_HOST_NO_FD 0x1     /* map the memory without its fd: the device
+                                 * reaches it by DMA_READ/DMA_WRITE messages,
+                                 * as QEMU's RAM that is not shared */
+
 /*
  * nvme_host_open() - connect to the device at @path, negotiate, map
  * @mem_size bytes (a multiple of 4 KiB) of host memory to it, set memory
  * space and bus master in the command register and put an eventfd on each
  * MSI-X vector (up to NVME_HOST_MAX_IOQ + 1). Does not touch the
  * controller: nvme_host_enable() next. @max_xfer: the largest I/O this
- * host will submit (PRP list room per command). Returns the host or NULL.
+ * host will submit (PRP list room per command); @flags: NVME_HOST_*.
+ * Returns the host or NULL.
  */
 struct nvme_host *
-nvme_host_open(const char *path, size_t mem_size, uint32_t max_xfer);
+nvme_host_open(const char *path, size_t mem_size, uint32_t max_xfer,
+               unsigned flags);
 
 /*
  * nvme_host_irq_mode() - interrupts by MSI-X (each queue its vector's
@@ -299,11 +307,12 @@ nvme_host_ring(struct nvme_host *h, struct nvme_queue *q);
 
 /*
  * nvme_host_reap() - take up to @max completions from @q into @out,
- * waiting up to @timeout_ms (-1: forever) for the first on the queue's
- * eventfd (serving the server's DMA requests meanwhile, should it send
- * any); then write the CQ head doorbell once (posted; with q->cq_batch
- * above 1, only once that many are unrung). Returns the number
- * taken (>= 1), or -1 with ETIMEDOUT/ENOTCONN.
+ * once the queue's eventfd says they are there (or the last reap left
+ * some), waiting up to @timeout_ms (-1: forever) for it and serving the
+ * server's DMA requests meanwhile, should it send any; then write the
+ * CQ head doorbell once (posted; with q->cq_batch above 1, only once that
+ * many are unrung). Returns the number taken (>= 1), or -1 with
+ * ETIMEDOUT/ENOTCONN.
  */
 int
 nvme_host_reap(struct nvme_host *h, struct nvme_queue *q, struct nvme_cqe *out,

@@ -253,9 +253,9 @@ start_device(char *const *wrap, int nwrap, bool pin)
 }
 
 static void
-host_up(struct bench_nvme *b)
+host_up(struct bench_nvme *b, unsigned flags)
 {
-    b->h = nvme_host_open(sock_path, HOST_MEM, IO_SIZE);
+    b->h = nvme_host_open(sock_path, HOST_MEM, IO_SIZE, flags);
     if (b->h == NULL) {
         print_log();
         die("connecting to the device");
@@ -528,7 +528,7 @@ cg_run(uint8_t op, int qd, int iters, const char *step, struct cg_profile *p)
     pid_t pid = start_device(cg_wrap, 4, false);
     int status;
 
-    host_up(&b);
+    host_up(&b, 0);
     if (iters > 0) {
         run_io(&b, op, qd, iters);
     }
@@ -602,32 +602,136 @@ callgrind_mode(void)
 
 /* ---- the benchmark ---- */
 
-#define NARMS 5
+/* What one arm runs. */
+struct kind {
+    const char *name;
+    uint8_t op;
+    int qd;
+    int iters;
+    uint16_t cq_batch;      /* completions a CQ head doorbell: 1 as Linux */
+    bool target;            /* the row the targets are about */
+};
+
+#define MAX_ARMS 8
+
+/*
+ * One table: the arms of kinds[] interleaved with the floor for runs runs
+ * of BLOCKS blocks, then latency, IOPS, messages and CPU time per command.
+ */
+static void
+phase(const char *title, struct bench_nvme *b, struct bench_floor *fl,
+      const struct kind *kinds, int narms, int runs)
+{
+    static struct bench_arm af, arm[MAX_ARMS];
+    static struct io_arm io[MAX_ARMS];
+    static double s[MAX_ARMS + 1][BENCH_MAX_RUNS];
+    struct bench_arm *arms[MAX_ARMS];
+    int nb = runs * BLOCKS;
+
+    af = (struct bench_arm){ .fn = bench_floor_block, .arg = fl, .iters = 300 };
+    for (int k = 0; k < narms; k++) {
+        io[k] = (struct io_arm){ .b = b, .op = kinds[k].op, .qd = kinds[k].qd,
+                                 .cq_batch = kinds[k].cq_batch };
+        arm[k] = (struct bench_arm){ .fn = io_block, .arg = &io[k],
+                                     .iters = kinds[k].iters };
+        arms[k] = &arm[k];
+        /* The Lua side's tables grown before anything counts. */
+        run_io(b, kinds[k].op, kinds[k].qd, kinds[k].iters);
+    }
+    for (int k = 0; k < narms; k++) {
+        io[k].n = (struct nvme_host_counts){ 0 };
+        io[k].wall_ns = io[k].host_ns = io[k].dev_ns = 0;
+    }
+    for (int r = 0; r < runs; r++) {
+        bench_interleave(&af, arms, narms, r * BLOCKS, BLOCKS);
+        s[0][r] = bench_blocks_mean(af.blk, r * BLOCKS, BLOCKS);
+        for (int k = 0; k < narms; k++) {
+            s[k + 1][r] = bench_blocks_mean(arm[k].blk, r * BLOCKS, BLOCKS);
+        }
+    }
+
+    printf("%s\n", title);
+    bench_print_header(44, "");
+    printf(" %5s %8s %7s\n", "unit", "x floor", "target");
+    {
+        struct bench_stats fs = bench_summarize(s[0], runs);
+
+        bench_print_stats(44, "floor: ping-pong, 4-byte write+read sizes", &fs, 1e3);
+        printf(" %5s\n", "us");
+    }
+    for (int k = 0; k < narms; k++) {
+        char name[64];
+        struct bench_stats ls = bench_summarize(s[k + 1], runs);
+        /* IOPS from ns per command: the slowest run is the min. */
+        struct bench_stats is = { 1e9 / ls.median, 1e9 / ls.max, 1e9 / ls.min };
+        bool target = kinds[k].target;
+
+        if (kinds[k].qd == 1) {
+            snprintf(name, sizeof(name), "%s, latency", kinds[k].name);
+            bench_print_stats(44, name, &ls, 1e3);
+            printf(" %5s", "us");
+            bench_print_ratio(bench_median(arm[k].ratio, nb), target ? "<=2x" : NULL,
+                              2.0001);
+        }
+        if (kinds[k].cq_batch != 1) {
+            continue;
+        }
+        snprintf(name, sizeof(name), "%s, IOPS", kinds[k].name);
+        printf("%-44s %10.0f %10.0f %10.0f %5s", name, is.median, is.min, is.max, "");
+        if (kinds[k].qd == 32 && target) {
+            printf(" %8s %7s %s\n", "", ">=100k", is.median >= 100000 ? "ok" : "MISSED");
+        } else {
+            printf("\n");
+        }
+    }
+    printf("# per command, counted by the host: messages to the device (posted "
+           "REGION_WRITEs: doorbells; other requests), messages from it (DMA "
+           "requests), interrupts (eventfd signals), host wake-ups\n");
+    printf("%-26s %9s %9s %9s %9s %9s\n", "workload", "doorbells", "requests",
+           "from dev", "irqs", "wake-ups");
+    for (int k = 0; k < narms; k++) {
+        const struct nvme_host_counts *n = &io[k].n;
+        double c = (double)n->commands;
+
+        printf("%-26s %9.3f %9.3f %9.3f %9.3f %9.3f\n", kinds[k].name,
+               n->doorbells / c, (n->reg_reads + n->reg_writes) / c,
+               n->server_reqs / c, n->interrupts / c, n->wakeups / c);
+    }
+    printf("# per command, us: wall clock; CPU time of the host's thread and of "
+           "the device's (schedstat; kernel time included); the rest\n");
+    printf("%-26s %9s %9s %9s %9s\n", "workload", "wall", "host", "device", "rest");
+    for (int k = 0; k < narms; k++) {
+        double c = (double)io[k].n.commands * 1e3;
+
+        printf("%-26s %9.2f %9.2f %9.2f %9.2f\n", kinds[k].name, io[k].wall_ns / c,
+               io[k].host_ns / c, io[k].dev_ns / c,
+               (io[k].wall_ns - io[k].host_ns - io[k].dev_ns) / c);
+    }
+}
 
 int
 main(int argc, char **argv)
 {
     /* The last: what the CQ head doorbell costs at QD1, rung every 16. */
-    static const struct {
-        const char *name; uint8_t op; int qd; int iters; uint16_t cq_batch;
-    } kinds[NARMS] = {
-        { "QD1 4 KiB random read", NVME_CMD_READ, 1, ITERS_QD1, 1 },
-        { "QD1 4 KiB random write", NVME_CMD_WRITE, 1, ITERS_QD1, 1 },
-        { "QD32 4 KiB random read", NVME_CMD_READ, 32, ITERS_QD32, 1 },
-        { "QD32 4 KiB random write", NVME_CMD_WRITE, 32, ITERS_QD32, 1 },
-        { "QD1 read, CQ doorbell / 16", NVME_CMD_READ, 1, ITERS_QD1, 16 },
+    static const struct kind mapped[] = {
+        { "QD1 4 KiB random read", NVME_CMD_READ, 1, ITERS_QD1, 1, true },
+        { "QD1 4 KiB random write", NVME_CMD_WRITE, 1, ITERS_QD1, 1, false },
+        { "QD32 4 KiB random read", NVME_CMD_READ, 32, ITERS_QD32, 1, true },
+        { "QD32 4 KiB random write", NVME_CMD_WRITE, 32, ITERS_QD32, 1, false },
+        { "QD1 read, CQ doorbell / 16", NVME_CMD_READ, 1, ITERS_QD1, 16, false },
+    };
+    /* Host memory mapped without its fd: every access a message. */
+    static const struct kind by_msg[] = {
+        { "QD1 4 KiB random read", NVME_CMD_READ, 1, ITERS_QD1 / 4, 1, false },
+        { "QD32 4 KiB random read", NVME_CMD_READ, 32, ITERS_QD32 / 4, 1, false },
     };
     const size_t hdr = 32;
     const size_t req[2] = { hdr + 4, hdr }, rep[2] = { hdr, hdr + 4 };
-    char *args[8];
-    int nargs = 0, runs, nb;
+    char *args[8], title[256], path[64];
+    int nargs = 0, runs;
     bool pin = false, callgrind = false;
     struct bench_floor fl;
-    static struct bench_arm af, arm[NARMS];
-    struct bench_arm *arms[NARMS];
-    static struct io_arm io[NARMS];
     struct bench_nvme b = { 0 };
-    double s[NARMS + 1][BENCH_MAX_RUNS];
     struct stat st;
     pid_t dev;
 
@@ -662,104 +766,33 @@ main(int argc, char **argv)
         return 1;
     }
     dev = start_device(NULL, 0, pin);
-    host_up(&b);
-    {
-        char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)dev);
+    b.sched_dev = open(path, O_RDONLY | O_CLOEXEC);
+    b.sched_self = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 
-        snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)dev);
-        b.sched_dev = open(path, O_RDONLY | O_CLOEXEC);
-        b.sched_self = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-    }
-
-    af = (struct bench_arm){ .fn = bench_floor_block, .arg = &fl, .iters = 300 };
-    for (int k = 0; k < NARMS; k++) {
-        io[k] = (struct io_arm){ .b = &b, .op = kinds[k].op, .qd = kinds[k].qd,
-                                 .cq_batch = kinds[k].cq_batch };
-        arm[k] = (struct bench_arm){ .fn = io_block, .arg = &io[k],
-                                     .iters = kinds[k].iters };
-        arms[k] = &arm[k];
-    }
-    /* Warm up: every slot of the namespace written once (the device's
-     * memory touched), then the Lua side's tables grown. */
+    host_up(&b, 0);
+    /* Every slot of the namespace written once: the device's memory
+     * touched before anything is measured. */
     for (uint64_t done = 0; done < b.slots; done += QD_MAX) {
         run_io(&b, NVME_CMD_WRITE, QD_MAX, QD_MAX);
     }
-    for (int k = 0; k < NARMS; k++) {
-        run_io(&b, kinds[k].op, kinds[k].qd, kinds[k].iters);
-        io[k].n = (struct nvme_host_counts){ 0 };
-        io[k].wall_ns = io[k].host_ns = io[k].dev_ns = 0;
-    }
-    for (int r = 0; r < runs; r++) {
-        bench_interleave(&af, arms, NARMS, r * BLOCKS, BLOCKS);
-        s[0][r] = bench_blocks_mean(af.blk, r * BLOCKS, BLOCKS);
-        for (int k = 0; k < NARMS; k++) {
-            s[k + 1][r] = bench_blocks_mean(arm[k].blk, r * BLOCKS, BLOCKS);
-        }
-    }
-    nb = runs * BLOCKS;
-
-    printf("# bench_nvme: devices/nvme.lua, %" PRIu64 " MiB namespace of %u-byte blocks, "
-           "one I/O queue pair of %d, %d runs of %d blocks (%d / %d commands), %s\n",
-           b.h->nsze * b.h->lba_size >> 20, b.h->lba_size, IOQ_SIZE, runs, BLOCKS,
-           ITERS_QD1, ITERS_QD32, pin ? "pinned to CPU 0" : "not pinned");
-    bench_print_header(44, "");
-    printf(" %5s %8s %7s\n", "unit", "x floor", "target");
-    {
-        struct bench_stats fs = bench_summarize(s[0], runs);
-
-        bench_print_stats(44, "floor: ping-pong, 4-byte write+read sizes", &fs, 1e3);
-        printf(" %5s\n", "us");
-    }
-    for (int k = 0; k < NARMS; k++) {
-        char name[64];
-        struct bench_stats ls = bench_summarize(s[k + 1], runs);
-        /* IOPS from ns per command: the slowest run is the min. */
-        struct bench_stats is = { 1e9 / ls.median, 1e9 / ls.max, 1e9 / ls.min };
-
-        if (kinds[k].qd == 1) {
-            snprintf(name, sizeof(name), "%s, latency", kinds[k].name);
-            bench_print_stats(44, name, &ls, 1e3);
-            printf(" %5s", "us");
-            bench_print_ratio(bench_median(arm[k].ratio, nb),
-                              kinds[k].op == NVME_CMD_READ && kinds[k].cq_batch == 1
-                                  ? "<=2x" : NULL, 2.0001);
-        }
-        if (kinds[k].cq_batch != 1) {
-            continue;
-        }
-        snprintf(name, sizeof(name), "%s, IOPS", kinds[k].name);
-        printf("%-44s %10.0f %10.0f %10.0f %5s", name, is.median, is.min, is.max, "");
-        if (kinds[k].qd == 32 && kinds[k].op == NVME_CMD_READ) {
-            printf(" %8s %7s %s\n", "", ">=100k", is.median >= 100000 ? "ok" : "MISSED");
-        } else {
-            printf("\n");
-        }
-    }
-    printf("# per command, counted by the host: messages to the device (posted "
-           "REGION_WRITEs: doorbells; other requests), messages from it (DMA "
-           "requests), interrupts (eventfd signals), host wake-ups\n");
-    printf("%-26s %9s %9s %9s %9s %9s\n", "workload", "doorbells", "requests",
-           "from dev", "irqs", "wake-ups");
-    for (int k = 0; k < NARMS; k++) {
-        const struct nvme_host_counts *n = &io[k].n;
-        double c = (double)n->commands;
-
-        printf("%-26s %9.3f %9.3f %9.3f %9.3f %9.3f\n", kinds[k].name,
-               n->doorbells / c, (n->reg_reads + n->reg_writes) / c,
-               n->server_reqs / c, n->interrupts / c, n->wakeups / c);
-    }
-    printf("# per command, us: wall clock; CPU time of the host's thread and of "
-           "the device's (schedstat; kernel time included); the rest\n");
-    printf("%-26s %9s %9s %9s %9s\n", "workload", "wall", "host", "device", "rest");
-    for (int k = 0; k < NARMS; k++) {
-        double c = (double)io[k].n.commands * 1e3;
-
-        printf("%-26s %9.2f %9.2f %9.2f %9.2f\n", kinds[k].name, io[k].wall_ns / c,
-               io[k].host_ns / c, io[k].dev_ns / c,
-               (io[k].wall_ns - io[k].host_ns - io[k].dev_ns) / c);
-    }
-
+    snprintf(title, sizeof(title),
+             "# bench_nvme: devices/nvme.lua, %" PRIu64 " MiB namespace of %u-byte "
+             "blocks, one I/O queue pair of %d, %d runs of %d blocks (%d / %d "
+             "commands), %s", b.h->nsze * b.h->lba_size >> 20, b.h->lba_size,
+             IOQ_SIZE, runs, BLOCKS, ITERS_QD1, ITERS_QD32,
+             pin ? "pinned to CPU 0" : "not pinned");
+    phase(title, &b, &fl, mapped, sizeof(mapped) / sizeof(mapped[0]), runs);
     host_down(&b);
+
+    host_up(&b, NVME_HOST_NO_FD);
+    snprintf(title, sizeof(title),
+             "\n# the same, host memory mapped without its fd (as QEMU's RAM that "
+             "is not shared): queues, PRP lists and data by DMA_READ/DMA_WRITE "
+             "messages (%d / %d commands a block)", ITERS_QD1 / 4, ITERS_QD32 / 4);
+    phase(title, &b, &fl, by_msg, sizeof(by_msg) / sizeof(by_msg[0]), runs);
+    host_down(&b);
+
     nvme_device_stop(dev);
     unlink(sock_path);
     unlink(log_path);

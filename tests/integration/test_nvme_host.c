@@ -169,11 +169,14 @@ group_teardown(void **state)
     return 0;
 }
 
-/* A host with the controller enabled and I/O queue pair 1 of 64 entries. */
+/*
+ * A host with the controller enabled and I/O queue pair 1 of 64 entries;
+ * @flags as nvme_host_open()'s.
+ */
 static void
-host_up(void)
+host_up_flags(unsigned flags)
 {
-    t.h = nvme_host_open(t.sock, HOST_MEM, MAX_XFER);
+    t.h = nvme_host_open(t.sock, HOST_MEM, MAX_XFER, flags);
     if (t.h == NULL) {
         assert_alive();
         fail_msg("connecting: %s", strerror(errno));
@@ -205,6 +208,12 @@ need_host(void)
     if (t.h == NULL || t.q == NULL || t.shadow == NULL) {
         fail_msg("no controller to test (an earlier test failed)");
     }
+}
+
+static void
+host_up(void)
+{
+    host_up_flags(0);
 }
 
 /* ---- I/O helpers ---- */
@@ -841,6 +850,29 @@ test_controller_reset(void **state)
     check_shadow("after a controller reset");
 }
 
+/*
+ * A client whose memory the device cannot map (no fd with the DMA map, as
+ * QEMU's RAM that is not shared): queues, PRP lists and data all move by
+ * DMA_READ/DMA_WRITE messages, which the host serves while it waits.
+ */
+static void
+test_dma_by_messages(void **state)
+{
+    need_host();
+    nvme_host_close(t.h);
+    t.h = NULL;
+    assert_alive();
+    host_up_flags(NVME_HOST_NO_FD);
+    check_shadow("by DMA messages");
+    test_qd1(state);
+    test_qd32(state);
+    check_shadow("by DMA messages, after writing");
+    assert_true(t.h->n.server_reqs > 1000);
+    nvme_host_close(t.h);
+    t.h = NULL;
+    host_up();
+}
+
 /* The client leaves without a word; the next one finds the data. */
 static void
 test_new_client(void **state)
@@ -888,6 +920,7 @@ main(void)
         cmocka_unit_test(test_cq_full),
         cmocka_unit_test(test_intx),
         cmocka_unit_test(test_controller_reset),
+        cmocka_unit_test(test_dma_by_messages),
         cmocka_unit_test(test_new_client),
         cmocka_unit_test(test_shutdown),
     };
