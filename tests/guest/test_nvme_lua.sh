@@ -10,12 +10,12 @@
 # host: the backing file holds the guest's last 1 MiB and the FAT boot
 # sector, and the device still runs. Two boots: guest RAM a shared memfd
 # the device maps, then RAM of QEMU's own, reached by DMA messages.
-# Usage: test_nvme_lua.sh VFU-LUA
+# Usage: test_nvme_lua.sh VFU-LUA   ($VFU_NVME_SCRIPT: another device script)
 set -u
 . "$(dirname "$0")/lib.sh"
 guest_require
 vfu_lua=${1:?usage: test_nvme_lua.sh VFU-LUA}
-script=$guest_top/devices/nvme.lua
+script=${VFU_NVME_SCRIPT:-$guest_top/devices/nvme.lua}
 [ -f "$script" ] || { echo "SKIP: $(basename "$0"): no $script"; exit 0; }
 disk=$guest_work/disk.img
 trace=$guest_work/trace.jsonl
