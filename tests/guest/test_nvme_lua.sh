@@ -9,7 +9,8 @@
 # device's trace, CSTS.SHST complete answered). After each boot, from the
 # host: the backing file holds the guest's last 1 MiB and the FAT boot
 # sector, and the device still runs. Two boots: guest RAM a shared memfd
-# the device maps, then RAM of QEMU's own, reached by DMA messages.
+# the device maps, then RAM of QEMU's own, reached by DMA messages, with
+# two CPUs (two I/O queues).
 # Usage: test_nvme_lua.sh VFU-LUA   ($VFU_NVME_SCRIPT: another device script)
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -64,8 +65,9 @@ after_boot() {
 guest_boot "$guest_work/initrd.gz" -device "$(guest_device nvme 0x4)"
 after_boot "guest RAM mapped" 1
 # Guest RAM QEMU's own: every DMA map comes without an fd, and the queues
-# and data move by DMA_READ/DMA_WRITE messages.
+# and data move by DMA_READ/DMA_WRITE messages. Two CPUs: the driver makes
+# an I/O queue pair for each, on MSI-X vectors 1 and 2.
 from=$(( $(wc -l < "$trace") + 1 ))
-guest_boot "$guest_work/initrd.gz" -device "$(guest_device nvme 0x4)" \
+guest_boot "$guest_work/initrd.gz" -device "$(guest_device nvme 0x4)" -smp 2 \
     -object memory-backend-ram,id=ram,size=512M -machine memory-backend=ram
 after_boot "guest RAM by messages" "$from"
