@@ -198,6 +198,10 @@ vfu_client_get_irq_info(vfu_client_t *client, uint32_t index,
  * @flags:      VFIO_IRQ_SET_DATA_* | VFIO_IRQ_SET_ACTION_*.
  * @fds:        with DATA_EVENTFD, the @nr_fds eventfds sent along (the
  *              caller keeps its copies); an entry of -1 is sent as no fd.
+ *              One eventfd a vector (@nr_fds == @count, none -1) beyond
+ *              the server's max_msg_fds goes in several requests of at
+ *              most that many, as QEMU sends them; a failing one ends the
+ *              call, the vectors before it set.
  * @data:       payload after the fixed part (DATA_BOOL: @count bytes).
  */
 int
@@ -264,7 +268,11 @@ vfu_client_get_region_io_fds(vfu_client_t *client, uint32_t index,
  * @iova, @size: the client address range.
  * @flags:       VFIO_USER_F_DMA_REGION_READ/WRITE.
  * @fd:          file backing the range, sent to the server, or -1 for a
- *               range the server can only reach with DMA_READ/WRITE.
+ *               range the server can only reach with DMA_READ/WRITE. A
+ *               vfu server maps a memfd only if it is sealed against
+ *               shrinking (F_SEAL_SHRINK, as QEMU's memory-backend-memfd
+ *               seals); an unsealed one is reached by DMA_READ/WRITE too,
+ *               so give @vaddr as well. Other files are mapped.
  * @fd_offset:   offset of the range inside @fd (0 without an fd).
  * @vaddr:       where the range lives in this process, or NULL. If given,
  *               the client answers the server's DMA_READ/DMA_WRITE on the

@@ -1139,6 +1139,19 @@ vfu_client_set_irqs(vfu_client_t *c, uint32_t flags, uint32_t index,
             valid[nr++] = fds[i];
         }
     }
+    /* More than a message may carry, one a vector: in pieces. */
+    uint32_t max = (uint32_t)c->caps.max_msg_fds;
+    if (max > 0 && nr > max && nr == nr_fds && nr_fds == count &&
+        (flags & VFIO_IRQ_SET_DATA_EVENTFD) && data_size == 0) {
+        for (uint32_t done = 0; done < count; done += max) {
+            uint32_t n = count - done < max ? count - done : max;
+            if (vfu_client_set_irqs(c, flags, index, start + done, n,
+                                    valid + done, n, NULL, 0) < 0) {
+                return -1;
+            }
+        }
+        return 0;
+    }
     return call(c, VFIO_USER_DEVICE_SET_IRQS, iov, 2, valid, nr, NULL, NULL);
 }
 

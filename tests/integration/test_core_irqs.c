@@ -135,6 +135,53 @@ test_msix_vectors(void **state)
     close_all(efd, HARNESS_NR_MSIX);
 }
 
+/* A device with more MSI-X vectors than a message may carry eventfds. */
+#define MANY_MSIX 20
+
+static int
+setup_many_msix(vfu_ctx_t *ctx, void *arg)
+{
+    if (harness_dev_setup(ctx, arg) < 0) {
+        return -1;
+    }
+    return vfu_setup_device_nr_irqs(ctx, VFU_DEV_MSIX_IRQ, MANY_MSIX);
+}
+
+/*
+ * An eventfd for each of 20 vectors, the server taking 8 fds a message:
+ * the client sends them in pieces, as QEMU does, and every vector works.
+ */
+static void
+test_msix_more_vectors_than_fds(void **state)
+{
+    struct harness_dev dev;
+    struct harness_server *srv;
+    vfu_client_t *c;
+    int efd[MANY_MSIX];
+
+    (void)state;
+    assert_int_equal(harness_dev_init(&dev), 0);
+    srv = harness_server_start(setup_many_msix, &dev);
+    assert_non_null(srv);
+    c = harness_connect(srv);
+    assert_int_equal(harness_eventfds(efd, MANY_MSIX), 0);
+    assert_int_equal(vfu_client_set_irqs(c, VFIO_IRQ_SET_DATA_EVENTFD |
+                                         VFIO_IRQ_SET_ACTION_TRIGGER,
+                                         VFU_DEV_MSIX_IRQ, 0, MANY_MSIX,
+                                         efd, MANY_MSIX, NULL, 0), 0);
+    for (unsigned v = 0; v < MANY_MSIX; v += 9) {        /* 0, 9, 18 */
+        assert_int_equal(vfu_irq_trigger(harness_server_ctx(srv), v), 0);
+        assert_int_equal(harness_eventfd_wait(efd[v], WAIT_MS), 1);
+    }
+    assert_int_equal(vfu_irq_trigger(harness_server_ctx(srv), MANY_MSIX - 1), 0);
+    assert_int_equal(harness_eventfd_wait(efd[MANY_MSIX - 1], WAIT_MS), 1);
+    assert_int_equal(harness_eventfd_wait(efd[MANY_MSIX - 2], 0), 0);
+    harness_close_fds(efd, MANY_MSIX);
+    vfu_client_close(c);
+    assert_int_equal(harness_server_stop(srv), 0);
+    harness_dev_fini(&dev);
+}
+
 static void
 test_data_bool_trigger(void **state)
 {
@@ -316,6 +363,7 @@ main(void)
         T(test_intx_mask_unmask),
         T(test_irq_info),
         T(test_msix_vectors),
+        cmocka_unit_test(test_msix_more_vectors_than_fds),
         T(test_data_bool_trigger),
         T(test_unassign),
         T(test_set_irqs_errors),
