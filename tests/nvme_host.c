@@ -941,3 +941,11 @@ nvme_device_stop(pid_t pid)
     waitpid(pid, &status, 0);
     return status;
 }
+
+const char *
+nvme_device_script(const char *built_in)
+{
+    const char *s = getenv("VFU_NVME_SCRIPT");
+
+    return s != NULL && s[0] != '\0' ? s : built_in;
+}

@@ -339,6 +339,11 @@ pid_t
 nvme_device_spawn(char *const argv[], const char *sock, const char *log,
                   bool pin);
 
+/* nvme_device_script() - $VFU_NVME_SCRIPT if set, else @built_in (the
+ * build's devices/nvme.lua). */
+const char *
+nvme_device_script(const char *built_in);
+
 /* nvme_device_stop() - SIGTERM and reap; returns the child's wait status. */
 int
 nvme_device_stop(pid_t pid);

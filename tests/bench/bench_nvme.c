@@ -49,14 +49,6 @@
 #define NVME_SCRIPT ""
 #endif
 
-/* The device script: devices/nvme.lua, or $VFU_NVME_SCRIPT. */
-static const char *
-nvme_script(void)
-{
-    const char *s = getenv("VFU_NVME_SCRIPT");
-
-    return s != NULL && s[0] != '\0' ? s : NVME_SCRIPT;
-}
 
 #define QD_MAX 32
 #define IO_SIZE 4096u
@@ -241,7 +233,7 @@ start_device(char *const *wrap, int nwrap, bool pin)
         argv[n++] = wrap[i];
     }
     argv[n++] = (char *)VFU_LUA;
-    argv[n++] = (char *)nvme_script();
+    argv[n++] = (char *)nvme_device_script(NVME_SCRIPT);
     argv[n++] = sock_path;
     argv[n] = NULL;
     pid = nvme_device_spawn(argv, sock_path, log_path, pin);
@@ -746,7 +738,7 @@ main(int argc, char **argv)
     if (bench_parse_args(nargs, args, &pin, &runs, 5) < 0) {
         return 2;
     }
-    if (VFU_LUA[0] == '\0' || stat(VFU_LUA, &st) < 0 || stat(nvme_script(), &st) < 0) {
+    if (VFU_LUA[0] == '\0' || stat(VFU_LUA, &st) < 0 || stat(nvme_device_script(NVME_SCRIPT), &st) < 0) {
         printf("# bench_nvme: skipped, no vfu-lua or no devices/nvme.lua\n");
         return 0;
     }

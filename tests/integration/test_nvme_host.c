@@ -45,14 +45,6 @@
 #define NVME_SCRIPT ""
 #endif
 
-/* The device script: devices/nvme.lua, or $VFU_NVME_SCRIPT. */
-static const char *
-nvme_script(void)
-{
-    const char *s = getenv("VFU_NVME_SCRIPT");
-
-    return s != NULL && s[0] != '\0' ? s : NVME_SCRIPT;
-}
 
 #define HOST_MEM (24u << 20)
 #define MAX_XFER (4u << 20)
@@ -132,7 +124,7 @@ assert_alive(void)
 static int
 group_setup(void **state)
 {
-    char *argv[] = { VFU_LUA, (char *)nvme_script(), t.sock, NULL };
+    char *argv[] = { VFU_LUA, (char *)nvme_device_script(NVME_SCRIPT), t.sock, NULL };
 
     snprintf(t.dir, sizeof(t.dir), "/tmp/vfu-nvme-XXXXXX");
     if (mkdtemp(t.dir) == NULL) {
@@ -926,9 +918,9 @@ main(void)
     };
     struct stat st;
 
-    if (VFU_LUA[0] == '\0' || stat(VFU_LUA, &st) < 0 || stat(nvme_script(), &st) < 0) {
+    if (VFU_LUA[0] == '\0' || stat(VFU_LUA, &st) < 0 || stat(nvme_device_script(NVME_SCRIPT), &st) < 0) {
         printf("SKIP: test_nvme_host: no vfu-lua (%s) or no %s\n", VFU_LUA,
-               nvme_script());
+               nvme_device_script(NVME_SCRIPT));
         return 77;
     }
     signal(SIGPIPE, SIG_IGN);
