@@ -310,6 +310,8 @@ loop(struct lvfu_serve *s)
 {
     struct pollfd fds[MAX_TIMERS + 2 + LVFU_SERVE_FDS];
     struct lvfu_timer *ts[MAX_TIMERS];
+    lua_State *rt_of = NULL;
+    struct lvfu_rt *rt = NULL;
 
     while (!s->dev->stop && !s->dev->closed) {
         lua_State *L = s->L;
@@ -317,7 +319,12 @@ loop(struct lvfu_serve *s)
         bool replaced = false;
         int n = 0, vfd[2];
 
-        for (struct lvfu_timer *t = lvfu_rt(L)->timers; t && n < MAX_TIMERS;
+        if (rt_of != L) {
+            /* a registry lookup: once per state, not per message */
+            rt = lvfu_rt(L);
+            rt_of = L;
+        }
+        for (struct lvfu_timer *t = rt->timers; t && n < MAX_TIMERS;
              t = t->next) {
             ts[n] = t;
             fds[n].fd = t->fd;

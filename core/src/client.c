@@ -300,7 +300,7 @@ defer_request(vfu_client_t *c, const struct vfu_msg *m)
     d->size = m->in_size;
     memcpy(d->payload, m->in, m->in_size);
     pthread_mutex_lock(&c->defer_lock);
-    *c->deferred_tail = d;
+    __atomic_store_n(c->deferred_tail, d, __ATOMIC_RELEASE);
     c->deferred_tail = &d->next;
     pthread_mutex_unlock(&c->defer_lock);
     return 0;
@@ -311,8 +311,13 @@ defer_request(vfu_client_t *c, const struct vfu_msg *m)
 static void
 serve_deferred(vfu_client_t *c)
 {
-    int saved = errno;
+    int saved;
 
+    /* The usual case, nothing kept: no lock taken. */
+    if (__atomic_load_n(&c->deferred, __ATOMIC_ACQUIRE) == NULL) {
+        return;
+    }
+    saved = errno;
     for (;;) {
         struct deferred *d;
         struct vfu_msg m;
