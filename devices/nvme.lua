@@ -228,6 +228,11 @@ local function prp_list(addr, n)
   end
 end
 
+-- The status of a failed copy between the namespace and the PRPs.
+local function dma_status(e)
+  return e == EINVAL and PRP_OFFSET or e == vfu.errno.EBUSY and BUSY or DATA_XFER
+end
+
 -- Move len bytes between buf at off and the PRPs; a status.
 local function xfer(buf, off, len, p1, p2, to_host)
   local copy = to_host and to_dma or from_dma
@@ -244,7 +249,7 @@ local function xfer(buf, off, len, p1, p2, to_host)
     ok, _, e = copy(buf, dev, off, len, PG, p1, list)
   end
   if ok then return OK end
-  return e == EINVAL and PRP_OFFSET or e == vfu.errno.EBUSY and BUSY or DATA_XFER
+  return dma_status(e)
 end
 
 -- --- I/O commands -------------------------------------------------------------
@@ -254,26 +259,33 @@ local function mark_dirty(off, len)
   for c = off // CHUNK, (off + len - 1) // CHUNK do d[c] = true end
 end
 
--- Read and Write: the hot path, so the one-page case skips xfer().
-local function io_read(nsid, p1, p2, c10, c11, c12)
+-- The blocks a Read, Write or Write Zeroes names: nil, slba, nlb; or a
+-- status.
+local function blocks(nsid, c10, c11, c12)
   if nsid ~= 1 then return INVALID_NS end
   local slba, nlb = c11 << 32 | c10, (c12 & 0xffff) + 1
   if slba < 0 or slba > NLB - nlb then return LBA_RANGE end
+  return nil, slba, nlb
+end
+
+-- Read and Write: the hot path, so the one-page case skips xfer().
+local function io_read(nsid, p1, p2, c10, c11, c12)
+  local st, slba, nlb = blocks(nsid, c10, c11, c12)
+  if st then return st end
   local len = nlb << BLK_SHIFT
   if len > MAX_XFER then return INVALID_FIELD end
   stats.rd_cmds, stats.rd_blocks = stats.rd_cmds + 1, stats.rd_blocks + nlb
   if p1 & 3 == 0 and len <= PG - (p1 & PGMASK) then
     local ok, _, e = to_dma(store, dev, slba << BLK_SHIFT, len, PG, p1)
     if ok then return OK, 0, len end
-    return e == EINVAL and PRP_OFFSET or e == vfu.errno.EBUSY and BUSY or DATA_XFER
+    return dma_status(e)
   end
   return xfer(store, slba << BLK_SHIFT, len, p1, p2, true), 0, len
 end
 
 local function io_write(nsid, p1, p2, c10, c11, c12)
-  if nsid ~= 1 then return INVALID_NS end
-  local slba, nlb = c11 << 32 | c10, (c12 & 0xffff) + 1
-  if slba < 0 or slba > NLB - nlb then return LBA_RANGE end
+  local st, slba, nlb = blocks(nsid, c10, c11, c12)
+  if st then return st end
   local len = nlb << BLK_SHIFT
   if len > MAX_XFER then return INVALID_FIELD end
   stats.wr_cmds, stats.wr_blocks = stats.wr_cmds + 1, stats.wr_blocks + nlb
@@ -290,9 +302,8 @@ local io_ops = {
     return OK
   end,
   [0x08] = function(nsid, _, _, c10, c11, c12)             -- Write Zeroes
-    if nsid ~= 1 then return INVALID_NS end
-    local slba, nlb = c11 << 32 | c10, (c12 & 0xffff) + 1
-    if slba < 0 or slba > NLB - nlb then return LBA_RANGE end
+    local st, slba, nlb = blocks(nsid, c10, c11, c12)
+    if st then return st end
     if mig then mark_dirty(slba << BLK_SHIFT, nlb << BLK_SHIFT) end
     store:fill(slba << BLK_SHIFT, nlb << BLK_SHIFT)
     return OK, 0, nlb << BLK_SHIFT
