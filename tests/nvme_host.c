@@ -949,3 +949,19 @@ nvme_device_script(const char *built_in)
 
     return s != NULL && s[0] != '\0' ? s : built_in;
 }
+
+void
+nvme_device_print_log(const char *path)
+{
+    char line[512];
+    FILE *f = fopen(path, "r");
+
+    if (f == NULL) {
+        return;
+    }
+    fprintf(stderr, "--- device log\n");
+    while (fgets(line, sizeof(line), f) != NULL) {
+        fputs(line, stderr);
+    }
+    fclose(f);
+}

@@ -339,6 +339,11 @@ pid_t
 nvme_device_spawn(char *const argv[], const char *sock, const char *log,
                   bool pin);
 
+/* nvme_device_print_log() - copy the device's log at @path to stderr,
+ * under a "--- device log" line (nothing if it can't be read). */
+void
+nvme_device_print_log(const char *path);
+
 /* nvme_device_script() - $VFU_NVME_SCRIPT if set, else @built_in (the
  * build's devices/nvme.lua). */
 const char *

@@ -205,22 +205,6 @@ io_block(void *arg, int iters)
 
 static char sock_path[64], log_path[64];
 
-static void
-print_log(void)
-{
-    char line[512];
-    FILE *f = fopen(log_path, "r");
-
-    if (f == NULL) {
-        return;
-    }
-    fprintf(stderr, "--- device log\n");
-    while (fgets(line, sizeof(line), f) != NULL) {
-        fputs(line, stderr);
-    }
-    fclose(f);
-}
-
 /* Starts the device (under a wrapper such as valgrind if wrap is not NULL). */
 static pid_t
 start_device(char *const *wrap, int nwrap, bool pin)
@@ -238,7 +222,7 @@ start_device(char *const *wrap, int nwrap, bool pin)
     argv[n] = NULL;
     pid = nvme_device_spawn(argv, sock_path, log_path, pin);
     if (pid < 0) {
-        print_log();
+        nvme_device_print_log(log_path);
         die("starting the device");
     }
     return pid;
@@ -249,17 +233,17 @@ host_up(struct bench_nvme *b, unsigned flags)
 {
     b->h = nvme_host_open(sock_path, HOST_MEM, IO_SIZE, flags);
     if (b->h == NULL) {
-        print_log();
+        nvme_device_print_log(log_path);
         die("connecting to the device");
     }
     b->h->timeout_ms = REAP_TIMEOUT_MS;
     if (nvme_host_enable(b->h, 32) < 0) {
-        print_log();
+        nvme_device_print_log(log_path);
         die("enabling the controller");
     }
     b->q = nvme_host_create_ioq(b->h, 1, IOQ_SIZE);
     if (b->q == NULL) {
-        print_log();
+        nvme_device_print_log(log_path);
         die("creating the I/O queues");
     }
     for (int i = 0; i < QD_MAX; i++) {

@@ -78,22 +78,6 @@ fill_random(uint8_t *p, size_t len)
     }
 }
 
-static void
-dump_log(void)
-{
-    char line[512];
-    FILE *f = fopen(t.log, "r");
-
-    if (f == NULL) {
-        return;
-    }
-    fprintf(stderr, "--- device log\n");
-    while (fgets(line, sizeof(line), f) != NULL) {
-        fputs(line, stderr);
-    }
-    fclose(f);
-}
-
 /* Fails the test at the first byte that differs. */
 static void
 assert_same(const uint8_t *got, const uint8_t *want, size_t len, const char *what)
@@ -113,7 +97,7 @@ assert_alive(void)
 
     if (waitpid(t.pid, &st, WNOHANG) == t.pid) {
         t.pid = -1;
-        dump_log();
+        nvme_device_print_log(t.log);
         fail_msg("the device died (%s %d)", WIFSIGNALED(st) ? "signal" : "exit",
                  WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
     }
@@ -134,7 +118,7 @@ group_setup(void **state)
     snprintf(t.log, sizeof(t.log), "%s/nvme.log", t.dir);
     t.pid = nvme_device_spawn(argv, t.sock, t.log, false);
     if (t.pid < 0) {
-        dump_log();
+        nvme_device_print_log(t.log);
         return -1;
     }
     t.rng = 0x2545f4914f6cdd1dull ^ (uint64_t)getpid();
@@ -149,7 +133,7 @@ group_teardown(void **state)
         int st = nvme_device_stop(t.pid);
 
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            dump_log();
+            nvme_device_print_log(t.log);
             fprintf(stderr, "the device did not stop cleanly (status 0x%x)\n", st);
             return -1;
         }
@@ -175,12 +159,12 @@ host_up_flags(unsigned flags)
     }
     t.h->timeout_ms = TIMEOUT_MS;
     if (nvme_host_enable(t.h, 32) < 0) {
-        dump_log();
+        nvme_device_print_log(t.log);
         fail_msg("enable: %s", strerror(errno));
     }
     t.q = nvme_host_create_ioq(t.h, 1, 64);
     if (t.q == NULL) {
-        dump_log();
+        nvme_device_print_log(t.log);
         fail_msg("create I/O queues: %s", strerror(errno));
     }
 }
