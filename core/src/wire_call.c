@@ -84,7 +84,6 @@ deliver(struct vfu_conn *c, const struct vfio_user_header *h,
         const void *payload, size_t size)
 {
     struct vfu_call *k;
-
     bool late = false;
 
     pthread_mutex_lock(&c->call_lock);
@@ -233,13 +232,14 @@ take_direct(struct vfu_conn *c, struct vfu_call *mine, size_t p)
     return 1;
 }
 
-/* Does the message at rx offset p ask for a reply? */
+/* Does the message at rx offset p ask for a reply? *size: its size. */
 static bool
-wants_reply(const struct vfu_conn *c, size_t p)
+wants_reply(const struct vfu_conn *c, size_t p, size_t *size)
 {
     struct vfio_user_header h;
 
     memcpy(&h, c->rx + p, VFU_HDR_SIZE);
+    *size = h.msg_size < VFU_HDR_SIZE ? VFU_HDR_SIZE : h.msg_size;
     return (h.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_COMMAND &&
            !(h.flags & VFIO_USER_F_NO_REPLY);
 }
@@ -260,7 +260,7 @@ wants_reply(const struct vfu_conn *c, size_t p)
 static bool
 peer_awaits_reply(const struct vfu_conn *c, size_t stop)
 {
-    size_t p = c->rx_head;
+    size_t p = c->rx_head, size;
 
     /* The loop's thread, inside vfu_run_ctx() or not (a timer of the
      * program's own loop): nobody else answers while it waits. */
@@ -269,17 +269,13 @@ peer_awaits_reply(const struct vfu_conn *c, size_t stop)
                        pthread_self())) {
         return false;
     }
-    if (c->pinned != SIZE_MAX && wants_reply(c, c->pinned)) {
+    if (c->pinned != SIZE_MAX && wants_reply(c, c->pinned, &size)) {
         return true;
     }
-    while (p + VFU_HDR_SIZE <= stop) {
-        struct vfio_user_header h;
-
-        if (wants_reply(c, p)) {
+    for (; p + VFU_HDR_SIZE <= stop; p += size) {
+        if (wants_reply(c, p, &size)) {
             return true;
         }
-        memcpy(&h, c->rx + p, VFU_HDR_SIZE);
-        p += h.msg_size < VFU_HDR_SIZE ? VFU_HDR_SIZE : h.msg_size;
     }
     return false;
 }
