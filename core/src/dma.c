@@ -241,7 +241,6 @@ vfu_handle_dma_unmap(vfu_ctx_t *ctx, struct vfu_msg *msg)
 void
 vfu_dma_report_guard(vfu_ctx_t *ctx)
 {
-    int saved = errno;          /* called between a request and its errno */
     unsigned long hits;
 
     if (ctx->dma == NULL) {
@@ -249,11 +248,13 @@ vfu_dma_report_guard(vfu_ctx_t *ctx)
     }
     hits = dma_guard_hits(ctx->dma, &ctx->dma_guard_seen);
     if (hits > 0) {
+        int saved = errno;      /* called between a request and its errno */
+
         vfu_log(ctx, LOG_ERR, "DMA: the client shrank a file under its DMA "
                 "maps; %lu page(s) of it now read as zeros, and what the "
                 "device writes there is lost", hits);
+        errno = saved;
     }
-    errno = saved;
 }
 
 void
