@@ -34,6 +34,10 @@ local MDTS = 6                  -- 2^6 pages (256 KiB) per command
 local MAX_XFER = PG << MDTS
 local AERL = 3                  -- 4 asynchronous event requests held at most
 local BATCH_BYTES = 32 << 20    -- moved per doorbell before yielding to a timer
+-- ... or run for this long (ms, looked at every 4 commands): a tenth of
+-- vfu-lua's default budget, so that a batch whose DMA goes by slow
+-- messages (guest RAM not shared, a busy host) never runs out of it
+local BATCH_MS = 10
 local CHUNK = 1 << 20           -- migration unit of a memory namespace
 local EINVAL = 22
 
@@ -561,8 +565,9 @@ local function run_sq(sq)
   end
   local ops = sq.id == 0 and admin_ops or io_ops
   local head, tail, size, sqid = sq.head, sq.tail, sq.size, sq.id
-  local moved, posted = 0, false
+  local moved, posted, ran = 0, false, 0
   local ct, csize = cq.tail, cq.size
+  local t0 = vfu.now()
   while head ~= tail do
     ct = ct + 1
     if ct == csize then ct = 0 end
@@ -570,7 +575,8 @@ local function run_sq(sq)
       cq.stalled = true
       break
     end
-    if moved > BATCH_BYTES then
+    ran = ran + 1
+    if moved > BATCH_BYTES or (ran & 3 == 0 and vfu.now() - t0 >= BATCH_MS) then
       later[sqid] = sq
       run_later()
       break
@@ -619,7 +625,8 @@ local function run_sq(sq)
   if posted then notify(cq) end
 end
 
--- Commands left for later: a batch that moved enough data, doorbells
+-- Commands left for later: a batch that moved enough data or ran long
+-- enough, doorbells
 -- while a migration stops the device, queues that arrived with one.
 local timer
 run_later = function()

@@ -482,7 +482,14 @@ wait_irq(struct nvme_host *h, struct nvme_queue *q, int timeout_ms)
         }
     }
     if (p[1].revents != 0) {
-        int served = vfu_client_poll(h->c, 0);
+        int served;
+
+        if (h->dma_delay_ms != 0) {
+            struct timespec d = { h->dma_delay_ms / 1000,
+                                  (long)(h->dma_delay_ms % 1000) * 1000000L };
+            nanosleep(&d, NULL);
+        }
+        served = vfu_client_poll(h->c, 0);
 
         if (served < 0) {
             return -1;

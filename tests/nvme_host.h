@@ -167,6 +167,8 @@ struct nvme_host {
     uint64_t cap;
     uint32_t dstrd;         /* doorbell stride in bytes */
     uint32_t timeout_ms;    /* CAP.TO */
+    uint32_t dma_delay_ms;  /* waited before serving the device's DMA
+                             * requests: a slow or busy host (0: none) */
     uint32_t nr_vectors;
     bool intx;              /* INTx (efds[0] for every queue), not MSI-X */
     int efds[NVME_HOST_MAX_IOQ + 1];
